@@ -1,0 +1,35 @@
+"""The Redis caching layer: sessions, messages, presence and conversations.
+
+A library with no gateway imports; see the README's "Cache API" for examples.
+"""
+
+from caches.conversation import ConversationCache
+from caches.errors import CacheError
+from caches.message import MessageCache
+from caches.models import (
+    CachedConversation,
+    CachedMessage,
+    PresenceStatus,
+    PresenceTransition,
+    SessionData,
+)
+from caches.presence import PresenceCache, PresenceUpdate
+from caches.redis import ClientOptions, EmbeddedRedis, connect
+from caches.session import SessionCache
+
+__all__ = [
+    "CacheError",
+    "CachedConversation",
+    "CachedMessage",
+    "ClientOptions",
+    "ConversationCache",
+    "EmbeddedRedis",
+    "MessageCache",
+    "PresenceCache",
+    "PresenceStatus",
+    "PresenceTransition",
+    "PresenceUpdate",
+    "SessionCache",
+    "SessionData",
+    "connect",
+]

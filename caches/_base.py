@@ -1,0 +1,77 @@
+"""Shared plumbing of the caches: Lua scripts run by SHA, TTL arguments, pipelines."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+from importlib import resources
+from typing import Any
+
+from redis.asyncio.client import Pipeline
+from redis.asyncio.cluster import ClusterPipeline, RedisCluster
+from redis.exceptions import NoScriptError, ResponseError
+
+from caches.redis import RedisClient
+
+__all__ = ["TTL", "Script", "pipeline", "run_idempotent", "ttl_ms"]
+
+TTL = timedelta | int | float
+"""A TTL: a timedelta, or seconds."""
+
+
+def ttl_ms(ttl: TTL) -> int:
+    """A positive TTL in whole milliseconds; ValueError for zero or negative."""
+    seconds = ttl.total_seconds() if isinstance(ttl, timedelta) else float(ttl)
+    ms = int(round(seconds * 1000))
+    if ms <= 0:
+        raise ValueError(f"ttl must be positive, got {ttl!r}")
+    return ms
+
+
+def pipeline(client: RedisClient, *, transaction: bool = True) -> Pipeline | ClusterPipeline:
+    """A MULTI pipeline; on a cluster, a plain one (its keys may sit in different slots)."""
+    if isinstance(client, RedisCluster):
+        return client.pipeline()
+    return client.pipeline(transaction=transaction)
+
+
+class Script:
+    """A Lua script from `caches/scripts`, run by EVALSHA and loaded again on NOSCRIPT.
+
+    Unlike redis-py's registered scripts in a pipeline, it never adds a SCRIPT EXISTS round trip.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.source = resources.files("caches.scripts").joinpath(f"{name}.lua").read_text()
+        self.sha = hashlib.sha1(self.source.encode()).hexdigest()
+
+    async def __call__(self, client: RedisClient, keys: list[str], args: list[Any]) -> Any:
+        try:
+            return await client.evalsha(self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            await client.script_load(self.source)
+            return await client.evalsha(self.sha, len(keys), *keys, *args)
+
+
+async def run_idempotent(
+    client: RedisClient, calls: list[tuple[Script, list[str], list[Any]]]
+) -> list[Any]:
+    """Run several idempotent script calls in one pipeline (one round trip).
+
+    A NOSCRIPT answer (the server restarted) loads the scripts and runs the whole batch again,
+    which is why every call must be safe to repeat.
+    """
+    for attempt in range(2):
+        pipe = pipeline(client, transaction=False)
+        for script, keys, args in calls:
+            pipe.evalsha(script.sha, len(keys), *keys, *args)
+        results: list[Any] = await pipe.execute(raise_on_error=False)
+        failed = next((r for r in results if isinstance(r, ResponseError)), None)
+        if failed is None:
+            return results
+        if attempt or not isinstance(failed, NoScriptError):
+            raise failed
+        for script in {script.name: script for script, _, _ in calls}.values():
+            await client.script_load(script.source)
+    raise AssertionError("unreachable")

@@ -1,0 +1,180 @@
+"""Every Redis key and pub/sub channel name, in one place.
+
+Names follow the spec's "Cache Keys Format" table character for character, with the placeholder
+replaced by the id and the braces kept: `presence:{<uuid>}`. The braces make the id the Redis
+Cluster hash tag, so all keys of one entity share a slot and a Lua script may touch them together.
+Index keys the spec lacks follow the same style.
+
+Ids are validated here, before any key is built: a malformed id raises `ValueError`.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Final
+
+__all__ = [
+    "BLACKLIST_PREFIX",
+    "PRESENCE_DEADLINES",
+    "PRESENCE_ONLINE",
+    "REVOCATIONS_CHANNEL",
+    "blacklist_token",
+    "conversation_channel",
+    "conversation_message_bodies",
+    "conversation_messages",
+    "instance_channel",
+    "lastseen",
+    "message",
+    "presence",
+    "presence_channel",
+    "presence_conns",
+    "presence_leases",
+    "session",
+    "typing",
+    "typing_index",
+    "unread",
+    "user_channel",
+    "user_conversation_data",
+    "user_conversations",
+    "user_conversations_fence",
+    "user_session",
+    "user_sessions",
+    "valid_id",
+    "valid_uuid",
+]
+
+# Session, token and message ids may be any opaque string of this form: URL-safe, no braces
+# (they would move the hash tag), no separators, bounded length.
+_OPAQUE_ID: Final = re.compile(r"[A-Za-z0-9._~-]{1,128}")
+
+BLACKLIST_PREFIX: Final = "blacklist:token:"
+PRESENCE_ONLINE: Final = "presence:online"
+"""Sorted set: user id -> epoch ms its presence expires (index for online users)."""
+PRESENCE_DEADLINES: Final = "presence:deadlines"
+"""Sorted set: user id -> epoch ms of the user's earliest lease expiry (what the sweep scans)."""
+REVOCATIONS_CHANNEL: Final = "ch:revocations"
+"""Pub/sub: a session deleted or a token blacklisted, so every instance closes its sockets."""
+
+
+def valid_uuid(value: uuid.UUID | str, what: str = "id") -> uuid.UUID:
+    """Return `value` as a UUID, or raise `ValueError` naming `what`."""
+    if isinstance(value, uuid.UUID):
+        return value
+    if isinstance(value, str):
+        try:
+            return uuid.UUID(value)
+        except ValueError:
+            pass
+    raise ValueError(f"{what} must be a UUID, got {value!r}")
+
+
+def valid_id(value: str | uuid.UUID, what: str = "id") -> str:
+    """Return an opaque id (session, token, message) as a string, or raise `ValueError`."""
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, str) and _OPAQUE_ID.fullmatch(value):
+        return value
+    raise ValueError(f"{what} must be 1-128 characters of [A-Za-z0-9._~-], got {value!r}")
+
+
+def _u(value: uuid.UUID | str, what: str) -> str:
+    return str(valid_uuid(value, what))
+
+
+# Sessions
+def session(session_id: str) -> str:
+    return f"session:{{{valid_id(session_id, 'session_id')}}}"
+
+
+def user_session(user_id: uuid.UUID | str, session_id: str) -> str:
+    return f"user_session:{{{_u(user_id, 'user_id')}}}:{{{valid_id(session_id, 'session_id')}}}"
+
+
+def user_sessions(user_id: uuid.UUID | str) -> str:
+    """Set of a user's session ids: the multi-device index (no KEYS/SCAN)."""
+    return f"user_sessions:{{{_u(user_id, 'user_id')}}}"
+
+
+def blacklist_token(token_id: str) -> str:
+    return f"{BLACKLIST_PREFIX}{{{valid_id(token_id, 'token_id')}}}"
+
+
+# Messages
+def message(message_id: str | uuid.UUID) -> str:
+    return f"message:{{{valid_id(message_id, 'message_id')}}}"
+
+
+def conversation_messages(conversation_id: uuid.UUID | str) -> str:
+    """Sorted set: message id -> created_at epoch ms (the spec's conversation list)."""
+    return f"conversation:messages:{{{_u(conversation_id, 'conversation_id')}}}"
+
+
+def conversation_message_bodies(conversation_id: uuid.UUID | str) -> str:
+    """Hash: message id -> message JSON, plus the list's `@loaded`/`@complete` markers."""
+    return f"conversation:messages:bodies:{{{_u(conversation_id, 'conversation_id')}}}"
+
+
+def unread(conversation_id: uuid.UUID | str, user_id: uuid.UUID | str) -> str:
+    return f"unread:{{{_u(conversation_id, 'conversation_id')}}}:{{{_u(user_id, 'user_id')}}}"
+
+
+# Presence and typing
+def presence(user_id: uuid.UUID | str) -> str:
+    return f"presence:{{{_u(user_id, 'user_id')}}}"
+
+
+def lastseen(user_id: uuid.UUID | str) -> str:
+    return f"lastseen:{{{_u(user_id, 'user_id')}}}"
+
+
+def presence_leases(user_id: uuid.UUID | str) -> str:
+    """Sorted set: connection id -> lease expiry epoch ms."""
+    return f"presence:leases:{{{_u(user_id, 'user_id')}}}"
+
+
+def presence_conns(user_id: uuid.UUID | str) -> str:
+    """Hash: connection id -> `a` (active) or `w` (away), plus `@status`, the announced status."""
+    return f"presence:conns:{{{_u(user_id, 'user_id')}}}"
+
+
+def typing(conversation_id: uuid.UUID | str, user_id: uuid.UUID | str) -> str:
+    return f"typing:{{{_u(conversation_id, 'conversation_id')}}}:{{{_u(user_id, 'user_id')}}}"
+
+
+def typing_index(conversation_id: uuid.UUID | str) -> str:
+    """Sorted set: user id -> typing expiry epoch ms, so a read is one round trip."""
+    return f"typing:index:{{{_u(conversation_id, 'conversation_id')}}}"
+
+
+# Conversations
+def user_conversations(user_id: uuid.UUID | str) -> str:
+    """Sorted set: conversation id -> sort score (pinned first, then newest message first)."""
+    return f"conversations:user:{{{_u(user_id, 'user_id')}}}"
+
+
+def user_conversation_data(user_id: uuid.UUID | str) -> str:
+    """Hash: conversation id -> conversation JSON, plus `@loaded`/`@complete` markers."""
+    return f"conversations:user:data:{{{_u(user_id, 'user_id')}}}"
+
+
+def user_conversations_fence(user_id: uuid.UUID | str) -> str:
+    """Set briefly by every write, so a load read from the store before it cannot land after it."""
+    return f"conversations:user:fence:{{{_u(user_id, 'user_id')}}}"
+
+
+# Pub/sub channels
+def conversation_channel(conversation_id: uuid.UUID | str) -> str:
+    return f"ch:conversation:{{{_u(conversation_id, 'conversation_id')}}}"
+
+
+def user_channel(user_id: uuid.UUID | str) -> str:
+    return f"ch:user:{{{_u(user_id, 'user_id')}}}"
+
+
+def presence_channel(user_id: uuid.UUID | str) -> str:
+    return f"ch:presence:{{{_u(user_id, 'user_id')}}}"
+
+
+def instance_channel(instance_id: str) -> str:
+    return f"ch:instance:{{{valid_id(instance_id, 'instance_id')}}}"

@@ -1,0 +1,181 @@
+"""Message cache: single messages, each conversation's newest messages, unread counters."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from caches import keys
+from caches._base import TTL, Script, pipeline, run_idempotent, ttl_ms
+from caches.models import MESSAGE_STATUS_RANK, CachedMessage, decode, encode, to_ms
+from caches.redis import RedisClient
+
+__all__ = ["DEFAULT_MESSAGE_TTL", "MESSAGES_PER_CONVERSATION", "MessageCache"]
+
+DEFAULT_MESSAGE_TTL = timedelta(minutes=15)
+MESSAGES_PER_CONVERSATION = 100
+
+_MERGE = Script("messages_merge")
+_READ = Script("list_read")
+_STATUS = Script("message_status")
+
+
+def _status_rank(status: str) -> int:
+    try:
+        return MESSAGE_STATUS_RANK[status]
+    except KeyError:
+        raise ValueError(
+            f"status must be one of {', '.join(MESSAGE_STATUS_RANK)}, got {status!r}"
+        ) from None
+
+
+def _merge_args(messages: list[CachedMessage]) -> list[Any]:
+    args: list[Any] = []
+    for msg in messages:
+        keys.valid_id(msg.id, "message_id")
+        args += [msg.id, to_ms(msg.created_at), _status_rank(msg.status), encode(msg)]
+    return args
+
+
+class MessageCache:
+    """The spec's MessageCache.
+
+    A conversation's list is ordered by `created_at` and holds the newest `cap` messages. It is
+    cache-aside safe: a read returns None (a miss) unless the list was loaded from the store with
+    `set_conversation_messages` and can answer the whole request; an add to a list that was never
+    loaded is kept for a concurrent load to merge with, but never served on its own.
+    """
+
+    def __init__(
+        self,
+        client: RedisClient,
+        *,
+        cap: int = MESSAGES_PER_CONVERSATION,
+        list_ttl: TTL = DEFAULT_MESSAGE_TTL,
+    ) -> None:
+        self._redis = client
+        self._cap = cap
+        self._list_ttl_ms = ttl_ms(list_ttl)
+
+    async def set_message(self, msg: CachedMessage, ttl: TTL = DEFAULT_MESSAGE_TTL) -> None:
+        _status_rank(msg.status)
+        await self._redis.set(keys.message(msg.id), encode(msg), px=ttl_ms(ttl))
+
+    async def get_message(self, message_id: str) -> CachedMessage | None:
+        raw = await self._redis.get(keys.message(message_id))
+        return None if raw is None else decode(CachedMessage, raw)
+
+    async def add_message_to_conversation(
+        self, conversation_id: uuid.UUID, msg: CachedMessage
+    ) -> None:
+        """Add a just-sent message to its conversation's list (one atomic step with the cap)."""
+        if keys.valid_uuid(conversation_id) != msg.conversation_id:
+            raise ValueError("msg.conversation_id differs from conversation_id")
+        await self._merge(conversation_id, "add", [msg], complete=False, ms=self._list_ttl_ms)
+
+    async def set_conversation_messages(
+        self,
+        conversation_id: uuid.UUID,
+        messages: list[CachedMessage],
+        ttl: TTL = DEFAULT_MESSAGE_TTL,
+        *,
+        complete: bool = False,
+    ) -> None:
+        """Load the list from the store (cache-aside), merging with what is already cached.
+
+        Args:
+            messages: the newest messages of the conversation, in any order.
+            complete: True when `messages` is the whole conversation (the store returned fewer
+                than asked); reads for more than are held then hit instead of missing.
+        """
+        await self._merge(conversation_id, "load", messages, complete=complete, ms=ttl_ms(ttl))
+
+    async def _merge(
+        self,
+        conversation_id: uuid.UUID,
+        mode: str,
+        messages: list[CachedMessage],
+        *,
+        complete: bool,
+        ms: int,
+    ) -> None:
+        for msg in messages:
+            if msg.conversation_id != conversation_id:
+                raise ValueError(f"message {msg.id} belongs to another conversation")
+        await _MERGE(
+            self._redis,
+            [
+                keys.conversation_messages(conversation_id),
+                keys.conversation_message_bodies(conversation_id),
+            ],
+            [mode, self._cap, ms, "1" if complete else "0", *_merge_args(messages)],
+        )
+
+    async def get_conversation_messages(
+        self, conversation_id: uuid.UUID, limit: int = 50
+    ) -> list[CachedMessage] | None:
+        """The newest `limit` messages, oldest first; None on a miss (load from the store)."""
+        if limit <= 0:
+            raise ValueError(f"limit must be positive, got {limit}")
+        raws = await _READ(
+            self._redis,
+            [
+                keys.conversation_messages(conversation_id),
+                keys.conversation_message_bodies(conversation_id),
+            ],
+            [limit, "asc"],
+        )
+        if raws is None or any(raw is None for raw in raws):
+            return None
+        return [decode(CachedMessage, raw) for raw in raws]
+
+    async def update_message_status(
+        self, message_id: str, status: str, *, conversation_id: uuid.UUID | None = None
+    ) -> bool:
+        """Move a message's status forward (sent -> delivered -> read), never back.
+
+        Visible through both `get_message` and `get_conversation_messages`. Passing the
+        `conversation_id` saves a read: one round trip instead of two. Returns True when any
+        cached copy changed.
+        """
+        rank = _status_rank(status)
+        if conversation_id is None:
+            cached = await self.get_message(message_id)
+            conversation_id = cached.conversation_id if cached else None
+        calls = [(_STATUS, [keys.message(message_id)], ["", status, rank])]
+        if conversation_id is not None:
+            bodies = keys.conversation_message_bodies(conversation_id)
+            calls.append((_STATUS, [bodies], [keys.valid_id(message_id), status, rank]))
+        results = await run_idempotent(self._redis, calls)
+        return any(results)
+
+    async def increment_unread_count(self, conversation_id: uuid.UUID, user_id: uuid.UUID) -> int:
+        return int(await self._redis.incr(keys.unread(conversation_id, user_id)))
+
+    async def get_unread_count(self, conversation_id: uuid.UUID, user_id: uuid.UUID) -> int:
+        raw = await self._redis.get(keys.unread(conversation_id, user_id))
+        return int(raw) if raw else 0
+
+    async def reset_unread_count(self, conversation_id: uuid.UUID, user_id: uuid.UUID) -> None:
+        await self._redis.delete(keys.unread(conversation_id, user_id))
+
+    async def delete_message(
+        self, message_id: str, *, conversation_id: uuid.UUID | None = None
+    ) -> None:
+        """Drop a message from the cache, and from its conversation's list when that is known."""
+        if conversation_id is None:
+            cached = await self.get_message(message_id)
+            conversation_id = cached.conversation_id if cached else None
+        pipe = pipeline(self._redis, transaction=False)
+        pipe.delete(keys.message(message_id))
+        if conversation_id is not None:
+            pipe.zrem(keys.conversation_messages(conversation_id), message_id)
+            pipe.hdel(keys.conversation_message_bodies(conversation_id), message_id)
+        await pipe.execute()
+
+    async def delete_conversation_messages(self, conversation_id: uuid.UUID) -> None:
+        await self._redis.delete(
+            keys.conversation_messages(conversation_id),
+            keys.conversation_message_bodies(conversation_id),
+        )

@@ -1,0 +1,185 @@
+"""Cached values and their JSON codec (orjson; RFC 3339 UTC timestamps, UUIDs as strings)."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import orjson
+
+__all__ = [
+    "MESSAGE_STATUS_RANK",
+    "CachedConversation",
+    "CachedMessage",
+    "PresenceStatus",
+    "PresenceTransition",
+    "SessionData",
+    "decode",
+    "encode",
+    "from_ms",
+    "parse_time",
+    "to_iso",
+    "to_ms",
+    "utcnow",
+]
+
+_JSON_OPTS = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC
+
+
+class PresenceStatus(enum.StrEnum):
+    ONLINE = "online"
+    AWAY = "away"
+    OFFLINE = "offline"
+
+
+class PresenceTransition(enum.StrEnum):
+    """What a presence call changed; the gateway announces every value but NONE exactly once."""
+
+    NONE = "none"
+    WENT_ONLINE = "online"
+    WENT_AWAY = "away"
+    WENT_OFFLINE = "offline"
+
+    @property
+    def status(self) -> PresenceStatus | None:
+        """The status the user moved to, or None for NONE."""
+        return None if self is PresenceTransition.NONE else PresenceStatus(self.value)
+
+
+# Receipts only move forward: a late "delivered" never overwrites "read".
+MESSAGE_STATUS_RANK: dict[str, int] = {"sending": 0, "sent": 1, "delivered": 2, "read": 3}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def to_ms(moment: datetime) -> int:
+    """Epoch milliseconds (sorted-set scores); naive datetimes are taken as UTC."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def to_iso(moment: datetime) -> str:
+    """RFC 3339 UTC text, as the JSON values carry it."""
+    return orjson.dumps(moment, option=_JSON_OPTS).decode()[1:-1]
+
+
+def from_ms(ms: int | float) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def parse_time(value: Any) -> datetime:
+    """An RFC 3339 string (or datetime) as an aware UTC datetime; ValueError otherwise."""
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, str):
+        moment = datetime.fromisoformat(value)
+    else:
+        raise ValueError(f"expected an RFC 3339 timestamp, got {value!r}")
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _uuid(value: Any) -> uuid.UUID:
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+
+
+def _opt_time(value: Any) -> datetime | None:
+    return None if value is None or value == "" else parse_time(value)
+
+
+@dataclass(slots=True)
+class SessionData:
+    user_id: uuid.UUID
+    wallet_address: str = ""
+    username: str = ""
+    display_name: str = ""
+    created_at: datetime = dataclasses.field(default_factory=utcnow)
+    last_activity: datetime = dataclasses.field(default_factory=utcnow)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> SessionData:
+        return cls(
+            user_id=_uuid(raw["user_id"]),
+            wallet_address=str(raw.get("wallet_address", "")),
+            username=str(raw.get("username", "")),
+            display_name=str(raw.get("display_name", "")),
+            created_at=parse_time(raw["created_at"]),
+            last_activity=parse_time(raw["last_activity"]),
+        )
+
+
+@dataclass(slots=True)
+class CachedMessage:
+    id: str
+    conversation_id: uuid.UUID
+    sender_id: uuid.UUID
+    content: str
+    content_type: str = "text"
+    status: str = "sent"
+    created_at: datetime = dataclasses.field(default_factory=utcnow)
+    seq: int | None = None
+    client_msg_id: str | None = None
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> CachedMessage:
+        seq = raw.get("seq")
+        return cls(
+            id=str(raw["id"]),
+            conversation_id=_uuid(raw["conversation_id"]),
+            sender_id=_uuid(raw["sender_id"]),
+            content=str(raw["content"]),
+            content_type=str(raw.get("content_type", "text")),
+            status=str(raw.get("status", "sent")),
+            created_at=parse_time(raw["created_at"]),
+            seq=int(seq) if seq is not None else None,
+            client_msg_id=raw.get("client_msg_id"),
+        )
+
+
+@dataclass(slots=True)
+class CachedConversation:
+    id: uuid.UUID
+    type: str = "direct"
+    name: str = ""
+    last_message_id: str | None = None
+    last_message_text: str = ""
+    last_message_at: datetime | None = None
+    unread_count: int = 0
+    is_pinned: bool = False
+    is_muted: bool = False
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> CachedConversation:
+        return cls(
+            id=_uuid(raw["id"]),
+            type=str(raw.get("type", "direct")),
+            name=str(raw.get("name", "")),
+            last_message_id=raw.get("last_message_id"),
+            last_message_text=str(raw.get("last_message_text", "")),
+            last_message_at=_opt_time(raw.get("last_message_at")),
+            unread_count=int(raw.get("unread_count", 0)),
+            is_pinned=bool(raw.get("is_pinned", False)),
+            is_muted=bool(raw.get("is_muted", False)),
+        )
+
+
+_Model = TypeVar("_Model", SessionData, CachedMessage, CachedConversation)
+
+
+def encode(value: Any) -> str:
+    """JSON text of a model (or any orjson-serialisable value)."""
+    return orjson.dumps(value, option=_JSON_OPTS).decode()
+
+
+def decode(model: type[_Model], raw: str | bytes) -> _Model:
+    """Parse a cached JSON value into `model`; ValueError on a corrupt value."""
+    try:
+        return model.from_dict(orjson.loads(raw))
+    except (KeyError, TypeError, orjson.JSONDecodeError) as exc:
+        raise ValueError(f"corrupt cached {model.__name__}: {exc}") from exc

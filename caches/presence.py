@@ -1,0 +1,307 @@
+"""Presence cache: the spec's single-key API, typing indicators, and connection-aware presence.
+
+The connection-aware layer is what a gateway uses: every connection holds a lease, a user is
+online while any lease is live on any instance, away when every live connection reports away,
+and offline once the last lease is gone. Each call runs one Lua script (one round trip) and
+returns the transition it caused, so the caller announces every change exactly once.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from redis.asyncio.cluster import RedisCluster
+
+from caches import keys
+from caches._base import TTL, Script, pipeline, run_idempotent, ttl_ms
+from caches.models import PresenceStatus, PresenceTransition, from_ms, parse_time, to_iso
+from caches.redis import RedisClient
+
+__all__ = [
+    "DEFAULT_GRACE",
+    "DEFAULT_LEASE_TTL",
+    "DEFAULT_PRESENCE_TTL",
+    "DEFAULT_TYPING_TTL",
+    "PresenceCache",
+    "PresenceUpdate",
+]
+
+DEFAULT_PRESENCE_TTL = timedelta(minutes=5)
+DEFAULT_TYPING_TTL = timedelta(seconds=10)
+DEFAULT_LEASE_TTL = timedelta(seconds=60)
+DEFAULT_GRACE = timedelta(seconds=5)
+# How long a user's lease bookkeeping outlives its last lease, so a sweep that runs late still
+# sees who was online and announces the offline transition.
+_RETENTION_MS = 3_600_000
+
+_UPDATE = Script("presence_update")
+_TYPING_START = Script("typing_start")
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceUpdate:
+    """What one connection-aware call did to a user's presence."""
+
+    user_id: uuid.UUID
+    transition: PresenceTransition
+    status: PresenceStatus
+    next_check: datetime | None
+    """When the user's earliest lease expires (None once offline)."""
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class PresenceCache:
+    """The spec's PresenceCache, plus connection leases (`connect` ... `sweep`)."""
+
+    def __init__(self, client: RedisClient) -> None:
+        self._redis = client
+
+    # The spec's single-key API
+
+    async def set_online(self, user_id: uuid.UUID, ttl: TTL = DEFAULT_PRESENCE_TTL) -> None:
+        ms = ttl_ms(ttl)
+        pipe = pipeline(self._redis)
+        pipe.set(keys.presence(user_id), PresenceStatus.ONLINE.value, px=ms)
+        pipe.zadd(keys.PRESENCE_ONLINE, {str(user_id): _now_ms() + ms})
+        await pipe.execute()
+
+    async def extend_online(self, user_id: uuid.UUID, ttl: TTL = DEFAULT_PRESENCE_TTL) -> bool:
+        """Heartbeat: push the expiry to now + ttl; False when the user was not online."""
+        ms = ttl_ms(ttl)
+        pipe = pipeline(self._redis)
+        pipe.pexpire(keys.presence(user_id), ms)
+        pipe.zadd(keys.PRESENCE_ONLINE, {str(user_id): _now_ms() + ms}, xx=True)
+        extended, _ = await pipe.execute()
+        if not extended:
+            await self._redis.zrem(keys.PRESENCE_ONLINE, str(user_id))
+        return bool(extended)
+
+    async def is_online(self, user_id: uuid.UUID) -> bool:
+        """True while the user is connected (status online or away)."""
+        return bool(await self._redis.exists(keys.presence(user_id)))
+
+    async def get_status(self, user_id: uuid.UUID) -> PresenceStatus:
+        raw = await self._redis.get(keys.presence(user_id))
+        return PresenceStatus(str(raw)) if raw else PresenceStatus.OFFLINE
+
+    async def set_offline(self, user_id: uuid.UUID) -> None:
+        """Force a user offline now (every lease dropped) and record last seen."""
+        user = str(keys.valid_uuid(user_id, "user_id"))
+        pipe = pipeline(self._redis)
+        pipe.delete(
+            keys.presence(user_id), keys.presence_leases(user_id), keys.presence_conns(user_id)
+        )
+        pipe.set(keys.lastseen(user_id), to_iso(from_ms(_now_ms())))
+        pipe.zrem(keys.PRESENCE_ONLINE, user)
+        pipe.zrem(keys.PRESENCE_DEADLINES, user)
+        await pipe.execute()
+
+    async def get_last_seen(self, user_id: uuid.UUID) -> datetime | None:
+        raw = await self._redis.get(keys.lastseen(user_id))
+        return parse_time(raw) if raw else None
+
+    async def get_bulk_status(self, user_ids: list[uuid.UUID]) -> dict[uuid.UUID, PresenceStatus]:
+        """Status of many users in one round trip (MGET)."""
+        ids = [keys.valid_uuid(u, "user_id") for u in user_ids]
+        if not ids:
+            return {}
+        names = [keys.presence(u) for u in ids]
+        if isinstance(self._redis, RedisCluster):
+            raws = await self._redis.mget_nonatomic(names)
+        else:
+            raws = await self._redis.mget(names)
+        return {
+            u: PresenceStatus(raw) if raw else PresenceStatus.OFFLINE
+            for u, raw in zip(ids, raws, strict=True)
+        }
+
+    async def get_online_users(self) -> list[uuid.UUID]:
+        """Users whose presence has not expired, from the index (no key scan)."""
+        members = await self._redis.zrangebyscore(keys.PRESENCE_ONLINE, f"({_now_ms()}", "+inf")
+        return [uuid.UUID(str(m)) for m in members]
+
+    async def get_online_count(self) -> int:
+        return int(await self._redis.zcount(keys.PRESENCE_ONLINE, f"({_now_ms()}", "+inf"))
+
+    # Typing
+
+    async def set_typing(
+        self,
+        conversation_id: uuid.UUID,
+        user_id: uuid.UUID,
+        ttl: TTL = DEFAULT_TYPING_TTL,
+        *,
+        throttle: TTL | None = None,
+    ) -> bool:
+        """Mark the user typing for `ttl`; True when the caller should announce it.
+
+        That is when the user was not typing, or (with `throttle`) when the last announcement is
+        at least `throttle` old; a repeat inside the window only renews the TTL.
+        """
+        user = str(keys.valid_uuid(user_id, "user_id"))
+        window = -1 if throttle is None else ttl_ms(throttle)
+        announce = await _TYPING_START(
+            self._redis,
+            [keys.typing(conversation_id, user_id), keys.typing_index(conversation_id)],
+            [user, _now_ms(), ttl_ms(ttl), window],
+        )
+        return bool(announce)
+
+    async def is_typing(self, conversation_id: uuid.UUID, user_id: uuid.UUID) -> bool:
+        return bool(await self._redis.exists(keys.typing(conversation_id, user_id)))
+
+    async def get_typing_users(self, conversation_id: uuid.UUID) -> list[uuid.UUID]:
+        """Who is typing now (one round trip; an expired typer is never returned)."""
+        members = await self._redis.zrangebyscore(
+            keys.typing_index(conversation_id), f"({_now_ms()}", "+inf"
+        )
+        return [uuid.UUID(str(m)) for m in members]
+
+    async def clear_typing(self, conversation_id: uuid.UUID, user_id: uuid.UUID) -> bool:
+        """Stop typing; True when the user was typing (so a stop is worth announcing)."""
+        user = str(keys.valid_uuid(user_id, "user_id"))
+        pipe = pipeline(self._redis)
+        pipe.delete(keys.typing(conversation_id, user_id))
+        pipe.zrem(keys.typing_index(conversation_id), user)
+        deleted, _ = await pipe.execute()
+        return bool(deleted)
+
+    # Connection-aware presence
+
+    async def connect(
+        self,
+        user_id: uuid.UUID,
+        connection_id: str,
+        lease: TTL = DEFAULT_LEASE_TTL,
+        *,
+        away: bool = False,
+    ) -> PresenceUpdate:
+        """A connection came up: take its lease. WENT_ONLINE when it is the user's first."""
+        return await self._renew(user_id, connection_id, lease, away)
+
+    async def heartbeat(
+        self,
+        user_id: uuid.UUID,
+        connection_id: str,
+        lease: TTL = DEFAULT_LEASE_TTL,
+        *,
+        away: bool = False,
+    ) -> PresenceUpdate:
+        """Renew a connection's lease (re-creating it if Redis lost it)."""
+        return await self._renew(user_id, connection_id, lease, away)
+
+    async def set_away(
+        self,
+        user_id: uuid.UUID,
+        connection_id: str,
+        away: bool,
+        lease: TTL = DEFAULT_LEASE_TTL,
+    ) -> PresenceUpdate:
+        """Client-reported idle (`away=True`) or active; renews the lease too."""
+        return await self._renew(user_id, connection_id, lease, away)
+
+    async def _renew(
+        self, user_id: uuid.UUID, connection_id: str, lease: TTL, away: bool
+    ) -> PresenceUpdate:
+        return await self._step("renew", user_id, connection_id, ttl_ms(lease), 0, away)
+
+    async def disconnect(
+        self, user_id: uuid.UUID, connection_id: str, grace: TTL | None = DEFAULT_GRACE
+    ) -> PresenceUpdate:
+        """A connection closed. The user's last one leaves a grace lease instead of going offline
+        at once, so a reconnect inside the grace causes no offline/online flap; `expire` or
+        `sweep` after the grace announces WENT_OFFLINE. `grace=None` goes offline at once."""
+        grace_ms = 0 if grace is None else ttl_ms(grace)
+        return await self._step("disconnect", user_id, connection_id, 0, grace_ms, False)
+
+    async def expire(self, user_id: uuid.UUID) -> PresenceUpdate:
+        """Re-evaluate one user after leases may have lapsed (e.g. at the end of a grace)."""
+        return await self._step("expire", user_id, "-", 0, 0, False)
+
+    async def sweep(self, limit: int = 1000) -> list[PresenceUpdate]:
+        """Settle users whose earliest lease has expired; returns the transitions it caused.
+
+        Safe on every instance at once: each user's step is atomic, so a transition is returned
+        by exactly one sweeper.
+        """
+        now = _now_ms()
+        due = [
+            str(u)
+            for u in await self._redis.zrangebyscore(
+                keys.PRESENCE_DEADLINES, "-inf", now, start=0, num=limit
+            )
+        ]
+        if not due:
+            return []
+        results = await run_idempotent(
+            self._redis,
+            [
+                (_UPDATE, *self._step_call("expire", uuid.UUID(u), "-", now, 0, 0, False))
+                for u in due
+            ],
+        )
+        updates = [self._update(uuid.UUID(u), raw) for u, raw in zip(due, results, strict=True)]
+        return [u for u in updates if u.transition is not PresenceTransition.NONE]
+
+    async def _step(
+        self,
+        op: str,
+        user_id: uuid.UUID,
+        connection_id: str,
+        lease_ms: int,
+        grace_ms: int,
+        away: bool,
+    ) -> PresenceUpdate:
+        user = keys.valid_uuid(user_id, "user_id")
+        call_keys, args = self._step_call(
+            op, user, connection_id, _now_ms(), lease_ms, grace_ms, away
+        )
+        return self._update(user, await _UPDATE(self._redis, call_keys, args))
+
+    @staticmethod
+    def _step_call(
+        op: str,
+        user: uuid.UUID,
+        connection_id: str,
+        now: int,
+        lease_ms: int,
+        grace_ms: int,
+        away: bool,
+    ) -> tuple[list[str], list[str | int]]:
+        conn = keys.valid_id(connection_id, "connection_id")
+        call_keys = [
+            keys.presence(user),
+            keys.presence_leases(user),
+            keys.presence_conns(user),
+            keys.lastseen(user),
+            keys.PRESENCE_ONLINE,
+            keys.PRESENCE_DEADLINES,
+        ]
+        args: list[str | int] = [
+            op,
+            str(user),
+            conn,
+            now,
+            to_iso(from_ms(now)),
+            lease_ms,
+            grace_ms,
+            "w" if away else "a",
+            _RETENTION_MS,
+        ]
+        return call_keys, args
+
+    @staticmethod
+    def _update(user: uuid.UUID, raw: list[str | int]) -> PresenceUpdate:
+        transition, status, earliest = raw
+        return PresenceUpdate(
+            user_id=user,
+            transition=PresenceTransition(str(transition) or "none"),
+            status=PresenceStatus(str(status)),
+            next_check=from_ms(int(earliest)) if int(earliest) else None,
+        )

@@ -1,0 +1,22 @@
+-- Mark a user typing in a conversation and say whether to announce it.
+-- KEYS[1] typing:{c}:{u}     value: ms of the last announcement, TTL = typing TTL
+-- KEYS[2] typing:index:{c}   zset user -> typing expiry ms
+-- ARGV: user id, now ms, ttl ms, throttle ms (-1: announce only when not typing before)
+-- Returns 1 when the caller should announce (newly typing, or the throttle window passed), else 0.
+local user, now, ttl, throttle = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local last = tonumber(redis.call('GET', KEYS[1]) or '-1')
+local announce = last < 0 or (throttle >= 0 and now - last >= throttle)
+local stamp = last
+if announce then
+  stamp = now
+end
+redis.call('SET', KEYS[1], stamp, 'PX', ttl)
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+redis.call('ZADD', KEYS[2], now + ttl, user)
+if redis.call('PTTL', KEYS[2]) < ttl then
+  redis.call('PEXPIRE', KEYS[2], ttl)
+end
+if announce then
+  return 1
+end
+return 0
