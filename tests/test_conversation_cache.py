@@ -1,0 +1,128 @@
+"""ConversationCache against a real server: order, unread, pin/mute, cache-aside fences."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from caches import CachedConversation, ConversationCache
+from caches.models import utcnow
+from caches.redis import RedisClient
+from tests.conftest import MS, wait_for
+
+T0 = utcnow()
+
+
+def conv(minutes: int, *, pinned: bool = False, unread: int = 0) -> CachedConversation:
+    return CachedConversation(
+        id=uuid.uuid4(),
+        name=f"c{minutes}",
+        last_message_at=T0 + timedelta(minutes=minutes),
+        is_pinned=pinned,
+        unread_count=unread,
+    )
+
+
+def names(convs: list[CachedConversation] | None) -> list[str]:
+    assert convs is not None
+    return [c.name for c in convs]
+
+
+async def test_sorted_pinned_first_then_newest(redis: RedisClient) -> None:
+    cache = ConversationCache(redis)
+    user = uuid.uuid4()
+    convs = [conv(1), conv(5), conv(3, pinned=True), conv(2)]
+    assert await cache.set_user_conversations(user, convs, complete=True)
+    assert names(await cache.get_user_conversations(user, 10)) == ["c3", "c5", "c2", "c1"]
+    assert names(await cache.get_user_conversations(user, 2)) == ["c3", "c5"]
+
+
+async def test_miss_vs_empty_and_partial(redis: RedisClient) -> None:
+    cache = ConversationCache(redis)
+    user = uuid.uuid4()
+    assert await cache.get_user_conversations(user) is None
+    await cache.set_user_conversations(user, [], complete=True)
+    assert await cache.get_user_conversations(user) == []
+    other = uuid.uuid4()
+    await cache.set_user_conversations(other, [conv(1), conv(2)])  # newest 2 of more
+    assert names(await cache.get_user_conversations(other, 2)) == ["c2", "c1"]
+    assert await cache.get_user_conversations(other, 3) is None
+
+
+async def test_update_last_message_resorts(redis: RedisClient) -> None:
+    cache = ConversationCache(redis, load_fence=1 * MS)
+    user = uuid.uuid4()
+    old, new = conv(1), conv(2)
+    await cache.set_user_conversations(user, [old, new], complete=True)
+    await cache.update_last_message(user, old.id, "m9", "hello", T0 + timedelta(minutes=9))
+    got = await cache.get_user_conversations(user)
+    assert got is not None and got[0].id == old.id
+    assert (got[0].last_message_id, got[0].last_message_text) == ("m9", "hello")
+    # An older message arriving late does not move the preview back.
+    await cache.update_last_message(user, old.id, "m0", "stale", T0)
+    got = await cache.get_user_conversations(user)
+    assert got is not None and got[0].last_message_text == "hello"
+
+
+async def test_unread_per_conversation_and_total(redis: RedisClient) -> None:
+    cache = ConversationCache(redis)
+    user = uuid.uuid4()
+    a, b = conv(1, unread=2), conv(2)
+    await cache.set_user_conversations(user, [a, b], complete=True)
+    assert await cache.increment_unread(user, b.id) == 1
+    assert await cache.increment_unread(user, b.id) == 2
+    assert await cache.get_total_unread_count(user) == 4
+    await cache.reset_unread(user, a.id)
+    assert await cache.get_total_unread_count(user) == 2
+    assert await cache.get_total_unread_count(uuid.uuid4()) is None
+
+
+async def test_pin_mute_remove_delete(redis: RedisClient) -> None:
+    cache = ConversationCache(redis)
+    user = uuid.uuid4()
+    a, b, c = conv(1), conv(2), conv(3)
+    await cache.set_user_conversations(user, [a, b, c], complete=True)
+    await cache.set_pinned(user, a.id, True)
+    await cache.set_muted(user, b.id, True)
+    got = await cache.get_user_conversations(user)
+    assert names(got) == ["c1", "c3", "c2"]
+    assert got is not None and got[0].is_pinned and got[2].is_muted
+    await cache.set_pinned(user, a.id, False)
+    assert names(await cache.get_user_conversations(user)) == ["c3", "c2", "c1"]
+    await cache.remove_conversation(user, c.id)
+    assert names(await cache.get_user_conversations(user)) == ["c2", "c1"]
+    await cache.delete_user_conversations(user)
+    assert await cache.get_user_conversations(user) is None
+
+
+async def test_write_to_uncached_list_creates_nothing(redis: RedisClient) -> None:
+    cache = ConversationCache(redis)
+    user, cid = uuid.uuid4(), uuid.uuid4()
+    await cache.update_last_message(user, cid, "m1", "hi", T0)
+    assert await cache.increment_unread(user, cid) is None
+    assert await cache.get_user_conversations(user, 1) is None
+
+
+async def test_update_of_unknown_conversation_drops_the_list(redis: RedisClient) -> None:
+    """A message in a conversation the cached list lacks makes the list incomplete: a miss."""
+    cache = ConversationCache(redis)
+    user = uuid.uuid4()
+    await cache.set_user_conversations(user, [conv(1)], complete=True)
+    await cache.update_last_message(user, uuid.uuid4(), "m1", "hi", T0)
+    assert await cache.get_user_conversations(user) is None
+
+
+async def test_load_after_racing_write_is_refused_until_fence_ends(redis: RedisClient) -> None:
+    """A store read from before a write cannot overwrite it; a later load is accepted."""
+    cache = ConversationCache(redis, load_fence=150 * MS)
+    user = uuid.uuid4()
+    stale = conv(1)
+    await cache.increment_unread(user, stale.id)  # write lands while nothing is cached
+    assert await cache.set_user_conversations(user, [stale], complete=True) is False
+    assert await cache.get_user_conversations(user) is None
+
+    async def accepted() -> bool:
+        return await cache.set_user_conversations(user, [stale], complete=True)
+
+    await wait_for(accepted)
+    assert names(await cache.get_user_conversations(user)) == ["c1"]

@@ -1,0 +1,52 @@
+"""A dead or hung Redis turns into a prompt, typed error: no call hangs."""
+
+from __future__ import annotations
+
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from caches import ClientOptions, PresenceCache, SessionCache, connect
+
+FAST = ClientOptions(socket_timeout=0.2, connect_timeout=0.2, retries=1)
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A port that accepts connections and never answers: a hung server."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        yield listener.getsockname()[1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_refused_connection_is_a_connection_error() -> None:
+    client = connect(f"redis://127.0.0.1:{free_port()}", FAST)
+    started = time.monotonic()
+    with pytest.raises(RedisConnectionError):
+        await SessionCache(client).get("s1")
+    assert time.monotonic() - started < 2
+    await client.aclose()
+
+
+async def test_hung_server_is_a_timeout_not_a_hang(silent_port: int) -> None:
+    client = connect(f"redis://127.0.0.1:{silent_port}", FAST)
+    started = time.monotonic()
+    with pytest.raises(RedisTimeoutError):
+        await PresenceCache(client).connect(uuid.uuid4(), "c1")
+    assert time.monotonic() - started < 3
+    with pytest.raises(RedisError):
+        await PresenceCache(client).get_bulk_status([uuid.uuid4()])
+    await client.aclose()

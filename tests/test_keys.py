@@ -1,0 +1,64 @@
+"""Key names: the spec's format with braces kept as hash tags, ids validated first."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from caches import keys
+from caches.models import CachedMessage, SessionData, decode, encode
+
+U = uuid.UUID("11111111-2222-3333-4444-555555555555")
+C = uuid.UUID("aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee")
+
+
+def test_spec_key_names_keep_braces() -> None:
+    """Every spec key is spelled as in its table, braces kept."""
+    assert keys.session("s1") == "session:{s1}"
+    assert keys.user_session(U, "s1") == f"user_session:{{{U}}}:{{s1}}"
+    assert keys.blacklist_token("t1") == "blacklist:token:{t1}"
+    assert keys.message("m1") == "message:{m1}"
+    assert keys.conversation_messages(C) == f"conversation:messages:{{{C}}}"
+    assert keys.unread(C, U) == f"unread:{{{C}}}:{{{U}}}"
+    assert keys.presence(U) == f"presence:{{{U}}}"
+    assert keys.lastseen(U) == f"lastseen:{{{U}}}"
+    assert keys.typing(C, U) == f"typing:{{{C}}}:{{{U}}}"
+    assert keys.user_conversations(U) == f"conversations:user:{{{U}}}"
+
+
+def test_index_keys_share_their_entitys_hash_tag() -> None:
+    """Index keys carry the same {id} as the entity, so one script may touch them together."""
+    assert keys.presence_leases(U).endswith(f"{{{U}}}")
+    assert keys.typing_index(C).endswith(f"{{{C}}}")
+    assert keys.conversation_message_bodies(C).endswith(f"{{{C}}}")
+    assert keys.user_conversation_data(U).endswith(f"{{{U}}}")
+
+
+@pytest.mark.parametrize("bad", ["", "not-a-uuid", "x" * 40, 42, None])
+def test_malformed_uuid_rejected_before_key_is_built(bad: object) -> None:
+    """A user or conversation id that is not a UUID raises ValueError naming it."""
+    with pytest.raises(ValueError, match="user_id"):
+        keys.presence(bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("bad", ["", "a b", "a{b}", "a:b", "x" * 129, "é"])
+def test_malformed_opaque_id_rejected(bad: str) -> None:
+    """Session, token and message ids must be 1-128 URL-safe characters, no braces."""
+    with pytest.raises(ValueError, match="session_id"):
+        keys.session(bad)
+
+
+def test_models_round_trip_through_json() -> None:
+    """Models encode with RFC 3339 UTC timestamps and decode back equal."""
+    session = SessionData(user_id=U, username="ann")
+    text = encode(session)
+    assert '"created_at":"' in text and text.count("Z") >= 2
+    assert decode(SessionData, text) == session
+    msg = CachedMessage(id="m1", conversation_id=C, sender_id=U, content="hi", seq=3)
+    assert decode(CachedMessage, encode(msg)) == msg
+
+
+def test_corrupt_value_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="corrupt cached SessionData"):
+        decode(SessionData, "{not json")

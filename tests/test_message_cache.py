@@ -1,0 +1,177 @@
+"""MessageCache against a real server: order, cap, status, miss vs empty, cache-aside races."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import timedelta
+
+import pytest
+
+from caches import CachedMessage, MessageCache, keys
+from caches.models import utcnow
+from caches.redis import RedisClient
+from tests.conftest import MS, wait_for
+
+T0 = utcnow()
+
+
+def make(conv: uuid.UUID, n: int, status: str = "sent") -> CachedMessage:
+    return CachedMessage(
+        id=str(uuid.uuid4()),
+        conversation_id=conv,
+        sender_id=uuid.uuid4(),
+        content=f"m{n}",
+        status=status,
+        created_at=T0 + timedelta(milliseconds=n),
+        seq=n,
+    )
+
+
+async def test_set_get_message_with_ttl(redis: RedisClient) -> None:
+    cache = MessageCache(redis)
+    msg = make(uuid.uuid4(), 1)
+    await cache.set_message(msg)
+    assert await cache.get_message(msg.id) == msg
+    assert 14 * 60_000 < await redis.pttl(keys.message(msg.id)) <= 15 * 60_000
+    short = make(uuid.uuid4(), 2)
+    await cache.set_message(short, 100 * MS)
+
+    async def expired() -> bool:
+        return await cache.get_message(short.id) is None
+
+    await wait_for(expired)
+
+
+async def test_miss_is_none_and_loaded_empty_is_empty_list(redis: RedisClient) -> None:
+    """Never loaded: None. Loaded complete with no messages: []."""
+    cache = MessageCache(redis)
+    conv = uuid.uuid4()
+    assert await cache.get_conversation_messages(conv, 10) is None
+    await cache.set_conversation_messages(conv, [], complete=True)
+    assert await cache.get_conversation_messages(conv, 10) == []
+
+
+async def test_add_to_unloaded_list_is_never_served(redis: RedisClient) -> None:
+    """An add before any load must not become a partial list that reads as complete."""
+    cache = MessageCache(redis)
+    conv = uuid.uuid4()
+    await cache.add_message_to_conversation(conv, make(conv, 1))
+    assert await cache.get_conversation_messages(conv, 1) is None
+
+
+async def test_ordered_by_created_at_oldest_first(redis: RedisClient) -> None:
+    cache = MessageCache(redis)
+    conv = uuid.uuid4()
+    msgs = [make(conv, n) for n in range(10)]
+    await cache.set_conversation_messages(conv, list(reversed(msgs[:5])), complete=True)
+    for msg in msgs[5:]:
+        await cache.add_message_to_conversation(conv, msg)
+    got = await cache.get_conversation_messages(conv, 10)
+    assert got is not None and [m.content for m in got] == [f"m{n}" for n in range(10)]
+    newest = await cache.get_conversation_messages(conv, 3)
+    assert newest is not None and [m.content for m in newest] == ["m7", "m8", "m9"]
+
+
+async def test_partial_list_answers_only_what_it_holds(redis: RedisClient) -> None:
+    """Loaded with the newest 5 of a longer history: limit 5 hits, limit 6 misses."""
+    cache = MessageCache(redis)
+    conv = uuid.uuid4()
+    await cache.set_conversation_messages(conv, [make(conv, n) for n in range(5)])
+    assert await cache.get_conversation_messages(conv, 5) is not None
+    assert await cache.get_conversation_messages(conv, 6) is None
+
+
+async def test_capped_at_newest_hundred_in_the_same_step(redis: RedisClient) -> None:
+    cache = MessageCache(redis)
+    conv = uuid.uuid4()
+    await cache.set_conversation_messages(conv, [], complete=True)
+    for n in range(105):
+        await cache.add_message_to_conversation(conv, make(conv, n))
+    assert await redis.zcard(keys.conversation_messages(conv)) == 100
+    assert await redis.hlen(keys.conversation_message_bodies(conv)) == 102  # + 2 markers
+    got = await cache.get_conversation_messages(conv, 100)
+    assert got is not None and got[0].content == "m5" and got[-1].content == "m104"
+    # Trimmed, the list no longer holds the whole conversation.
+    assert await cache.get_conversation_messages(conv, 101) is None
+
+
+async def test_status_update_visible_everywhere_and_never_backwards(redis: RedisClient) -> None:
+    cache = MessageCache(redis)
+    conv = uuid.uuid4()
+    msg = make(conv, 1)
+    await cache.set_message(msg)
+    await cache.set_conversation_messages(conv, [msg], complete=True)
+    assert await cache.update_message_status(msg.id, "read") is True
+    single = await cache.get_message(msg.id)
+    listed = await cache.get_conversation_messages(conv, 1)
+    assert single is not None and single.status == "read"
+    assert listed is not None and listed[0].status == "read"
+    assert await cache.update_message_status(msg.id, "delivered", conversation_id=conv) is False
+    listed = await cache.get_conversation_messages(conv, 1)
+    assert listed is not None and listed[0].status == "read"
+    with pytest.raises(ValueError, match="status"):
+        await cache.update_message_status(msg.id, "bogus")
+
+
+async def test_concurrent_add_and_load_leave_no_gap_or_duplicate(redis: RedisClient) -> None:
+    """A load read from the store before a new message, installed after its add, keeps it."""
+    cache = MessageCache(redis)
+    conv = uuid.uuid4()
+    history = [make(conv, n) for n in range(20)]
+    fresh = make(conv, 20)
+    for _ in range(20):
+        await cache.delete_conversation_messages(conv)
+        await asyncio.gather(
+            cache.add_message_to_conversation(conv, fresh),
+            cache.set_conversation_messages(conv, history, complete=True),
+        )
+        got = await cache.get_conversation_messages(conv, 50)
+        assert got is not None
+        assert [m.seq for m in got] == list(range(21))
+
+
+async def test_load_keeps_a_newer_status(redis: RedisClient) -> None:
+    """A stale store read (status sent) merged after a read receipt keeps 'read'."""
+    cache = MessageCache(redis)
+    conv = uuid.uuid4()
+    msg = make(conv, 1)
+    await cache.add_message_to_conversation(conv, msg)
+    await cache.update_message_status(msg.id, "read", conversation_id=conv)
+    await cache.set_conversation_messages(conv, [msg], complete=True)
+    got = await cache.get_conversation_messages(conv, 1)
+    assert got is not None and got[0].status == "read"
+
+
+async def test_unread_counters(redis: RedisClient) -> None:
+    cache = MessageCache(redis)
+    conv, ann, bob = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    assert await cache.get_unread_count(conv, ann) == 0
+    assert await cache.increment_unread_count(conv, ann) == 1
+    assert await cache.increment_unread_count(conv, ann) == 2
+    assert await cache.increment_unread_count(conv, bob) == 1
+    await cache.reset_unread_count(conv, ann)
+    assert await cache.get_unread_count(conv, ann) == 0
+    assert await cache.get_unread_count(conv, bob) == 1
+
+
+async def test_delete_message_and_conversation(redis: RedisClient) -> None:
+    cache = MessageCache(redis)
+    conv = uuid.uuid4()
+    a, b = make(conv, 1), make(conv, 2)
+    await cache.set_message(a)
+    await cache.set_conversation_messages(conv, [a, b], complete=True)
+    await cache.delete_message(a.id)
+    assert await cache.get_message(a.id) is None
+    got = await cache.get_conversation_messages(conv, 10)
+    assert got is not None and [m.id for m in got] == [b.id]
+    await cache.delete_conversation_messages(conv)
+    assert await cache.get_conversation_messages(conv, 10) is None
+
+
+async def test_wrong_conversation_rejected(redis: RedisClient) -> None:
+    cache = MessageCache(redis)
+    with pytest.raises(ValueError, match="conversation"):
+        await cache.add_message_to_conversation(uuid.uuid4(), make(uuid.uuid4(), 1))
+    with pytest.raises(ValueError, match="conversation_id"):
+        await cache.get_conversation_messages("nope", 5)  # type: ignore[arg-type]

@@ -1,0 +1,216 @@
+"""PresenceCache against a real server: the spec API, typing, leases, grace and sweep."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import uuid
+
+from caches import PresenceCache, PresenceStatus, PresenceTransition, keys
+from caches.redis import RedisClient, connect
+from tests.conftest import MS, wait_for
+
+ONLINE, AWAY, OFFLINE = PresenceStatus.ONLINE, PresenceStatus.AWAY, PresenceStatus.OFFLINE
+NONE = PresenceTransition.NONE
+
+
+async def test_spec_online_offline_and_last_seen(redis: RedisClient) -> None:
+    cache = PresenceCache(redis)
+    user = uuid.uuid4()
+    assert await cache.get_status(user) is OFFLINE
+    assert await cache.get_last_seen(user) is None
+    await cache.set_online(user)
+    assert await cache.is_online(user) and await cache.get_status(user) is ONLINE
+    assert 4 * 60_000 < await redis.pttl(keys.presence(user)) <= 5 * 60_000
+    assert await cache.get_online_users() == [user]
+    await cache.set_offline(user)
+    assert not await cache.is_online(user)
+    assert await cache.get_last_seen(user) is not None
+    assert await cache.get_online_count() == 0
+
+
+async def test_spec_ttl_expiry_and_extend(redis: RedisClient) -> None:
+    cache = PresenceCache(redis)
+    user = uuid.uuid4()
+    await cache.set_online(user, 150 * MS)
+    assert await cache.extend_online(user, 60) is True
+    other = uuid.uuid4()
+    await cache.set_online(other, 100 * MS)
+
+    async def other_expired() -> bool:
+        return await cache.get_status(other) is OFFLINE
+
+    await wait_for(other_expired)
+    assert await cache.get_status(user) is ONLINE
+    assert await cache.get_online_users() == [user]
+    assert await cache.get_online_count() == 1
+    assert await cache.extend_online(other) is False
+
+
+async def test_bulk_status_one_call(redis: RedisClient) -> None:
+    cache = PresenceCache(redis)
+    users = [uuid.uuid4() for _ in range(3)]
+    await cache.set_online(users[0])
+    await cache.connect(users[1], "c1", away=True)
+    assert await cache.get_bulk_status(users) == {
+        users[0]: ONLINE,
+        users[1]: AWAY,
+        users[2]: OFFLINE,
+    }
+    assert await cache.get_bulk_status([]) == {}
+
+
+async def test_typing_index_never_returns_expired(redis: RedisClient) -> None:
+    cache = PresenceCache(redis)
+    conv, ann, bob = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    assert await cache.set_typing(conv, ann) is True
+    assert await cache.set_typing(conv, ann) is False  # already typing: nothing to announce
+    await cache.set_typing(conv, bob, 100 * MS)
+    assert 9_000 < await redis.pttl(keys.typing(conv, ann)) <= 10_000
+    assert set(await cache.get_typing_users(conv)) == {ann, bob}
+    assert await cache.is_typing(conv, bob)
+
+    async def bob_expired() -> bool:
+        return await cache.get_typing_users(conv) == [ann]
+
+    await wait_for(bob_expired)
+    assert not await cache.is_typing(conv, bob)
+    assert await cache.clear_typing(conv, ann) is True
+    assert await cache.clear_typing(conv, ann) is False
+    assert await cache.get_typing_users(conv) == []
+
+
+async def test_typing_throttle_window(redis: RedisClient) -> None:
+    """A repeat start inside the throttle window is not announced; after it, it is."""
+    cache = PresenceCache(redis)
+    conv, ann = uuid.uuid4(), uuid.uuid4()
+    assert await cache.set_typing(conv, ann, throttle=150 * MS) is True
+    assert await cache.set_typing(conv, ann, throttle=150 * MS) is False
+
+    async def window_passed() -> bool:
+        return await cache.set_typing(conv, ann, throttle=150 * MS)
+
+    await wait_for(window_passed)
+
+
+async def test_two_connections_one_offline_after_both_and_grace(redis: RedisClient) -> None:
+    """Two tabs: online once; the first close changes nothing; offline once, after the grace."""
+    cache = PresenceCache(redis)
+    user = uuid.uuid4()
+    first = await cache.connect(user, "i1-a")
+    second = await cache.connect(user, "i2-b")
+    assert (first.transition, second.transition) == (PresenceTransition.WENT_ONLINE, NONE)
+    assert (await cache.disconnect(user, "i1-a", 200 * MS)).transition is NONE
+    last = await cache.disconnect(user, "i2-b", 200 * MS)
+    assert last.transition is NONE and last.status is ONLINE
+    assert (await cache.expire(user)).transition is NONE  # still inside the grace
+    assert await cache.get_last_seen(user) is None
+
+    async def went_offline() -> bool:
+        return (await cache.expire(user)).transition is PresenceTransition.WENT_OFFLINE
+
+    await wait_for(went_offline)
+    assert await cache.get_status(user) is OFFLINE
+    assert await cache.get_last_seen(user) is not None
+    assert (await cache.expire(user)).transition is NONE
+
+
+async def test_reconnect_inside_grace_does_not_flap(redis: RedisClient) -> None:
+    cache = PresenceCache(redis)
+    user = uuid.uuid4()
+    await cache.connect(user, "c1")
+    await cache.disconnect(user, "c1", 5)
+    assert (await cache.connect(user, "c2")).transition is NONE
+    assert (await cache.expire(user)).status is ONLINE
+
+
+async def test_concurrent_connect_disconnect_from_two_clients(
+    redis: RedisClient, redis_url: str
+) -> None:
+    """Two clients race connects and disconnects of one user: one online, one offline."""
+    clients = [connect(redis_url), connect(redis_url)]
+    caches = [PresenceCache(c) for c in clients]
+    user = uuid.uuid4()
+    try:
+        for round_ in range(10):
+            ups = await asyncio.gather(
+                caches[0].connect(user, f"i1-{round_}"), caches[1].connect(user, f"i2-{round_}")
+            )
+            assert sorted(u.transition.value for u in ups) == ["none", "online"]
+            downs = await asyncio.gather(
+                caches[0].disconnect(user, f"i1-{round_}", 50 * MS),
+                caches[1].disconnect(user, f"i2-{round_}", 50 * MS),
+            )
+            assert all(d.transition is NONE for d in downs)
+            offline: list[PresenceTransition] = []
+            await wait_for(functools.partial(_expire_both, caches, user, offline))
+            assert offline == [PresenceTransition.WENT_OFFLINE]
+    finally:
+        for c in clients:
+            await c.aclose()
+
+
+async def _expire_both(
+    caches: list[PresenceCache], user: uuid.UUID, seen: list[PresenceTransition]
+) -> bool:
+    results = await asyncio.gather(caches[0].expire(user), caches[1].expire(user))
+    seen.extend(r.transition for r in results if r.transition is not NONE)
+    return await caches[0].get_status(user) is OFFLINE
+
+
+async def test_away_only_when_every_connection_is_away(redis: RedisClient) -> None:
+    cache = PresenceCache(redis)
+    user = uuid.uuid4()
+    await cache.connect(user, "phone")
+    await cache.connect(user, "laptop")
+    assert (await cache.set_away(user, "phone", True)).transition is NONE
+    went_away = await cache.set_away(user, "laptop", True)
+    assert went_away.transition is PresenceTransition.WENT_AWAY
+    assert await cache.get_status(user) is AWAY
+    back = await cache.set_away(user, "phone", False)
+    assert back.transition is PresenceTransition.WENT_ONLINE
+    # The heartbeat keeps the state it is given.
+    assert (await cache.heartbeat(user, "phone", away=False)).status is ONLINE
+
+
+async def test_sweep_by_two_instances_announces_each_user_once(
+    redis: RedisClient, redis_url: str
+) -> None:
+    """Leases of a dead instance expire; two sweepers running at once report each user once."""
+    clients = [connect(redis_url), connect(redis_url)]
+    caches = [PresenceCache(c) for c in clients]
+    users = [uuid.uuid4() for _ in range(30)]
+    survivor = uuid.uuid4()
+    try:
+        for user in users:
+            await caches[0].connect(user, "dead-instance", 100 * MS)
+        await caches[1].connect(survivor, "live", 60)
+        assert await caches[1].get_online_count() == 31
+        seen: list[uuid.UUID] = []
+
+        async def all_swept() -> bool:
+            batches = await asyncio.gather(caches[0].sweep(limit=7), caches[1].sweep(limit=7))
+            for batch in batches:
+                for update in batch:
+                    assert update.transition is PresenceTransition.WENT_OFFLINE
+                    seen.append(update.user_id)
+            return len(seen) >= len(users)
+
+        await wait_for(all_swept)
+        assert sorted(seen) == sorted(users)
+        assert await caches[0].get_online_users() == [survivor]
+        assert await caches[0].sweep() == []
+    finally:
+        for c in clients:
+            await c.aclose()
+
+
+async def test_heartbeat_reasserts_a_lost_lease(redis: RedisClient) -> None:
+    """After Redis lost everything, a heartbeat brings the user back online."""
+    cache = PresenceCache(redis)
+    user = uuid.uuid4()
+    await cache.connect(user, "c1")
+    await redis.flushdb()
+    update = await cache.heartbeat(user, "c1")
+    assert update.status is ONLINE and update.transition is PresenceTransition.WENT_ONLINE
+    assert await cache.get_online_users() == [user]
