@@ -10,6 +10,7 @@ Ids are validated here, before any key is built: a malformed id raises `ValueErr
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from typing import Final
@@ -30,6 +31,7 @@ __all__ = [
     "presence_channel",
     "presence_conns",
     "presence_leases",
+    "presence_many",
     "session",
     "typing",
     "typing_index",
@@ -78,8 +80,14 @@ def valid_id(value: str | uuid.UUID, what: str = "id") -> str:
     raise ValueError(f"{what} must be 1-128 characters of [A-Za-z0-9._~-], got {value!r}")
 
 
+# str(UUID) is pure Python and dominates bulk calls; the same users recur, so memoize it.
+_uuid_text = functools.lru_cache(maxsize=1 << 14)(str)
+
+
 def _u(value: uuid.UUID | str, what: str) -> str:
-    return str(valid_uuid(value, what))
+    if type(value) is uuid.UUID:
+        return _uuid_text(value)
+    return _uuid_text(valid_uuid(value, what))
 
 
 # Sessions
@@ -122,6 +130,11 @@ def unread(conversation_id: uuid.UUID | str, user_id: uuid.UUID | str) -> str:
 # Presence and typing
 def presence(user_id: uuid.UUID | str) -> str:
     return f"presence:{{{_u(user_id, 'user_id')}}}"
+
+
+def presence_many(user_ids: list[uuid.UUID]) -> list[str]:
+    """`presence` of many validated UUIDs (bulk reads of contact lists are hot)."""
+    return [f"presence:{{{_uuid_text(u)}}}" for u in user_ids]
 
 
 def lastseen(user_id: uuid.UUID | str) -> str:

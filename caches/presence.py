@@ -8,6 +8,7 @@ returns the transition it caused, so the caller announces every change exactly o
 
 from __future__ import annotations
 
+import itertools
 import time
 import uuid
 from dataclasses import dataclass
@@ -17,7 +18,14 @@ from redis.asyncio.cluster import RedisCluster
 
 from caches import keys
 from caches._base import TTL, Script, pipeline, run_idempotent, ttl_ms
-from caches.models import PresenceStatus, PresenceTransition, from_ms, parse_time, to_iso
+from caches.models import (
+    STATUS_BY_VALUE,
+    PresenceStatus,
+    PresenceTransition,
+    from_ms,
+    parse_time,
+    to_iso,
+)
 from caches.redis import RedisClient
 
 __all__ = [
@@ -108,18 +116,16 @@ class PresenceCache:
 
     async def get_bulk_status(self, user_ids: list[uuid.UUID]) -> dict[uuid.UUID, PresenceStatus]:
         """Status of many users in one round trip (MGET)."""
-        ids = [keys.valid_uuid(u, "user_id") for u in user_ids]
+        ids = [u if type(u) is uuid.UUID else keys.valid_uuid(u, "user_id") for u in user_ids]
         if not ids:
             return {}
-        names = [keys.presence(u) for u in ids]
+        names = keys.presence_many(ids)
         if isinstance(self._redis, RedisCluster):
             raws = await self._redis.mget_nonatomic(names)
         else:
             raws = await self._redis.mget(names)
-        return {
-            u: PresenceStatus(raw) if raw else PresenceStatus.OFFLINE
-            for u, raw in zip(ids, raws, strict=True)
-        }
+        statuses = map(STATUS_BY_VALUE.get, raws, itertools.repeat(PresenceStatus.OFFLINE))
+        return dict(zip(ids, statuses, strict=True))
 
     async def get_online_users(self) -> list[uuid.UUID]:
         """Users whose presence has not expired, from the index (no key scan)."""
