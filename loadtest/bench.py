@@ -17,9 +17,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from caches.redis import EmbeddedRedis, connect  # noqa: E402
-from loadtest.bench_caches import CaseResult, run_cases  # noqa: E402
-from loadtest.stats import median  # noqa: E402
+from caches.redis import EmbeddedRedis, connect
+from loadtest.bench_caches import CaseResult, run_cases
+from loadtest.stats import median
 
 
 @contextmanager
