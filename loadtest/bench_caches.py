@@ -8,8 +8,14 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from caches import CachedConversation, CachedMessage, ConversationCache, MessageCache
-from caches import PresenceCache, keys
+from caches import (
+    CachedConversation,
+    CachedMessage,
+    ConversationCache,
+    MessageCache,
+    PresenceCache,
+    keys,
+)
 from caches.models import encode, to_ms, utcnow
 from caches.redis import RedisClient
 from loadtest.stats import Summary, summarize
