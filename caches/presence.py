@@ -30,6 +30,7 @@ from caches.redis import RedisClient
 
 __all__ = [
     "DEFAULT_GRACE",
+    "Announcement",
     "DEFAULT_LEASE_TTL",
     "DEFAULT_PRESENCE_TTL",
     "DEFAULT_TYPING_TTL",
@@ -47,6 +48,10 @@ _RETENTION_MS = 3_600_000
 
 _UPDATE = Script("presence_update")
 _TYPING_START = Script("typing_start")
+_TYPING_STOP = Script("typing_stop")
+
+Announcement = tuple[str, bytes]
+"""A pub/sub channel and a message to publish in the same atomic step as the change."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +132,28 @@ class PresenceCache:
         statuses = map(STATUS_BY_VALUE.get, raws, itertools.repeat(PresenceStatus.OFFLINE))
         return dict(zip(ids, statuses, strict=True))
 
+    async def get_bulk_presence(
+        self, user_ids: list[uuid.UUID]
+    ) -> dict[uuid.UUID, tuple[PresenceStatus, datetime | None]]:
+        """Status and last seen of many users in one round trip."""
+        ids = [u if type(u) is uuid.UUID else keys.valid_uuid(u, "user_id") for u in user_ids]
+        if not ids:
+            return {}
+        names = keys.presence_many(ids) + [keys.lastseen(u) for u in ids]
+        if isinstance(self._redis, RedisCluster):
+            raws = await self._redis.mget_nonatomic(names)
+        else:
+            raws = await self._redis.mget(names)
+        count = len(ids)
+        offline = PresenceStatus.OFFLINE
+        return {
+            u: (
+                STATUS_BY_VALUE.get(raws[i], offline),
+                parse_time(raws[count + i]) if raws[count + i] else None,
+            )
+            for i, u in enumerate(ids)
+        }
+
     async def get_online_users(self) -> list[uuid.UUID]:
         """Users whose presence has not expired, from the index (no key scan)."""
         members = await self._redis.zrangebyscore(keys.PRESENCE_ONLINE, f"({_now_ms()}", "+inf")
@@ -144,20 +171,25 @@ class PresenceCache:
         ttl: TTL = DEFAULT_TYPING_TTL,
         *,
         throttle: TTL | None = None,
+        announce: Announcement | None = None,
     ) -> bool:
-        """Mark the user typing for `ttl`; True when the caller should announce it.
+        """Mark the user typing for `ttl`; True when the change is to be announced.
 
         That is when the user was not typing, or (with `throttle`) when the last announcement is
-        at least `throttle` old; a repeat inside the window only renews the TTL.
+        at least `throttle` old; a repeat inside the window only renews the TTL. With `announce`,
+        the message is published in the same atomic step, only when announcing.
         """
         user = str(keys.valid_uuid(user_id, "user_id"))
         window = -1 if throttle is None else ttl_ms(throttle)
-        announce = await _TYPING_START(
+        args: list[str | int | bytes] = [user, _now_ms(), ttl_ms(ttl), window]
+        if announce is not None:
+            args += [announce[0], announce[1]]
+        announced = await _TYPING_START(
             self._redis,
             [keys.typing(conversation_id, user_id), keys.typing_index(conversation_id)],
-            [user, _now_ms(), ttl_ms(ttl), window],
+            args,
         )
-        return bool(announce)
+        return bool(announced)
 
     async def is_typing(self, conversation_id: uuid.UUID, user_id: uuid.UUID) -> bool:
         return bool(await self._redis.exists(keys.typing(conversation_id, user_id)))
@@ -169,14 +201,24 @@ class PresenceCache:
         )
         return [uuid.UUID(str(m)) for m in members]
 
-    async def clear_typing(self, conversation_id: uuid.UUID, user_id: uuid.UUID) -> bool:
-        """Stop typing; True when the user was typing (so a stop is worth announcing)."""
+    async def clear_typing(
+        self,
+        conversation_id: uuid.UUID,
+        user_id: uuid.UUID,
+        *,
+        announce: Announcement | None = None,
+    ) -> bool:
+        """Stop typing; True when the user was typing (and `announce` was then published)."""
         user = str(keys.valid_uuid(user_id, "user_id"))
-        pipe = pipeline(self._redis)
-        pipe.delete(keys.typing(conversation_id, user_id))
-        pipe.zrem(keys.typing_index(conversation_id), user)
-        deleted, _ = await pipe.execute()
-        return bool(deleted)
+        args: list[str | bytes] = [user]
+        if announce is not None:
+            args += [announce[0], announce[1]]
+        was = await _TYPING_STOP(
+            self._redis,
+            [keys.typing(conversation_id, user_id), keys.typing_index(conversation_id)],
+            args,
+        )
+        return bool(was)
 
     # Connection-aware presence
 

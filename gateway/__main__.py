@@ -1,0 +1,92 @@
+"""Command line: `presence-gateway serve` and `presence-gateway token`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import uuid
+from pathlib import Path
+
+from caches import SessionCache, connect
+from gateway.auth import dev_secret, mint_token
+from gateway.config import ConfigError, Settings, add_arguments, load
+from gateway.logs import configure
+from gateway.server import RUNTIME_FILE, run
+
+__all__ = ["main"]
+
+
+def _install_uvloop() -> None:
+    try:
+        import uvloop
+    except ImportError:
+        return
+    uvloop.install()
+
+
+def _serve(settings: Settings) -> int:
+    configure(settings.log_level)
+    _install_uvloop()
+    asyncio.run(run(settings))
+    return 0
+
+
+def _redis_url_for_token(settings: Settings) -> str:
+    if settings.redis_url:
+        return settings.redis_url
+    runtime = Path(RUNTIME_FILE)
+    if runtime.exists():
+        return str(json.loads(runtime.read_text())["redis_url"])
+    raise ConfigError(
+        "no Redis to write the session to: start `presence-gateway serve` in this directory "
+        "(embedded Redis), or pass --redis-url / GATEWAY_REDIS_URL"
+    )
+
+
+async def _token(settings: Settings, args: argparse.Namespace) -> str:
+    if settings.jwt_public_key:
+        raise ConfigError("tokens for a public-key setup are signed by your identity provider")
+    client = connect(_redis_url_for_token(settings))
+    try:
+        return await mint_token(
+            SessionCache(client),
+            settings.jwt_secret or dev_secret(),
+            args.user,
+            ttl=args.ttl,
+            session_id=args.session,
+            username=args.username,
+            audience=settings.jwt_audience,
+            issuer=settings.jwt_issuer,
+        )
+    finally:
+        await client.aclose()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="presence-gateway", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the gateway")
+    add_arguments(serve)
+    token = commands.add_parser("token", help="create a session and print a signed dev token")
+    token.add_argument("--user", type=uuid.UUID, required=True, help="user id (UUID)")
+    token.add_argument("--ttl", type=float, default=900.0, help="seconds (session and token)")
+    token.add_argument("--session", default=None, help="session id (default: random)")
+    token.add_argument("--username", default="", help="username stored in the session")
+    for name in ("redis_url", "jwt_secret", "jwt_public_key", "jwt_audience", "jwt_issuer"):
+        token.add_argument("--" + name.replace("_", "-"), dest=name, default=None)
+    args = parser.parse_args(argv)
+    try:
+        settings = load(args)
+        if args.command == "serve":
+            return _serve(settings)
+        print(asyncio.run(_token(settings, args)))
+        return 0
+    except ConfigError as exc:
+        print(f"presence-gateway: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

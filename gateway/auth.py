@@ -1,0 +1,190 @@
+"""Authentication: JWT verification (algorithms pinned), then the session and blacklist checks.
+
+A token must carry `exp`, `sub` (user UUID), `sid` (session id) and `jti` (token id); `aud` and
+`iss` are checked when configured. The session must exist in the session cache and belong to
+`sub`, and `jti` must not be blacklisted. Redis errors propagate (as `redis.RedisError`) so the
+caller can refuse with "try again later" instead of admitting anyone unchecked.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+from caches import SessionCache, SessionData
+from caches.keys import valid_id
+from gateway.config import ConfigError, Settings
+
+__all__ = ["AuthError", "Authenticator", "Identity", "TokenVerifier", "mint_token"]
+
+_REQUIRED_CLAIMS = ["exp", "sub", "sid", "jti"]
+_MIN_SECRET_BYTES = 32
+DEV_SECRET_FILE = "presence-gateway.secret"
+
+
+class AuthError(Exception):
+    """The token or its session is not acceptable; the message is safe to show the client."""
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    user_id: uuid.UUID
+    session_id: str
+    token_id: str
+    expires_at: float
+    session: SessionData
+
+
+class TokenVerifier:
+    """Verifies signatures and claims with the configured key and no other algorithm."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._audience = settings.jwt_audience or None
+        self._issuer = settings.jwt_issuer or None
+        configured = [a.strip() for a in settings.jwt_algorithms.split(",") if a.strip()]
+        self._key: Any
+        if settings.jwt_secret and settings.jwt_public_key:
+            raise ConfigError("set either --jwt-secret or --jwt-public-key, not both")
+        if settings.jwt_public_key:
+            self._key = _load_public_key(settings.jwt_public_key)
+            allowed = _algorithms_for(self._key)
+        else:
+            secret = settings.jwt_secret or dev_secret()
+            if len(secret.encode()) < _MIN_SECRET_BYTES:
+                raise ConfigError(
+                    f"--jwt-secret / GATEWAY_JWT_SECRET: at least {_MIN_SECRET_BYTES} bytes"
+                )
+            self._key = secret
+            allowed = ["HS256", "HS384", "HS512"]
+        if configured:
+            wrong = [a for a in configured if a not in allowed]
+            if wrong:
+                raise ConfigError(
+                    f"--jwt-algorithms: {', '.join(wrong)} does not fit the configured key "
+                    f"(allowed: {', '.join(allowed)})"
+                )
+            self.algorithms = configured
+        else:
+            self.algorithms = allowed[:1] if isinstance(self._key, str) else allowed
+
+    def verify(self, token: str) -> dict[str, Any]:
+        """The token's claims; AuthError with a client-safe reason otherwise."""
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                self._key,
+                algorithms=self.algorithms,
+                audience=self._audience,
+                issuer=self._issuer,
+                options={"require": _REQUIRED_CLAIMS, "verify_aud": self._audience is not None},
+            )
+        except jwt.ExpiredSignatureError:
+            raise AuthError("token expired") from None
+        except jwt.InvalidTokenError as exc:
+            raise AuthError(f"invalid token: {_reason(exc)}") from None
+        try:
+            uuid.UUID(str(claims["sub"]))
+            valid_id(str(claims["sid"]), "sid")
+            valid_id(str(claims["jti"]), "jti")
+        except ValueError:
+            raise AuthError("invalid token: sub must be a UUID, sid and jti opaque ids") from None
+        return claims
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc) or type(exc).__name__
+    return text[:120]
+
+
+def _load_public_key(value: str) -> Any:
+    pem = value if "-----BEGIN" in value else Path(value).read_text()
+    try:
+        return load_pem_public_key(pem.encode())
+    except ValueError as exc:
+        raise ConfigError(f"--jwt-public-key: not a PEM public key ({exc})") from None
+
+
+def _algorithms_for(key: Any) -> list[str]:
+    if isinstance(key, rsa.RSAPublicKey):
+        return ["RS256", "RS384", "RS512", "PS256"]
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return ["ES256", "ES384", "ES512"]
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return ["EdDSA"]
+    raise ConfigError("--jwt-public-key: RSA, EC or Ed25519 keys only")
+
+
+def dev_secret(path: str = DEV_SECRET_FILE) -> str:
+    """A development secret kept in a 0600 file, so `serve` and `token` agree with no setup."""
+    file = Path(path)
+    if file.exists():
+        return file.read_text().strip()
+    secret = secrets.token_urlsafe(48)
+    file.touch(mode=0o600)
+    file.write_text(secret)
+    return secret
+
+
+class Authenticator:
+    """Token + session + blacklist: one verification and one Redis round trip."""
+
+    def __init__(self, verifier: TokenVerifier, sessions: SessionCache) -> None:
+        self._verifier = verifier
+        self._sessions = sessions
+
+    async def authenticate(self, token: str) -> Identity:
+        """The caller's identity.
+
+        Raises:
+            AuthError: bad token, unknown or foreign session, blacklisted token.
+            redis.RedisError: the session cache is unreachable (refuse: try again later).
+        """
+        claims = self._verifier.verify(token)
+        user_id = uuid.UUID(str(claims["sub"]))
+        session_id, token_id = str(claims["sid"]), str(claims["jti"])
+        session, blacklisted = await self._sessions.get_for_auth(session_id, token_id)
+        if blacklisted:
+            raise AuthError("token revoked")
+        if session is None:
+            raise AuthError("session not found")
+        if session.user_id != user_id:
+            raise AuthError("session belongs to another user")
+        return Identity(user_id, session_id, token_id, float(claims["exp"]), session)
+
+
+async def mint_token(
+    sessions: SessionCache,
+    secret: str,
+    user_id: uuid.UUID,
+    *,
+    ttl: float = 900.0,
+    session_id: str | None = None,
+    username: str = "",
+    audience: str = "",
+    issuer: str = "",
+) -> str:
+    """Create a session in the cache and sign an HS256 token for it (development and tests)."""
+    sid = session_id or secrets.token_urlsafe(12)
+    await sessions.set(sid, SessionData(user_id=user_id, username=username), timedelta(seconds=ttl))
+    now = int(time.time())
+    claims: dict[str, Any] = {
+        "sub": str(user_id),
+        "sid": sid,
+        "jti": secrets.token_urlsafe(12),
+        "iat": now,
+        "exp": now + int(ttl),
+    }
+    if audience:
+        claims["aud"] = audience
+    if issuer:
+        claims["iss"] = issuer
+    return jwt.encode(claims, secret, algorithm="HS256")

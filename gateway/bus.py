@@ -1,0 +1,122 @@
+"""The Redis pub/sub bridge between instances.
+
+One subscriber connection per process carries every channel any local connection needs (the hub
+decides first and last interest); one reader hands each message to the hub. If the connection
+drops, the bus reconnects with backoff, subscribes to everything again and tells the gateway to
+re-assert its state. A subscriber can die silently while publishes still succeed, so the bus
+publishes a probe on its own channel and reconnects when the echo is two intervals late.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+
+from redis.exceptions import RedisError
+
+from caches import keys
+from caches.redis import RedisClient
+from gateway.subscriber import Subscriber, SubscriberClosed
+
+__all__ = ["Bus"]
+
+log = logging.getLogger(__name__)
+
+_BACKOFF_START = 0.05
+_BACKOFF_CAP = 2.0
+
+
+class Bus:
+    def __init__(
+        self,
+        url: str,
+        publisher: RedisClient,
+        instance_id: str,
+        probe_interval: float,
+        on_message: Callable[[bytes, bytes], None],
+        on_reconnect: Callable[[], Awaitable[None]],
+    ) -> None:
+        self._url = url
+        self._publisher = publisher
+        self._probe_interval = probe_interval
+        self._on_message = on_message
+        self._on_reconnect = on_reconnect
+        self._channels: set[str] = set()
+        self._subscriber: Subscriber | None = None
+        self._probe_channel = keys.instance_channel(instance_id)
+        self._probe_key = self._probe_channel.encode()
+        self._last_echo = 0.0
+        self.connected = False
+        self.reconnects = 0
+
+    def subscribe(self, channel: str) -> None:
+        """Carry `channel` from now on (idempotent)."""
+        if channel not in self._channels:
+            self._channels.add(channel)
+            if self._subscriber is not None:
+                self._subscriber.subscribe([channel])
+
+    def unsubscribe(self, channel: str) -> None:
+        if channel in self._channels:
+            self._channels.discard(channel)
+            if self._subscriber is not None:
+                self._subscriber.unsubscribe([channel])
+
+    @property
+    def channel_count(self) -> int:
+        return len(self._channels)
+
+    async def publish(self, channel: str, payload: bytes) -> None:
+        await self._publisher.publish(channel, payload)
+
+    def _deliver(self, channel: bytes, payload: bytes) -> None:
+        if channel == self._probe_key:
+            self._last_echo = time.monotonic()
+            return
+        try:
+            self._on_message(channel, payload)
+        except Exception:
+            log.exception("bus: handling a message on %s failed", channel[:80])
+
+    async def run(self) -> None:
+        """Keep the subscription up until cancelled."""
+        backoff = _BACKOFF_START
+        first = True
+        while True:
+            subscriber = Subscriber(self._url, self._deliver)
+            try:
+                await subscriber.connect()
+                subscriber.subscribe([self._probe_channel, *self._channels])
+                self._subscriber = subscriber
+                self._last_echo = time.monotonic()
+                self.connected = True
+                if not first:
+                    self.reconnects += 1
+                    log.warning("bus: reconnected to Redis; re-asserting presence")
+                    await self._on_reconnect()
+                first = False
+                backoff = _BACKOFF_START
+                async with asyncio.TaskGroup() as tasks:
+                    tasks.create_task(subscriber.run())
+                    tasks.create_task(self._probe())
+            except* (OSError, TimeoutError, SubscriberClosed, RedisError) as group:
+                log.warning("bus: pub/sub connection lost: %s", group.exceptions[0])
+            finally:
+                self.connected = False
+                self._subscriber = None
+                subscriber.close()
+            await asyncio.sleep(backoff + secrets.randbelow(100) / 1000 * backoff)
+            backoff = min(_BACKOFF_CAP, backoff * 2)
+
+    async def _probe(self) -> None:
+        while True:
+            try:
+                await self._publisher.publish(self._probe_channel, b"probe")
+            except RedisError as exc:
+                raise SubscriberClosed(f"probe publish failed: {exc}") from exc
+            await asyncio.sleep(self._probe_interval)
+            if time.monotonic() - self._last_echo > 2 * self._probe_interval:
+                raise SubscriberClosed("probe echo did not come back")

@@ -1,0 +1,173 @@
+"""Settings: a frozen dataclass read once from flags and `GATEWAY_<NAME>` environment variables.
+
+Every field is a CLI flag of `presence-gateway serve` (`--heartbeat-interval`) and an environment
+variable (`GATEWAY_HEARTBEAT_INTERVAL`); a flag wins over the environment, which wins over the
+default. Durations are seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["ConfigError", "Settings", "add_arguments", "load"]
+
+
+class ConfigError(Exception):
+    """A setting has a bad value; the message names the flag and the variable."""
+
+
+def _setting(default: Any, help: str, **extra: Any) -> Any:
+    return field(default=default, metadata={"help": help, **extra})
+
+
+def _random_instance_id() -> str:
+    return "gw-" + secrets.token_hex(4)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = _setting("127.0.0.1", "address to listen on")
+    port: int = _setting(8080, "port for WebSocket (/ws) and HTTP; 0 picks a free one")
+    redis_url: str = _setting("", "Redis URL; empty starts an embedded Valkey")
+    store: str = _setting("presence-gateway.sqlite3", "SQLite file of the system of record")
+    instance_id: str = field(
+        default_factory=_random_instance_id,
+        metadata={"help": "this instance's id (default: random)"},
+    )
+    jwt_secret: str = _setting("", "HS256 secret (at least 32 bytes)")
+    jwt_public_key: str = _setting("", "PEM public key, or a path to one (RS256/ES256/EdDSA)")
+    jwt_algorithms: str = _setting("", "accepted algorithms, comma-separated (default by key)")
+    jwt_audience: str = _setting("", "required `aud` claim, when set")
+    jwt_issuer: str = _setting("", "required `iss` claim, when set")
+    allowed_origins: str = _setting(
+        "", "browser origins allowed, comma-separated; '*' any; empty: none (non-browser only)"
+    )
+    heartbeat_interval: float = _setting(20.0, "seconds between client heartbeats (in hello)")
+    lease_ttl: float = _setting(60.0, "presence lease; a connection silent this long is closed")
+    grace: float = _setting(5.0, "seconds a user stays online after the last connection closes")
+    sweep_interval: float = _setting(5.0, "seconds between sweeps of expired presence leases")
+    session_ttl: float = _setting(900.0, "session TTL renewed by heartbeats (spec: 15 min)")
+    presence_ttl: float = _setting(300.0, "TTL of the spec's single-key presence API (5 min)")
+    typing_ttl: float = _setting(10.0, "typing indicator TTL (spec: 10 s)")
+    typing_throttle: float = _setting(3.0, "a repeat typing.start inside this is not re-sent")
+    auth_timeout: float = _setting(5.0, "seconds to send the auth frame when no header is used")
+    max_frame_bytes: int = _setting(65536, "largest client frame; bigger closes 1009")
+    rate_limit: float = _setting(20.0, "client frames per second per connection (refill)")
+    rate_burst: int = _setting(60, "token bucket size per connection")
+    rate_limit_close_after: int = _setting(
+        50, "rejected frames within 10 s before the connection is closed 4008"
+    )
+    max_watched: int = _setting(1000, "users one connection may watch")
+    send_buffer_limit: int = _setting(
+        1 << 20, "bytes queued to one client before it is closed as a slow consumer (4009)"
+    )
+    compression: bool = _setting(False, "permessage-deflate (costs ~50 KiB per connection)")
+    probe_interval: float = _setting(5.0, "pub/sub liveness probe period")
+    drain_timeout: float = _setting(10.0, "seconds clients get to reconnect elsewhere on stop")
+    log_level: str = _setting("info", "debug, info, warning or error")
+
+    @property
+    def origins(self) -> list[str] | None:
+        """Origins for the handshake check: None accepts any; None in the list = no header."""
+        values = [o.strip() for o in self.allowed_origins.split(",") if o.strip()]
+        if "*" in values:
+            return None
+        return [*values]
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _env(name: str) -> str:
+    return "GATEWAY_" + name.upper()
+
+
+def _parse(kind: Any, raw: str, name: str) -> Any:
+    try:
+        if kind in (bool, "bool"):
+            lowered = raw.strip().lower()
+            if lowered not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                raise ValueError(raw)
+            return lowered in ("1", "true", "yes", "on")
+        if kind in (int, "int"):
+            return int(raw)
+        if kind in (float, "float"):
+            return float(raw)
+        return raw
+    except ValueError:
+        kind_name = getattr(kind, "__name__", kind)
+        raise ConfigError(
+            f"{_flag(name)} / {_env(name)}: {raw!r} is not a valid {kind_name}"
+        ) from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per setting; values stay strings until `load` parses them."""
+    for f in dataclasses.fields(Settings):
+        parser.add_argument(
+            _flag(f.name),
+            dest=f.name,
+            default=None,
+            metavar=f.name.upper(),
+            help=f"{f.metadata['help']} [env {_env(f.name)}]",
+        )
+
+
+def load(args: argparse.Namespace | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Settings from flags, then the environment, then defaults; validated.
+
+    Raises:
+        ConfigError: a value does not parse or is out of range, naming flag and variable.
+    """
+    environ = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(Settings):
+        raw = getattr(args, f.name, None) if args is not None else None
+        if raw is None:
+            raw = environ.get(_env(f.name))
+        if raw is not None:
+            values[f.name] = _parse(f.type, str(raw), f.name)
+    settings = Settings(**values)
+    _validate(settings)
+    return settings
+
+
+def _positive(settings: Settings, names: Sequence[str]) -> None:
+    for name in names:
+        if getattr(settings, name) <= 0:
+            raise ConfigError(f"{_flag(name)} / {_env(name)}: must be positive")
+
+
+def _validate(settings: Settings) -> None:
+    _positive(
+        settings,
+        [
+            "heartbeat_interval",
+            "lease_ttl",
+            "sweep_interval",
+            "session_ttl",
+            "presence_ttl",
+            "typing_ttl",
+            "auth_timeout",
+            "max_frame_bytes",
+            "rate_limit",
+            "rate_burst",
+            "rate_limit_close_after",
+            "max_watched",
+            "send_buffer_limit",
+            "probe_interval",
+        ],
+    )
+    if settings.lease_ttl <= settings.heartbeat_interval:
+        raise ConfigError("--lease-ttl must be longer than --heartbeat-interval")
+    if not 0 <= settings.port < 65536:
+        raise ConfigError("--port / GATEWAY_PORT: must be 0-65535")
+    if settings.log_level not in ("debug", "info", "warning", "error"):
+        raise ConfigError("--log-level / GATEWAY_LOG_LEVEL: debug, info, warning or error")
