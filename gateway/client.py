@@ -40,6 +40,7 @@ class GatewayClient:
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._ids = itertools.count(1)
         self._reader: asyncio.Task[None] | None = None
+        self._beater: asyncio.Task[None] | None = None
 
     @classmethod
     async def connect(
@@ -50,8 +51,11 @@ class GatewayClient:
         use_header: bool = True,
         origin: str | None = None,
         timeout: float = 5.0,
+        auto_heartbeat: bool = True,
     ) -> GatewayClient:
         """Connect and authenticate (header, or `auth` frame); returns once `hello` arrived.
+
+        With `auto_heartbeat`, a heartbeat goes out every `heartbeat_interval_ms` of `hello`.
 
         Raises:
             GatewayError: the gateway refused the token.
@@ -77,7 +81,15 @@ class GatewayClient:
             raise GatewayError(first["code"], first["message"])
         client.hello = first
         client._reader = asyncio.create_task(client._read())
+        if auto_heartbeat:
+            client._beater = asyncio.create_task(client._beat(first["heartbeat_interval_ms"]))
         return client
+
+    async def _beat(self, interval_ms: int) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                await asyncio.sleep(interval_ms / 1000)
+                await self.ws.send('{"type":"heartbeat"}')
 
     async def _read(self) -> None:
         try:
@@ -87,7 +99,7 @@ class GatewayClient:
                 waiter = self._pending.pop(request_id, None) if request_id else None
                 if waiter is not None and not waiter.done():
                     waiter.set_result(frame)
-                else:
+                elif frame.get("type") != "heartbeat_ack":
                     self.events.put_nowait(frame)
         except ConnectionClosed:
             pass
@@ -135,10 +147,11 @@ class GatewayClient:
 
     async def close(self) -> None:
         await self.ws.close()
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+        for task in (self._beater, self._reader):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     async def __aenter__(self) -> GatewayClient:
         return self
