@@ -21,7 +21,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 from websockets.asyncio.server import Server, ServerConnection, serve
 
-from caches import ClientOptions, EmbeddedRedis, PresenceCache, SessionCache, connect
+from caches import ClientOptions, EmbeddedRedis, PresenceCache, SessionCache, connect, keys
 from caches.redis import RedisClient
 from gateway import typing as typing_handlers
 from gateway.auth import Authenticator, TokenVerifier
@@ -79,6 +79,7 @@ class Gateway:
             self.hub.deliver,
             self.reassert,
         )
+        self.bus.subscribe(keys.REVOCATIONS_CHANNEL)
         self._tasks: asyncio.TaskGroup | None = None
         self._expiries: list[tuple[float, uuid.UUID]] = []
         self._next_sweep = 0.0

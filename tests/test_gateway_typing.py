@@ -1,0 +1,96 @@
+"""Conversations and typing across two real gateway instances."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+
+from caches.redis import RedisClient
+from gateway.client import GatewayClient, GatewayError
+from tests.gateways import client_for, gateways
+
+
+async def test_group_typing_reaches_other_members_on_both_instances(
+    redis: RedisClient, redis_url: str, tmp_path: Path
+) -> None:
+    with gateways(redis_url, tmp_path, 2) as (gw1, gw2):
+        ann, bob, cat = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+        a = await client_for(redis, gw1, ann)
+        b = await client_for(redis, gw2, bob)
+        c = await client_for(redis, gw2, cat)
+        a_second_tab = await client_for(redis, gw2, ann)
+        created = await a.request(
+            "conversation.create", kind="group", member_ids=[str(bob), str(cat)], name="trip"
+        )
+        conv = created["conversation"]
+        assert created["created"] is True and conv["type"] == "group"
+        assert sorted(conv["member_ids"]) == sorted(str(u) for u in (ann, bob, cat))
+        for client in (a, b, c, a_second_tab):
+            added = await client.next_event("conversation.added")
+            assert added["conversation"]["id"] == conv["id"]
+
+        assert (await a.request("typing.start", conversation_id=conv["id"]))["announced"]
+        for client in (b, c):
+            typing = await client.next_event("typing")
+            assert typing == {
+                "type": "typing",
+                "conversation_id": conv["id"],
+                "user_id": str(ann),
+                "state": "start",
+                "expires_in_ms": 10_000,
+            }
+        # A repeat inside the throttle window is not re-broadcast: the next event is the stop.
+        assert not (await a.request("typing.start", conversation_id=conv["id"]))["announced"]
+        await a.request("typing.stop", conversation_id=conv["id"])
+        for client in (b, c):
+            assert (await client.next_event("typing"))["state"] == "stop"
+        # Bob types from gw2: Ann's tabs on both instances see it; Ann never saw her own.
+        await b.send("typing.start", conversation_id=conv["id"])
+        for client in (a, a_second_tab, c):
+            event = await client.next_event("typing")
+            assert (event["user_id"], event["state"]) == (str(bob), "start")
+        # Disconnecting clears the indicator and tells the others.
+        await b.close()
+        for client in (a, c):
+            event = await client.next_event("typing")
+            assert (event["user_id"], event["state"]) == (str(bob), "stop")
+        for client in (a, c, a_second_tab):
+            await client.close()
+
+
+async def test_non_member_typing_is_forbidden(
+    redis: RedisClient, redis_url: str, tmp_path: Path
+) -> None:
+    with gateways(redis_url, tmp_path, 1) as (gw,):
+        a = await client_for(redis, gw)
+        outsider = await client_for(redis, gw)
+        created = await a.request("conversation.create", kind="group", member_ids=[str(uuid.uuid4())])
+        with pytest.raises(GatewayError, match="forbidden"):
+            await outsider.request("typing.start", conversation_id=created["conversation"]["id"])
+        with pytest.raises(GatewayError, match="forbidden"):
+            await outsider.request("typing.stop", conversation_id=str(uuid.uuid4()))
+        await a.close()
+        await outsider.close()
+
+
+async def test_direct_conversation_created_once(
+    redis: RedisClient, redis_url: str, tmp_path: Path
+) -> None:
+    with gateways(redis_url, tmp_path, 2) as (gw1, gw2):
+        ann, bob = uuid.uuid4(), uuid.uuid4()
+        a = await client_for(redis, gw1, ann)
+        b = await client_for(redis, gw2, bob)
+        first = await a.request("conversation.create", kind="direct", member_ids=[str(bob)])
+        again = await b.request("conversation.create", kind="direct", member_ids=[str(ann)])
+        assert first["created"] is True and again["created"] is False
+        assert first["conversation"]["id"] == again["conversation"]["id"]
+        # A member connecting later is subscribed to its conversations from the store.
+        late: GatewayClient = await client_for(redis, gw2, bob)
+        await a.send("typing.start", conversation_id=first["conversation"]["id"])
+        assert (await late.next_event("typing"))["user_id"] == str(ann)
+        with pytest.raises(GatewayError, match="invalid_field"):
+            await a.request("conversation.create", kind="direct", member_ids=[str(ann)])
+        for client in (a, b, late):
+            await client.close()
