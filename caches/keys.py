@@ -17,6 +17,7 @@ from typing import Final
 
 __all__ = [
     "BLACKLIST_PREFIX",
+    "GATEWAY_EPOCH",
     "PRESENCE_DEADLINES",
     "PRESENCE_ONLINE",
     "REVOCATIONS_CHANNEL",
@@ -55,6 +56,9 @@ PRESENCE_ONLINE: Final = "presence:online"
 """Sorted set: user id -> epoch ms its presence expires (index for online users)."""
 PRESENCE_DEADLINES: Final = "presence:deadlines"
 """Sorted set: user id -> epoch ms of the user's earliest lease expiry (what the sweep scans)."""
+GATEWAY_EPOCH: Final = "gateway:epoch"
+"""Exists while Redis keeps the gateways' data; gone after a restart without persistence or a
+flush, which tells the gateways to re-assert sessions and leases instead of revoking them."""
 REVOCATIONS_CHANNEL: Final = "ch:revocations"
 """Pub/sub: a session deleted or a token blacklisted, so every instance closes its sockets."""
 

@@ -28,12 +28,22 @@ class SessionCache:
     def __init__(self, client: RedisClient) -> None:
         self._redis = client
 
-    async def set(self, session_id: str, data: SessionData, ttl: TTL = DEFAULT_SESSION_TTL) -> None:
-        """Store a session (after login) and index it under its user."""
+    async def set(
+        self,
+        session_id: str,
+        data: SessionData,
+        ttl: TTL = DEFAULT_SESSION_TTL,
+        *,
+        if_missing: bool = False,
+    ) -> None:
+        """Store a session (after login) and index it under its user.
+
+        `if_missing` leaves an existing session as it is (re-asserting after data loss).
+        """
         ms = ttl_ms(ttl)
         user = data.user_id
         pipe = pipeline(self._redis, transaction=False)
-        pipe.set(keys.session(session_id), encode(data), px=ms)
+        pipe.set(keys.session(session_id), encode(data), px=ms, nx=if_missing)
         pipe.set(keys.user_session(user, session_id), "1", px=ms)
         index = keys.user_sessions(user)
         pipe.sadd(index, keys.valid_id(session_id))

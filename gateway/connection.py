@@ -15,6 +15,7 @@ from typing import Any
 from websockets.asyncio.server import ServerConnection
 from websockets.protocol import State
 
+from caches import SessionData
 from gateway.protocol import Close, text_frame
 from gateway.ratelimit import TokenBucket
 
@@ -36,6 +37,7 @@ class Connection:
         "id",
         "last_heard",
         "rejected_at",
+        "session",
         "session_id",
         "state",
         "token_id",
@@ -55,6 +57,7 @@ class Connection:
         user_id: uuid.UUID,
         session_id: str,
         token_id: str,
+        session: SessionData,
         bucket: TokenBucket,
         send_limit: int,
         closer: Callable[[Connection, Close, str], None],
@@ -64,6 +67,7 @@ class Connection:
         self.user_id = user_id
         self.user_key = str(user_id).encode()
         self.session_id = session_id
+        self.session = session  # to re-assert it if Redis loses it
         self.token_id = token_id
         self.bucket = bucket
         self.state = ConnState.OPEN

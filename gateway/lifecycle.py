@@ -118,6 +118,7 @@ async def serve_client(gw: Gateway, ws: ServerConnection) -> None:
         identity.user_id,
         identity.session_id,
         identity.token_id,
+        identity.session,
         TokenBucket(gw.settings.rate_limit, gw.settings.rate_burst, now),
         gw.settings.send_buffer_limit,
         gw.close_connection,

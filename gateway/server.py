@@ -80,6 +80,7 @@ class Gateway:
             self.reassert,
         )
         self.bus.subscribe(keys.REVOCATIONS_CHANNEL)
+        self._reasserting = asyncio.Lock()
         self._tasks: asyncio.TaskGroup | None = None
         self._expiries: list[tuple[float, uuid.UUID]] = []
         self._next_sweep = 0.0
@@ -145,16 +146,35 @@ class Gateway:
             conn.close(Close.SESSION_REVOKED, "session expired")
 
     async def reassert(self) -> None:
-        """After Redis came back: every live connection takes its lease again, quietly
-        (watchers saw no change, so nothing is announced)."""
-        connections = list(self.hub.all_connections())
-        await asyncio.gather(
-            *(
-                self.presence.heartbeat(c.user_id, c.id, self.lease, away=c.away)
-                for c in connections
+        """Redis came back (the bus reconnected) or lost its data: every live connection takes
+        its lease again. After data loss its session is restored too, and nothing is announced
+        (watchers saw no change); otherwise real transitions (a lease that lapsed meanwhile)
+        are announced as usual."""
+        async with self._reasserting:
+            lost = await self.auto.set(keys.GATEWAY_EPOCH, self.settings.instance_id, nx=True)
+            connections = list(self.hub.all_connections())
+            ttl = self.settings.session_ttl
+            if lost:
+                await asyncio.gather(
+                    *(
+                        self.sessions.set(c.session_id, c.session, ttl, if_missing=True)
+                        for c in connections
+                    )
+                )
+            updates = await asyncio.gather(
+                *(
+                    self.presence.heartbeat(c.user_id, c.id, self.lease, away=c.away)
+                    for c in connections
+                )
             )
-        )
-        log.info("re-asserted %d presence leases", len(connections))
+            if not lost:
+                for update in updates:
+                    await announce(self, update)
+            log.info(
+                "re-asserted %d presence leases%s",
+                len(connections),
+                " and sessions after Redis lost its data" if lost else "",
+            )
 
     # Maintenance: heartbeat timeouts, grace ends, sweeps
 
@@ -230,6 +250,8 @@ async def run(settings: Settings, on_ready: Callable[[str], None] | None = None)
         auto = AutoPipelineRedis(redis) if isinstance(redis, aioredis.Redis) else None
         store = await SqliteStore(settings.store).open()
         gw = Gateway(settings, redis, auto or redis, redis_url, store)
+        with contextlib.suppress(RedisError):  # Redis may be down at start: /readyz says so
+            await redis.set(keys.GATEWAY_EPOCH, settings.instance_id, nx=True)
         routes = HttpRoutes(gw)
         try:
             async with asyncio.TaskGroup() as tasks:

@@ -106,9 +106,9 @@ def start_gateway(
 
 
 @contextlib.contextmanager
-def gateways(redis_url: str, workdir: Path, count: int = 1, **settings: str) -> Iterator[
-    list[GatewayProcess]
-]:
+def gateways(
+    redis_url: str, workdir: Path, count: int = 1, **settings: str
+) -> Iterator[list[GatewayProcess]]:
     started: list[GatewayProcess] = []
     try:
         for index in range(count):

@@ -129,7 +129,7 @@ async def test_bad_tokens_refused_4001(redis: RedisClient, one_gateway: GatewayP
     forged = jwt.encode(claims, "another-secret-that-is-long-enough-000", algorithm="HS256")
     expired = jwt.encode({**claims, "exp": now - 10}, SECRET, algorithm="HS256")
     no_sid = jwt.encode({k: v for k, v in claims.items() if k != "sid"}, SECRET, algorithm="HS256")
-    unsigned = jwt.encode(claims, None, algorithm="none")
+    unsigned = jwt.encode(claims, "", algorithm="none")
     foreign = jwt.encode({**claims, "sub": str(uuid.uuid4())}, SECRET, algorithm="HS256")
     no_session = jwt.encode({**claims, "sid": "missing"}, SECRET, algorithm="HS256")
     cases = {
@@ -206,6 +206,8 @@ async def test_redis_down_refuses_new_connections_1013(tmp_path: Path) -> None:
             with pytest.raises((ConnectionClosed, GatewayError, OSError)):
                 conn = await GatewayClient.connect(gw.url, token)
                 await conn.wait_closed()
-            async with ws_connect(gw.url, additional_headers={"Authorization": f"Bearer {token}"}) as ws:
+            async with ws_connect(
+                gw.url, additional_headers={"Authorization": f"Bearer {token}"}
+            ) as ws:
                 await asyncio.wait_for(ws.wait_closed(), 10)
                 assert ws.close_code == 1013

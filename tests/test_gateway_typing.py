@@ -66,7 +66,9 @@ async def test_non_member_typing_is_forbidden(
     with gateways(redis_url, tmp_path, 1) as (gw,):
         a = await client_for(redis, gw)
         outsider = await client_for(redis, gw)
-        created = await a.request("conversation.create", kind="group", member_ids=[str(uuid.uuid4())])
+        created = await a.request(
+            "conversation.create", kind="group", member_ids=[str(uuid.uuid4())]
+        )
         with pytest.raises(GatewayError, match="forbidden"):
             await outsider.request("typing.start", conversation_id=created["conversation"]["id"])
         with pytest.raises(GatewayError, match="forbidden"):
