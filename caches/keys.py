@@ -17,13 +17,13 @@ from typing import Final
 
 __all__ = [
     "BLACKLIST_PREFIX",
-    "GATEWAY_EPOCH",
     "PRESENCE_DEADLINES",
     "PRESENCE_ONLINE",
     "REVOCATIONS_CHANNEL",
     "blacklist_token",
     "conversation_channel",
     "conversation_message_bodies",
+    "gateway_epoch",
     "conversation_messages",
     "instance_channel",
     "lastseen",
@@ -56,9 +56,6 @@ PRESENCE_ONLINE: Final = "presence:online"
 """Sorted set: user id -> epoch ms its presence expires (index for online users)."""
 PRESENCE_DEADLINES: Final = "presence:deadlines"
 """Sorted set: user id -> epoch ms of the user's earliest lease expiry (what the sweep scans)."""
-GATEWAY_EPOCH: Final = "gateway:epoch"
-"""Exists while Redis keeps the gateways' data; gone after a restart without persistence or a
-flush, which tells the gateways to re-assert sessions and leases instead of revoking them."""
 REVOCATIONS_CHANNEL: Final = "ch:revocations"
 """Pub/sub: a session deleted or a token blacklisted, so every instance closes its sockets."""
 
@@ -178,6 +175,14 @@ def user_conversation_data(user_id: uuid.UUID | str) -> str:
 def user_conversations_fence(user_id: uuid.UUID | str) -> str:
     """Set briefly by every write, so a load read from the store before it cannot land after it."""
     return f"conversations:user:fence:{{{_u(user_id, 'user_id')}}}"
+
+
+# Gateway instances
+def gateway_epoch(instance_id: str) -> str:
+    """Exists while Redis keeps what this instance wrote; gone after a restart without
+    persistence or a flush, telling the instance to re-assert sessions and leases rather than
+    take their absence for revocations."""
+    return f"gateway:epoch:{{{valid_id(instance_id, 'instance_id')}}}"
 
 
 # Pub/sub channels

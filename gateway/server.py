@@ -45,6 +45,7 @@ RUNTIME_FILE = "presence-gateway.runtime.json"
 """Written while serving with the embedded Redis, so `presence-gateway token` finds it."""
 
 _TICK = 0.25
+_EPOCH_TTL = 86_400
 
 
 class Gateway:
@@ -81,6 +82,7 @@ class Gateway:
         )
         self.bus.subscribe(keys.REVOCATIONS_CHANNEL)
         self._reasserting = asyncio.Lock()
+        self._epoch_key = keys.gateway_epoch(settings.instance_id)
         self._tasks: asyncio.TaskGroup | None = None
         self._expiries: list[tuple[float, uuid.UUID]] = []
         self._next_sweep = 0.0
@@ -151,7 +153,7 @@ class Gateway:
         (watchers saw no change); otherwise real transitions (a lease that lapsed meanwhile)
         are announced as usual."""
         async with self._reasserting:
-            lost = await self.auto.set(keys.GATEWAY_EPOCH, self.settings.instance_id, nx=True)
+            lost = await self.auto.set(self._epoch_key, "1", ex=_EPOCH_TTL, nx=True)
             connections = list(self.hub.all_connections())
             ttl = self.settings.session_ttl
             if lost:
@@ -187,6 +189,7 @@ class Gateway:
                 await self._expire_due(now)
                 if now >= self._next_sweep:
                     self._next_sweep = now + self.settings.sweep_interval
+                    await self.auto.expire(self._epoch_key, _EPOCH_TTL)  # never re-creates it
                     for update in await self.presence.sweep():
                         await announce(self, update)
             except RedisError as exc:
@@ -251,7 +254,7 @@ async def run(settings: Settings, on_ready: Callable[[str], None] | None = None)
         store = await SqliteStore(settings.store).open()
         gw = Gateway(settings, redis, auto or redis, redis_url, store)
         with contextlib.suppress(RedisError):  # Redis may be down at start: /readyz says so
-            await redis.set(keys.GATEWAY_EPOCH, settings.instance_id, nx=True)
+            await redis.set(gw._epoch_key, "1", ex=_EPOCH_TTL, nx=True)
         routes = HttpRoutes(gw)
         try:
             async with asyncio.TaskGroup() as tasks:
