@@ -214,3 +214,38 @@ async def test_heartbeat_reasserts_a_lost_lease(redis: RedisClient) -> None:
     update = await cache.heartbeat(user, "c1")
     assert update.status is ONLINE and update.transition is PresenceTransition.WENT_ONLINE
     assert await cache.get_online_users() == [user]
+
+
+async def test_typing_announcement_published_atomically_only_when_announced(
+    redis: RedisClient,
+) -> None:
+    cache = PresenceCache(redis)
+    conv, ann = uuid.uuid4(), uuid.uuid4()
+    pubsub = redis.pubsub()
+    await pubsub.subscribe("ch:test")
+
+    async def next_message() -> str:
+        while True:
+            msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+            if msg is not None:
+                return str(msg["data"])
+
+    assert await cache.set_typing(conv, ann, announce=("ch:test", b"start-1"))
+    assert not await cache.set_typing(conv, ann, announce=("ch:test", b"start-2"))
+    assert await cache.clear_typing(conv, ann, announce=("ch:test", b"stop-1"))
+    assert not await cache.clear_typing(conv, ann, announce=("ch:test", b"stop-2"))
+    received = [await asyncio.wait_for(next_message(), 2) for _ in range(2)]
+    assert received == ["start-1", "stop-1"]
+    await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+
+async def test_bulk_presence_with_last_seen(redis: RedisClient) -> None:
+    cache = PresenceCache(redis)
+    ann, bob, cat = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    await cache.connect(ann, "c1")
+    await cache.connect(bob, "c2")
+    await cache.disconnect(bob, "c2", None)
+    found = await cache.get_bulk_presence([ann, bob, cat])
+    assert found[ann] == (ONLINE, None)
+    assert found[bob][0] is OFFLINE and found[bob][1] is not None
+    assert found[cat] == (OFFLINE, None)
