@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import select
-import signal
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from caches import SessionCache
 from caches.redis import RedisClient
 from gateway.auth import mint_token
 from gateway.client import GatewayClient
+from gateway.launcher import Launched, launch
 
 SECRET = "integration-test-secret-0123456789abcdef"
 
@@ -32,77 +26,28 @@ FAST = {
 }
 
 
-@dataclass
-class GatewayProcess:
-    proc: subprocess.Popen[bytes]
-    url: str
-    http: str
-    log_path: Path
-    settings: dict[str, str] = field(default_factory=dict)
+class GatewayProcess(Launched):
+    """A launched gateway and the settings it was started with."""
 
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-        return self.proc.returncode
+    settings: dict[str, str]
 
 
 def start_gateway(
     redis_url: str, workdir: Path, name: str = "gw", **settings: str
 ) -> GatewayProcess:
-    """Start `presence-gateway serve` and wait for its ready line."""
-    config = {**FAST, **settings}
-    argv = [
-        sys.executable,
-        "-m",
-        "gateway",
-        "serve",
-        "--port",
-        "0",
-        "--redis-url",
-        redis_url,
-        "--store",
-        str(workdir / "store.sqlite3"),
-        "--jwt-secret",
-        SECRET,
-        "--instance-id",
-        f"{name}-{uuid.uuid4().hex[:6]}",
-    ]
-    for key, value in config.items():
-        argv += ["--" + key.replace("_", "-"), value]
-    log_path = workdir / f"{name}-{uuid.uuid4().hex[:6]}.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            argv, stdout=subprocess.PIPE, stderr=log, cwd=workdir, env=dict(os.environ)
-        )
-    assert proc.stdout is not None
-    deadline = time.monotonic() + 15
-    line = b""
-    while b"listening on" not in line:
-        remaining = deadline - time.monotonic()
-        ready, _, _ = select.select([proc.stdout], [], [], max(remaining, 0))
-        if not ready or proc.poll() is not None:
-            proc.kill()
-            proc.wait()
-            proc.stdout.close()
-            raise AssertionError(f"gateway did not start:\n{log_path.read_text()}")
-        line = proc.stdout.readline()
-    url = line.decode().split("listening on ", 1)[1].split()[0]
-    http = url.replace("ws://", "http://").removesuffix("/ws")
-    return GatewayProcess(proc, url, http, log_path, config)
+    """Start `presence-gateway serve` with the fast test settings and wait for its ready line."""
+    config = {
+        **FAST,
+        "redis_url": redis_url,
+        "store": str(workdir / "store.sqlite3"),
+        "jwt_secret": SECRET,
+        "instance_id": f"{name}-{uuid.uuid4().hex[:6]}",
+        **settings,
+    }
+    launched = launch(config, workdir, workdir / f"{config['instance_id']}.log")
+    process = GatewayProcess(launched.proc, launched.url, launched.http, launched.log_path)
+    process.settings = config
+    return process
 
 
 @contextlib.contextmanager

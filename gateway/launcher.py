@@ -1,0 +1,94 @@
+"""Start `presence-gateway serve` as a child process and wait until it listens.
+
+Used by the integration tests and the benchmarks; also handy under a process supervisor of
+your own. The child gets port 0 unless told otherwise and reports where it listens.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import select
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["LaunchError", "Launched", "launch"]
+
+
+class LaunchError(Exception):
+    """The gateway exited or stayed silent before listening; carries its log."""
+
+
+@dataclass
+class Launched:
+    proc: subprocess.Popen[bytes]
+    url: str
+    http: str
+    log_path: Path
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = 15, timeout: float = 10.0) -> int:
+        """Signal (SIGTERM by default), wait, SIGKILL after `timeout`; the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        return self.proc.returncode
+
+
+def _child_setup(cpus: list[int] | None) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if cpus:
+        os.sched_setaffinity(0, cpus)
+
+
+def launch(
+    settings: Mapping[str, str],
+    workdir: Path,
+    log_path: Path,
+    *,
+    cpus: list[int] | None = None,
+    timeout: float = 15.0,
+) -> Launched:
+    """Run `python -m gateway serve --<name> <value>...` in `workdir`, logging to `log_path`."""
+    argv = [sys.executable, "-m", "gateway", "serve"]
+    for name, value in {"port": "0", **settings}.items():
+        argv += ["--" + name.replace("_", "-"), value]
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            cwd=workdir,
+            env=dict(os.environ),
+            preexec_fn=lambda: _child_setup(cpus),
+        )
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    line = b""
+    while b"listening on" not in line:
+        ready, _, _ = select.select([proc.stdout], [], [], max(deadline - time.monotonic(), 0))
+        if not ready or proc.poll() is not None:
+            proc.kill()
+            proc.wait()
+            proc.stdout.close()
+            raise LaunchError(f"gateway did not start:\n{log_path.read_text()[-3000:]}")
+        line = proc.stdout.readline()
+    url = line.decode().split("listening on ", 1)[1].split()[0]
+    return Launched(proc, url, url.replace("ws://", "http://").removesuffix("/ws"), log_path)

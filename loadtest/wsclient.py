@@ -1,0 +1,124 @@
+"""A lean WebSocket client transport for load generation (asyncio.Protocol, no per-frame tasks).
+
+The load generator shares a 2-core machine with the servers it measures, so it must cost far
+less CPU per frame than they do: frames are parsed in `data_received` and handed to a callback.
+Client frames use an all-zero masking key (the mask bit is set as RFC 6455 requires; XOR with
+zero leaves the payload as is). Loopback targets only; not a general-purpose client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import struct
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+__all__ = ["RawClient", "open_client"]
+
+_ZERO_MASK = b"\x00\x00\x00\x00"
+
+
+def _masked_frame(opcode: int, payload: bytes) -> bytes:
+    size = len(payload)
+    if size < 126:
+        header = bytes((0x80 | opcode, 0x80 | size))
+    elif size < 65536:
+        header = bytes((0x80 | opcode, 0x80 | 126)) + struct.pack("!H", size)
+    else:
+        header = bytes((0x80 | opcode, 0x80 | 127)) + struct.pack("!Q", size)
+    return header + _ZERO_MASK + payload
+
+
+class RawClient(asyncio.Protocol):
+    def __init__(self, on_message: Callable[[bytes], None]) -> None:
+        self.on_message = on_message
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.upgraded = asyncio.get_running_loop().create_future()
+        self.closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if not self.upgraded.done():
+            self.upgraded.set_exception(ConnectionError(f"closed during handshake: {exc}"))
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self.buffer
+        buffer += data
+        if not self.upgraded.done():
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            status_line = bytes(buffer[: buffer.find(b"\r\n")])
+            del buffer[: end + 4]
+            if b" 101 " not in status_line:
+                self.upgraded.set_exception(ConnectionError(status_line.decode(errors="replace")))
+                return
+            self.upgraded.set_result(None)
+        pos, size = 0, len(buffer)
+        while size - pos >= 2:
+            first, length = buffer[pos], buffer[pos + 1] & 0x7F
+            start = pos + 2
+            if length == 126:
+                if size - start < 2:
+                    break
+                length = int.from_bytes(buffer[start : start + 2], "big")
+                start += 2
+            elif length == 127:
+                if size - start < 8:
+                    break
+                length = int.from_bytes(buffer[start : start + 8], "big")
+                start += 8
+            if size - start < length:
+                break
+            opcode = first & 0x0F
+            payload = bytes(buffer[start : start + length])
+            pos = start + length
+            if opcode == 1:
+                self.on_message(payload)
+            elif opcode == 9 and self.transport is not None:
+                self.transport.write(_masked_frame(0xA, payload))
+            elif opcode == 8:
+                self.close()
+        if pos:
+            del buffer[:pos]
+
+    def send(self, payload: bytes) -> None:
+        if not self.closed and self.transport is not None:
+            self.transport.write(_masked_frame(0x1, payload))
+
+    def close(self) -> None:
+        if not self.closed and self.transport is not None:
+            self.closed = True
+            self.transport.write(_masked_frame(0x8, struct.pack("!H", 1000)))
+            self.transport.close()
+
+
+async def open_client(
+    url: str, token: str, on_message: Callable[[bytes], None], timeout: float = 30.0
+) -> RawClient:
+    """Connect to a loopback gateway with a Bearer token and wait for the 101."""
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        raise ValueError("the load generator only targets loopback")
+    loop = asyncio.get_running_loop()
+    _, client = await asyncio.wait_for(
+        loop.create_connection(lambda: RawClient(on_message), host, port), timeout
+    )
+    key = base64.b64encode(os.urandom(16)).decode()
+    request = (
+        f"GET {parts.path or '/'} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+        f"Authorization: Bearer {token}\r\n\r\n"
+    )
+    assert client.transport is not None
+    client.transport.write(request.encode())
+    await asyncio.wait_for(client.upgraded, timeout)
+    return client
