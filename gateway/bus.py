@@ -36,13 +36,13 @@ class Bus:
         publisher: RedisClient,
         instance_id: str,
         probe_interval: float,
-        on_message: Callable[[bytes, bytes], None],
+        on_messages: Callable[[list[tuple[bytes, bytes]]], None],
         on_reconnect: Callable[[], Awaitable[None]],
     ) -> None:
         self._url = url
         self._publisher = publisher
         self._probe_interval = probe_interval
-        self._on_message = on_message
+        self._on_messages = on_messages
         self._on_reconnect = on_reconnect
         self._channels: set[str] = set()
         self._subscriber: Subscriber | None = None
@@ -72,14 +72,15 @@ class Bus:
     async def publish(self, channel: str, payload: bytes) -> None:
         await self._publisher.publish(channel, payload)
 
-    def _deliver(self, channel: bytes, payload: bytes) -> None:
-        if channel == self._probe_key:
+    def _deliver(self, batch: list[tuple[bytes, bytes]]) -> None:
+        probe = self._probe_key
+        if any(channel == probe for channel, _ in batch):
             self._last_echo = time.monotonic()
-            return
+            batch = [(channel, payload) for channel, payload in batch if channel != probe]
         try:
-            self._on_message(channel, payload)
+            self._on_messages(batch)
         except Exception:
-            log.exception("bus: handling a message on %s failed", channel[:80])
+            log.exception("bus: handling %d messages failed", len(batch))
 
     async def run(self) -> None:
         """Keep the subscription up until cancelled."""

@@ -2,7 +2,7 @@
 
 redis-py's PubSub spends tens of microseconds of Python per message; a gateway receives every
 event of every channel it serves, so this reader does the least possible work per message and
-hands `(channel, payload)` straight to a callback.
+hands each read's `(channel, payload)` pairs straight to a callback.
 """
 
 from __future__ import annotations
@@ -33,10 +33,13 @@ class Subscriber:
     """One connection in subscribed mode; `run` reads until the connection ends."""
 
     def __init__(
-        self, url: str, on_message: Callable[[bytes, bytes], None], timeout: float = 2.0
+        self,
+        url: str,
+        on_messages: Callable[[list[tuple[bytes, bytes]]], None],
+        timeout: float = 2.0,
     ) -> None:
         self._url = url
-        self._on_message = on_message
+        self._on_messages = on_messages
         self._timeout = timeout
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
@@ -77,18 +80,21 @@ class Subscriber:
         """Deliver messages until the connection ends, then raise SubscriberClosed."""
         assert self._reader is not None
         parser = hiredis.Reader()
-        deliver = self._on_message
+        deliver = self._on_messages
         read = self._reader.read
         while True:
             data = await read(1 << 16)
             if not data:
                 raise SubscriberClosed("Redis closed the pub/sub connection")
             parser.feed(data)
+            batch: list[tuple[bytes, bytes]] = []
             while (reply := parser.gets()) is not False:
                 if isinstance(reply, list) and reply and reply[0] == b"message":
-                    deliver(reply[1], reply[2])
+                    batch.append((reply[1], reply[2]))
                 elif isinstance(reply, hiredis.ReplyError):
                     raise SubscriberClosed(f"Redis error on pub/sub: {reply}")
+            if batch:
+                deliver(batch)
 
     def close(self) -> None:
         if self._writer is not None:
