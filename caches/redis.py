@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import redis.asyncio as aioredis
+from redis.asyncio import BlockingConnectionPool
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
@@ -94,7 +95,10 @@ def connect(url: str, options: ClientOptions | None = None) -> RedisClient:
         raise ValueError(
             f"unsupported Redis URL scheme {parts.scheme!r}: use redis, rediss or unix"
         )
-    return aioredis.Redis.from_url(url, **common)
+    # A burst of callers waits (up to the connect timeout) for a pooled connection instead of
+    # failing at once with "Too many connections".
+    pool = BlockingConnectionPool.from_url(url, timeout=opts.connect_timeout, **common)
+    return aioredis.Redis.from_pool(pool)
 
 
 def find_server_binary() -> str:

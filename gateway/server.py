@@ -65,7 +65,7 @@ class Gateway:
         self.store = store
         self.presence = PresenceCache(auto)
         self.sessions = SessionCache(auto)
-        self.authenticator = Authenticator(TokenVerifier(settings), SessionCache(redis))
+        self.authenticator = Authenticator(TokenVerifier(settings), self.sessions)
         self.lease = settings.lease_ttl
         self.lease_ms = int(settings.lease_ttl * 1000)
         self.typing_ttl_ms = int(settings.typing_ttl * 1000)

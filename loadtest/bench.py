@@ -1,4 +1,4 @@
-"""Benchmarks: `python loadtest/bench.py caches` (more subcommands: see --help).
+"""Benchmarks: `python loadtest/bench.py caches | fanout | idle` (see --help).
 
 Every benchmark starts what it needs (an embedded Valkey unless GATEWAY_REDIS_URL is set), runs
 bounded in count and time against loopback only, and stops everything it started.
@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import os
 import platform
+import resource
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from caches.redis import EmbeddedRedis, connect
 from loadtest.bench_caches import CaseResult, run_cases
+from loadtest.bench_fanout import FanoutResult, IdleResult, run_fanout, run_idle
 from loadtest.stats import median
 
 
@@ -67,6 +69,50 @@ async def caches_main(args: argparse.Namespace) -> None:
         )
 
 
+def _load_generator_setup() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if (os.cpu_count() or 1) >= 2:
+        os.sched_setaffinity(0, [1])  # the gateways have CPU 0 to themselves
+
+
+async def fanout_main(args: argparse.Namespace) -> None:
+    _load_generator_setup()
+    results: list[FanoutResult] = []
+    for run in range(args.runs):
+        result = await run_fanout(args.clients, args.rate, args.seconds)
+        results.append(result)
+        print(f"  run {run + 1}: {result}", flush=True)
+    print(
+        f"fanout benchmark: {machine()}; {args.clients} clients in rooms of 10 over 2 "
+        f"instances (gateways on CPU 0, load + Valkey on CPU 1); typing.start/stop "
+        f"alternating at {args.rate:.0f} events/s, {args.seconds}s window; "
+        f"medians of {args.runs} runs"
+    )
+    rows = [
+        ("delivered events/s", "delivered_per_s", "{:,.0f}"),
+        ("delivered / expected", "ratio", "{:.4f}"),
+        ("latency p50 ms", "p50_ms", "{:.2f}"),
+        ("latency p99 ms", "p99_ms", "{:.2f}"),
+        ("latency max ms", "max_ms", "{:.2f}"),
+        ("server CPU % (both instances)", "server_cpu_pct", "{:.1f}"),
+        ("server CPU us per delivery", "cpu_us_per_delivery", "{:.1f}"),
+        ("RSS KiB per connection", "rss_kib_per_conn", "{:.1f}"),
+    ]
+    print("| figure | median |\n|---|---|")
+    for label, attr, fmt in rows:
+        print(f"| {label} | {fmt.format(median([getattr(r, attr) for r in results]))} |")
+
+
+async def idle_main(args: argparse.Namespace) -> None:
+    _load_generator_setup()
+    print(f"idle benchmark: {machine()}; one gateway; medians of {args.runs} runs")
+    print("| connections | RSS KiB per idle authenticated connection |\n|---|---|")
+    for count in args.connections:
+        results: list[IdleResult] = [await run_idle(count) for _ in range(args.runs)]
+        print(f"| {count:,} | {median([r.rss_kib_per_conn for r in results]):.1f} |", flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -74,6 +120,16 @@ def main(argv: list[str] | None = None) -> None:
     caches.add_argument("--seconds", type=float, default=2.0)
     caches.add_argument("--runs", type=int, default=3)
     caches.add_argument("--concurrency", type=int, default=8)
+    fanout = sub.add_parser("fanout", help="typing fan-out over two gateway instances")
+    fanout.add_argument("--clients", type=int, default=1000)
+    fanout.add_argument("--rate", type=float, default=2000.0, help="offered events/s")
+    fanout.add_argument("--seconds", type=float, default=5.0)
+    fanout.add_argument("--runs", type=int, default=3)
+    idle = sub.add_parser("idle", help="RSS per idle authenticated connection")
+    idle.add_argument(
+        "--connections", type=lambda v: [int(x) for x in v.split(",")], default=[1000, 5000]
+    )
+    idle.add_argument("--runs", type=int, default=3)
     args = parser.parse_args(argv)
     try:
         import uvloop
@@ -83,6 +139,10 @@ def main(argv: list[str] | None = None) -> None:
         pass
     if args.command == "caches":
         asyncio.run(caches_main(args))
+    elif args.command == "fanout":
+        asyncio.run(fanout_main(args))
+    elif args.command == "idle":
+        asyncio.run(idle_main(args))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import base64
 import os
 import struct
 from collections.abc import Callable
+from typing import cast
 from urllib.parse import urlsplit
 
 __all__ = ["RawClient", "open_client"]
@@ -40,8 +41,8 @@ class RawClient(asyncio.Protocol):
         self.closed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, but behave as one.
+        self.transport = cast(asyncio.Transport, transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -109,16 +110,16 @@ async def open_client(
     if host not in ("127.0.0.1", "localhost", "::1"):
         raise ValueError("the load generator only targets loopback")
     loop = asyncio.get_running_loop()
-    _, client = await asyncio.wait_for(
+    transport, client = await asyncio.wait_for(
         loop.create_connection(lambda: RawClient(on_message), host, port), timeout
     )
+    client.transport = transport
     key = base64.b64encode(os.urandom(16)).decode()
     request = (
         f"GET {parts.path or '/'} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
         f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
         f"Authorization: Bearer {token}\r\n\r\n"
     )
-    assert client.transport is not None
-    client.transport.write(request.encode())
+    transport.write(request.encode())
     await asyncio.wait_for(client.upgraded, timeout)
     return client

@@ -1,0 +1,256 @@
+"""`bench.py fanout` and `bench.py idle`: real gateway processes under a paced load.
+
+fanout: N clients over two instances in rooms of 10 (each room split 5 + 5), each client
+alternating `typing.start` / `typing.stop` so the throttle drops none; a global pacer offers a
+fixed rate of events/s. Reports delivered events/s, end-to-end latency, server CPU per delivery
+and RSS per connection. idle: RSS per idle authenticated connection (presence lease included).
+
+Gateways run on CPU 0, the load generator and Valkey on CPU 1 (when the machine has two).
+Everything targets loopback and stops by itself: steps are bounded in time and count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+import psutil
+
+from caches import SessionCache, connect
+from caches.redis import EmbeddedRedis
+from gateway.auth import mint_token
+from gateway.launcher import Launched, launch
+from gateway.store import SqliteStore
+from loadtest.stats import percentile
+from loadtest.wsclient import RawClient, open_client
+
+__all__ = ["FanoutResult", "IdleResult", "run_fanout", "run_idle"]
+
+SECRET = "benchmark-secret-0123456789abcdef0123456789"
+ROOM = 10
+
+
+def _cpus(role: str) -> list[int] | None:
+    if (os.cpu_count() or 1) < 2:
+        return None
+    return [0] if role == "server" else [1]
+
+
+@dataclass(frozen=True, slots=True)
+class FanoutResult:
+    rate: float
+    sent_per_s: float
+    delivered_per_s: float
+    ratio: float
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    server_cpu_pct: float
+    cpu_us_per_delivery: float
+    rss_kib_per_conn: float
+
+
+@dataclass(frozen=True, slots=True)
+class IdleResult:
+    connections: int
+    rss_kib_per_conn: float
+
+
+@contextlib.contextmanager
+def _cluster(count: int, workdir: Path, **settings: str) -> Iterator[tuple[str, list[Launched]]]:
+    with EmbeddedRedis() as redis_server:
+        cpus = _cpus("load")
+        if cpus:
+            psutil.Process(redis_server.pid).cpu_affinity(cpus)
+        started: list[Launched] = []
+        try:
+            for index in range(count):
+                config = {
+                    "redis_url": redis_server.url,
+                    "store": str(workdir / "store.sqlite3"),
+                    "jwt_secret": SECRET,
+                    "rate_limit": "1000",
+                    "rate_burst": "1000",
+                    "log_level": "warning",
+                    **settings,
+                }
+                log_path = workdir / f"gw{index}.log"
+                started.append(launch(config, workdir, log_path, cpus=_cpus("server")))
+            yield redis_server.url, started
+        finally:
+            for process in started:
+                process.stop()
+
+
+def _rss(processes: list[Launched]) -> int:
+    return sum(psutil.Process(p.pid).memory_info().rss for p in processes)
+
+
+def _cpu_seconds(processes: list[Launched]) -> float:
+    total = 0.0
+    for p in processes:
+        times = psutil.Process(p.pid).cpu_times()
+        total += times.user + times.system
+    return total
+
+
+async def _tokens(redis_url: str, users: list[uuid.UUID]) -> list[str]:
+    client = connect(redis_url)
+    sessions = SessionCache(client)
+    try:
+        return list(
+            await asyncio.gather(*(mint_token(sessions, SECRET, u, ttl=3600) for u in users))
+        )
+    finally:
+        await client.aclose()
+
+
+async def _connect_all(
+    urls: list[str], tokens: list[str], on_message: list[object]
+) -> list[RawClient]:
+    gate = asyncio.Semaphore(100)
+
+    async def one(index: int) -> RawClient:
+        async with gate:
+            return await open_client(urls[index % len(urls)], tokens[index], on_message[index])  # type: ignore[arg-type]
+
+    return list(await asyncio.gather(*(one(i) for i in range(len(tokens)))))
+
+
+async def run_fanout(
+    clients: int, rate: float, seconds: float, warmup: float = 1.5
+) -> FanoutResult:
+    """One fresh pair of gateways, one paced step at `rate` events/s."""
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-fanout-") as tmp,
+        _cluster(2, Path(tmp)) as (
+            redis_url,
+            gateways,
+        ),
+    ):
+        users = [uuid.uuid4() for _ in range(clients)]
+        store = await SqliteStore(str(Path(tmp) / "store.sqlite3")).open()
+        rooms = []
+        for start in range(0, clients, ROOM):
+            members = users[start : start + ROOM]
+            conversation, _ = await store.create_conversation(
+                "group", members[0], members[1:], f"room {start // ROOM}"
+            )
+            rooms.append(str(conversation.id))
+        await store.close()
+        tokens = await _tokens(redis_url, users)
+        sent_at: dict[tuple[str, int], float] = {}
+        latencies: list[float] = []
+        state = {"measuring": False, "delivered": 0}
+        user_text = [str(u) for u in users]
+
+        def receiver() -> object:
+            seen: dict[str, int] = {}
+
+            def on_message(raw: bytes) -> None:
+                if b'"typing"' not in raw[:20]:
+                    return
+                event = orjson.loads(raw)
+                sender = event["user_id"]
+                n = seen.get(sender, 0) + 1
+                seen[sender] = n
+                if state["measuring"]:
+                    state["delivered"] += 1
+                    sent = sent_at.get((sender, n))
+                    if sent is not None:
+                        latencies.append(time.perf_counter() - sent)
+
+            return on_message
+
+        base_rss = _rss(gateways)
+        conns = await _connect_all(
+            [g.url for g in gateways], tokens, [receiver() for _ in range(clients)]
+        )
+        await asyncio.sleep(1.0)
+        rss_per_conn = (_rss(gateways) - base_rss) / clients / 1024
+        frames = [
+            [
+                orjson.dumps({"type": kind, "conversation_id": rooms[i // ROOM]})
+                for kind in ("typing.start", "typing.stop")
+            ]
+            for i in range(clients)
+        ]
+        counts = [0] * clients
+        order = list(range(clients))
+        sent = sent_window = 0
+        started = time.perf_counter()
+        cpu_start = wall_start = 0.0
+        next_client = 0
+        while (elapsed := time.perf_counter() - started) < warmup + seconds:
+            if not state["measuring"] and elapsed >= warmup:
+                state["measuring"] = True
+                cpu_start, wall_start = _cpu_seconds(gateways), time.perf_counter()
+            due = min(int(rate * elapsed) - sent, int(rate * 0.05) + 1)
+            now = time.perf_counter()
+            for _ in range(max(due, 0)):
+                index = order[next_client]
+                next_client = (next_client + 1) % clients
+                counts[index] += 1
+                sent_at[(user_text[index], counts[index])] = now
+                conns[index].send(frames[index][(counts[index] - 1) % 2])
+            if due > 0:
+                sent += due
+                if state["measuring"]:
+                    sent_window += due
+            await asyncio.sleep(0.002)
+        window = time.perf_counter() - wall_start
+        cpu = _cpu_seconds(gateways) - cpu_start
+        state["measuring"] = False
+        delivered = state["delivered"]
+        # Late deliveries of the window still count: wait until they stop arriving.
+        settled = -1
+        deadline = time.monotonic() + 10
+        while len(latencies) != settled and time.monotonic() < deadline:
+            settled = len(latencies)
+            await asyncio.sleep(0.3)
+        for conn in conns:
+            conn.close()
+        ordered = sorted(latencies)
+        expected = sent_window * (ROOM - 1)
+        return FanoutResult(
+            rate=rate,
+            sent_per_s=sent_window / window,
+            delivered_per_s=delivered / window,
+            ratio=len(ordered) / expected if expected else 0.0,
+            p50_ms=percentile(ordered, 0.50) * 1000,
+            p99_ms=percentile(ordered, 0.99) * 1000,
+            max_ms=(ordered[-1] * 1000) if ordered else 0.0,
+            server_cpu_pct=100 * cpu / window,
+            cpu_us_per_delivery=(cpu / delivered * 1e6) if delivered else 0.0,
+            rss_kib_per_conn=rss_per_conn,
+        )
+
+
+async def run_idle(connections: int) -> IdleResult:
+    """RSS growth of one gateway per idle authenticated connection."""
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-idle-") as tmp,
+        _cluster(1, Path(tmp)) as (
+            redis_url,
+            gateways,
+        ),
+    ):
+        users = [uuid.uuid4() for _ in range(connections)]
+        tokens = await _tokens(redis_url, users)
+        base = _rss(gateways)
+        conns = await _connect_all(
+            [gateways[0].url], tokens, [(lambda raw: None) for _ in range(connections)]
+        )
+        await asyncio.sleep(1.5)
+        grown = _rss(gateways) - base
+        for conn in conns:
+            conn.close()
+        return IdleResult(connections, grown / connections / 1024)
