@@ -222,7 +222,7 @@ class PresenceCache:
 
     # Connection-aware presence
 
-    async def connect(
+    async def renew(
         self,
         user_id: uuid.UUID,
         connection_id: str,
@@ -230,19 +230,15 @@ class PresenceCache:
         *,
         away: bool = False,
     ) -> PresenceUpdate:
-        """A connection came up: take its lease. WENT_ONLINE when it is the user's first."""
-        return await self._renew(user_id, connection_id, lease, away)
+        """Take or renew a connection's lease (re-creating it if Redis lost it).
 
-    async def heartbeat(
-        self,
-        user_id: uuid.UUID,
-        connection_id: str,
-        lease: TTL = DEFAULT_LEASE_TTL,
-        *,
-        away: bool = False,
-    ) -> PresenceUpdate:
-        """Renew a connection's lease (re-creating it if Redis lost it)."""
-        return await self._renew(user_id, connection_id, lease, away)
+        Called as `connect` when a connection comes up (WENT_ONLINE for the user's first) and as
+        `heartbeat` after that; `away` is the connection's client-reported state.
+        """
+        return await self._step("renew", user_id, connection_id, ttl_ms(lease), 0, away)
+
+    connect = renew
+    heartbeat = renew
 
     async def set_away(
         self,
@@ -252,12 +248,7 @@ class PresenceCache:
         lease: TTL = DEFAULT_LEASE_TTL,
     ) -> PresenceUpdate:
         """Client-reported idle (`away=True`) or active; renews the lease too."""
-        return await self._renew(user_id, connection_id, lease, away)
-
-    async def _renew(
-        self, user_id: uuid.UUID, connection_id: str, lease: TTL, away: bool
-    ) -> PresenceUpdate:
-        return await self._step("renew", user_id, connection_id, ttl_ms(lease), 0, away)
+        return await self.renew(user_id, connection_id, lease, away=away)
 
     async def disconnect(
         self, user_id: uuid.UUID, connection_id: str, grace: TTL | None = DEFAULT_GRACE

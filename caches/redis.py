@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -37,6 +38,7 @@ from caches.errors import CacheError
 
 __all__ = [
     "ClientOptions",
+    "configured_or_embedded",
     "EmbeddedRedis",
     "EmbeddedRedisError",
     "RedisClient",
@@ -266,3 +268,14 @@ class EmbeddedRedis:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+@contextlib.contextmanager
+def configured_or_embedded(url: str | None) -> Iterator[str]:
+    """`url` when one is configured, else the URL of a private embedded server for the
+    duration of the block (stopped after it)."""
+    if url:
+        yield url
+        return
+    with EmbeddedRedis() as server:
+        yield server.url

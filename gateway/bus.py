@@ -51,6 +51,7 @@ class Bus:
         self._last_echo = 0.0
         self.connected = False
         self.reconnects = 0
+        self.echoes = 0
 
     def subscribe(self, channel: str) -> None:
         """Carry `channel` from now on (idempotent)."""
@@ -76,6 +77,7 @@ class Bus:
         probe = self._probe_key
         if any(channel == probe for channel, _ in batch):
             self._last_echo = time.monotonic()
+            self.echoes += 1
             batch = [(channel, payload) for channel, payload in batch if channel != probe]
         try:
             self._on_messages(batch)

@@ -13,7 +13,7 @@ import signal
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +21,8 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 from websockets.asyncio.server import Server, ServerConnection, serve
 
-from caches import ClientOptions, EmbeddedRedis, PresenceCache, SessionCache, connect, keys
-from caches.redis import RedisClient
+from caches import ClientOptions, PresenceCache, SessionCache, connect, keys
+from caches.redis import RedisClient, configured_or_embedded
 from gateway import typing as typing_handlers
 from gateway.auth import Authenticator, TokenVerifier
 from gateway.autopipe import AutoPipelineRedis
@@ -227,15 +227,15 @@ async def _close(ws: ServerConnection, code: Close, reason: str) -> None:
 
 
 @contextlib.contextmanager
-def _redis_url(settings: Settings) -> Any:
-    if settings.redis_url:
-        yield settings.redis_url
-        return
-    with EmbeddedRedis() as embedded:
-        runtime = Path(RUNTIME_FILE)
-        runtime.write_text(json.dumps({"redis_url": embedded.url, "pid": os.getpid()}))
+def _redis_url(settings: Settings) -> Iterator[str]:
+    with configured_or_embedded(settings.redis_url) as url:
+        if settings.redis_url:
+            yield url
+            return
+        runtime = Path(RUNTIME_FILE)  # so `presence-gateway token` finds the embedded server
+        runtime.write_text(json.dumps({"redis_url": url, "pid": os.getpid()}))
         try:
-            yield embedded.url
+            yield url
         finally:
             with contextlib.suppress(FileNotFoundError):
                 runtime.unlink()

@@ -12,26 +12,14 @@ import os
 import platform
 import resource
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from caches.redis import EmbeddedRedis, connect
+from caches.redis import configured_or_embedded, connect
 from loadtest.bench_caches import CaseResult, run_cases
 from loadtest.bench_fanout import FanoutResult, IdleResult, run_fanout, run_idle
 from loadtest.stats import median
-
-
-@contextmanager
-def redis_url() -> Iterator[str]:
-    url = os.environ.get("GATEWAY_REDIS_URL")
-    if url:
-        yield url
-        return
-    with EmbeddedRedis() as server:
-        yield server.url
 
 
 def machine() -> str:
@@ -39,7 +27,7 @@ def machine() -> str:
 
 
 async def caches_main(args: argparse.Namespace) -> None:
-    with redis_url() as url:
+    with configured_or_embedded(os.environ.get("GATEWAY_REDIS_URL")) as url:
         client = connect(url)
         runs: list[list[CaseResult]] = []
         for _ in range(args.runs):

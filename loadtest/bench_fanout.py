@@ -65,8 +65,13 @@ class IdleResult:
 
 
 @contextlib.contextmanager
-def _cluster(count: int, workdir: Path, **settings: str) -> Iterator[tuple[str, list[Launched]]]:
-    with EmbeddedRedis() as redis_server:
+def _cluster(count: int, **settings: str) -> Iterator[tuple[Path, str, list[Launched]]]:
+    """A temp dir, an embedded Valkey and `count` gateways sharing them."""
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-") as tmp,
+        EmbeddedRedis() as redis_server,
+    ):
+        workdir = Path(tmp)
         cpus = _cpus("load")
         if cpus:
             psutil.Process(redis_server.pid).cpu_affinity(cpus)
@@ -84,7 +89,7 @@ def _cluster(count: int, workdir: Path, **settings: str) -> Iterator[tuple[str, 
                 }
                 log_path = workdir / f"gw{index}.log"
                 started.append(launch(config, workdir, log_path, cpus=_cpus("server")))
-            yield redis_server.url, started
+            yield workdir, redis_server.url, started
         finally:
             for process in started:
                 process.stop()
@@ -129,15 +134,9 @@ async def run_fanout(
     clients: int, rate: float, seconds: float, warmup: float = 1.5
 ) -> FanoutResult:
     """One fresh pair of gateways, one paced step at `rate` events/s."""
-    with (
-        tempfile.TemporaryDirectory(prefix="bench-fanout-") as tmp,
-        _cluster(2, Path(tmp)) as (
-            redis_url,
-            gateways,
-        ),
-    ):
+    with _cluster(2) as (workdir, redis_url, gateways):
         users = [uuid.uuid4() for _ in range(clients)]
-        store = await SqliteStore(str(Path(tmp) / "store.sqlite3")).open()
+        store = await SqliteStore(str(workdir / "store.sqlite3")).open()
         rooms = []
         for start in range(0, clients, ROOM):
             members = users[start : start + ROOM]
@@ -236,13 +235,7 @@ async def run_fanout(
 
 async def run_idle(connections: int) -> IdleResult:
     """RSS growth of one gateway per idle authenticated connection."""
-    with (
-        tempfile.TemporaryDirectory(prefix="bench-idle-") as tmp,
-        _cluster(1, Path(tmp)) as (
-            redis_url,
-            gateways,
-        ),
-    ):
+    with _cluster(1) as (_, redis_url, gateways):
         users = [uuid.uuid4() for _ in range(connections)]
         tokens = await _tokens(redis_url, users)
         base = _rss(gateways)

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
 
-from caches.redis import EmbeddedRedis, RedisClient, connect
+from caches.redis import RedisClient, configured_or_embedded, connect
 
 MS = 0.001
 """One millisecond, in seconds: the suite's time unit."""
@@ -18,12 +18,8 @@ MS = 0.001
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     """GATEWAY_REDIS_URL when set, else a private embedded Valkey for the whole run."""
-    url = os.environ.get("GATEWAY_REDIS_URL")
-    if url:
+    with configured_or_embedded(os.environ.get("GATEWAY_REDIS_URL")) as url:
         yield url
-        return
-    with EmbeddedRedis() as server:
-        yield server.url
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from pathlib import Path
 
@@ -95,4 +96,40 @@ async def test_direct_conversation_created_once(
         with pytest.raises(GatewayError, match="invalid_field"):
             await a.request("conversation.create", kind="direct", member_ids=[str(ann)])
         for client in (a, b, late):
+            await client.close()
+
+
+async def test_conversation_events_arrive_in_one_order_on_every_instance(
+    redis: RedisClient, redis_url: str, tmp_path: Path
+) -> None:
+    """Two senders on two instances; receivers on both see the same sequence."""
+    with gateways(redis_url, tmp_path, 2) as (gw1, gw2):
+        users = [uuid.uuid4() for _ in range(4)]
+        a, b, c, d = [
+            await client_for(redis, gw, user)
+            for gw, user in zip((gw1, gw2, gw1, gw2), users, strict=True)
+        ]
+        created = await a.request(
+            "conversation.create", kind="group", member_ids=[str(u) for u in users[1:]]
+        )
+        conv = created["conversation"]["id"]
+        for client in (b, c, d):
+            await client.next_event("conversation.added")
+
+        async def chatter(client: GatewayClient) -> None:
+            for n in range(20):
+                await client.send(
+                    "typing.start" if n % 2 == 0 else "typing.stop", conversation_id=conv
+                )
+
+        await asyncio.gather(chatter(a), chatter(b))
+        seen = []
+        for receiver in (c, d):
+            events = [await receiver.next_event("typing") for _ in range(40)]
+            seen.append([(e["user_id"], e["state"]) for e in events])
+        assert seen[0] == seen[1]
+        for sender in (users[0], users[1]):
+            states = [state for user, state in seen[0] if user == str(sender)]
+            assert states == ["start", "stop"] * 10
+        for client in (a, b, c, d):
             await client.close()
