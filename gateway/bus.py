@@ -13,7 +13,8 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 from redis.exceptions import RedisError
 
@@ -102,11 +103,11 @@ class Bus:
                     await self._on_reconnect()
                 first = False
                 backoff = _BACKOFF_START
-                async with asyncio.TaskGroup() as tasks:
-                    tasks.create_task(subscriber.run())
-                    tasks.create_task(self._probe())
-            except* (OSError, TimeoutError, SubscriberClosed, RedisError) as group:
-                log.warning("bus: pub/sub connection lost: %s", group.exceptions[0])
+                await _first_to_fail(subscriber.run(), self._probe())
+            except (OSError, TimeoutError, SubscriberClosed, RedisError) as exc:
+                log.warning("bus: pub/sub connection lost: %s", exc)
+            except Exception:  # the task's edge: a protocol surprise; reconnect
+                log.exception("bus: unexpected failure; reconnecting")
             finally:
                 self.connected = False
                 self._subscriber = None
@@ -115,6 +116,7 @@ class Bus:
             backoff = min(_BACKOFF_CAP, backoff * 2)
 
     async def _probe(self) -> None:
+        """Publish on our own channel; raise when the echo is two intervals late."""
         while True:
             try:
                 await self._publisher.publish(self._probe_channel, b"probe")
@@ -123,3 +125,21 @@ class Bus:
             await asyncio.sleep(self._probe_interval)
             if time.monotonic() - self._last_echo > 2 * self._probe_interval:
                 raise SubscriberClosed("probe echo did not come back")
+
+
+async def _first_to_fail(*coros: Coroutine[Any, Any, None]) -> None:
+    """Run the coroutines until one ends; cancel and await the rest; re-raise its error.
+
+    Unlike a 3.11 TaskGroup, a cancellation of the caller always propagates as such, even when
+    a child fails at the same moment.
+    """
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    for task in done:
+        if not task.cancelled() and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]

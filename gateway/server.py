@@ -15,7 +15,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -29,6 +29,7 @@ from gateway.autopipe import AutoPipelineRedis
 from gateway.bus import Bus
 from gateway.config import Settings
 from gateway.connection import Connection
+from gateway.fastlane import FastLane
 from gateway.http import HttpRoutes
 from gateway.hub import Hub
 from gateway.lifecycle import serve_client
@@ -58,12 +59,16 @@ class Gateway:
         auto: RedisClient,
         redis_url: str,
         store: Store,
+        fastlane: FastLane | None = None,
     ) -> None:
         self.settings = settings
         self.redis = redis
         self.auto = auto
         self.store = store
         self.presence = PresenceCache(auto)
+        # Typing is the hottest path: its scripts take the fast lane when there is one (the
+        # lane only offers what scripts need, which is all the typing calls use).
+        self.typing = PresenceCache(cast(RedisClient, fastlane)) if fastlane else self.presence
         self.sessions = SessionCache(auto)
         self.authenticator = Authenticator(TokenVerifier(settings), self.sessions)
         self.lease = settings.lease_ttl
@@ -194,6 +199,8 @@ class Gateway:
                         await announce(self, update)
             except RedisError as exc:
                 log.warning("presence maintenance: Redis unavailable: %s", exc)
+            except Exception:  # the task's edge: log, keep maintaining
+                log.exception("presence maintenance failed")
 
     def _close_silent(self, now: float) -> None:
         deadline = now - self.settings.lease_ttl
@@ -249,10 +256,11 @@ async def run(settings: Settings, on_ready: Callable[[str], None] | None = None)
         loop.add_signal_handler(signum, stop.set)
     with _redis_url(settings) as redis_url:
         redis = connect(redis_url, ClientOptions())
-        # Cluster clients route per slot; auto-pipelining is for the standalone client.
+        # Cluster clients route per slot; auto-pipelining and the fast lane are for standalone.
         auto = AutoPipelineRedis(redis) if isinstance(redis, aioredis.Redis) else None
+        fastlane = FastLane(redis_url) if auto is not None else None
         store = await SqliteStore(settings.store).open()
-        gw = Gateway(settings, redis, auto or redis, redis_url, store)
+        gw = Gateway(settings, redis, auto or redis, redis_url, store, fastlane)
         with contextlib.suppress(RedisError):  # Redis may be down at start: /readyz says so
             await redis.set(gw._epoch_key, "1", ex=_EPOCH_TTL, nx=True)
         routes = HttpRoutes(gw)
@@ -265,6 +273,8 @@ async def run(settings: Settings, on_ready: Callable[[str], None] | None = None)
                 ]
                 if auto is not None:
                     background.append(tasks.create_task(auto.run()))
+                if fastlane is not None:
+                    background.append(tasks.create_task(fastlane.run()))
                 async with serve(
                     lambda ws: serve_client(gw, ws),
                     settings.host,

@@ -40,7 +40,7 @@ async def handle_start(gw: Gateway, conn: Connection, frame: Frame) -> bytes | N
     if conn.typing is None:
         conn.typing = set()
     conn.typing.add(conversation_id)
-    announced = await gw.presence.set_typing(
+    announced = await gw.typing.set_typing(
         conversation_id,
         conn.user_id,
         gw.settings.typing_ttl,
@@ -62,7 +62,7 @@ async def handle_stop(gw: Gateway, conn: Connection, frame: Frame) -> bytes | No
 
 
 async def _stop(gw: Gateway, user_id: uuid.UUID, conversation_id: uuid.UUID) -> bool:
-    return await gw.presence.clear_typing(
+    return await gw.typing.clear_typing(
         conversation_id,
         user_id,
         announce=(
