@@ -12,14 +12,14 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import ssl
-from typing import Any, cast
-from urllib.parse import unquote, urlsplit
+from typing import Any
 
 import hiredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from gateway.resp import open_connection, pack
 
 __all__ = ["FastLane"]
 
@@ -52,7 +52,7 @@ class FastLane:
             raise RedisConnectionError("Redis connection (fast lane) is down")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waiters.append(future)
-        self._outgoing.append(hiredis.pack_command(args))
+        self._outgoing.append(pack(*args))
         if not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
@@ -64,30 +64,12 @@ class FastLane:
         if self._writer is not None and not self._writer.is_closing():
             self._writer.write(b"".join(outgoing))
 
-    async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        parts = urlsplit(self._url)
-        if parts.scheme == "unix":
-            opening = asyncio.open_unix_connection(parts.path)
-        else:
-            context = ssl.create_default_context() if parts.scheme == "rediss" else None
-            opening = asyncio.open_connection(parts.hostname, parts.port or 6379, ssl=context)
-        reader, writer = await asyncio.wait_for(opening, self._timeout)
-        if parts.password:
-            user = unquote(parts.username) if parts.username else None
-            password = unquote(parts.password)
-            auth = ("AUTH", user, password) if user else ("AUTH", password)
-            writer.write(hiredis.pack_command(cast(Any, auth)))
-            if not (await asyncio.wait_for(reader.readline(), self._timeout)).startswith(b"+OK"):
-                writer.close()
-                raise RedisConnectionError("Redis AUTH failed (fast lane)")
-        return reader, writer
-
     async def run(self) -> None:
         """Keep the connection up and route replies to callers, until cancelled."""
         backoff = 0.05
         while True:
             try:
-                reader, writer = await self._open()
+                reader, writer = await open_connection(self._url, self._timeout)
             except (OSError, TimeoutError, RedisError) as exc:
                 log.warning("fast lane: cannot connect to Redis: %s", exc)
                 await asyncio.sleep(backoff)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import resource
-import select
+import selectors
 import subprocess
 import sys
 import time
@@ -82,13 +82,16 @@ def launch(
     assert proc.stdout is not None
     deadline = time.monotonic() + timeout
     line = b""
-    while b"listening on" not in line:
-        ready, _, _ = select.select([proc.stdout], [], [], max(deadline - time.monotonic(), 0))
-        if not ready or proc.poll() is not None:
-            proc.kill()
-            proc.wait()
-            proc.stdout.close()
-            raise LaunchError(f"gateway did not start:\n{log_path.read_text()[-3000:]}")
-        line = proc.stdout.readline()
+    # A selector, not select(): a load generator's descriptors run past select()'s 1024.
+    with selectors.DefaultSelector() as selector:
+        selector.register(proc.stdout, selectors.EVENT_READ)
+        while b"listening on" not in line:
+            ready = selector.select(max(deadline - time.monotonic(), 0))
+            if not ready or proc.poll() is not None:
+                proc.kill()
+                proc.wait()
+                proc.stdout.close()
+                raise LaunchError(f"gateway did not start:\n{log_path.read_text()[-3000:]}")
+            line = proc.stdout.readline()
     url = line.decode().split("listening on ", 1)[1].split()[0]
     return Launched(proc, url, url.replace("ws://", "http://").removesuffix("/ws"), log_path)

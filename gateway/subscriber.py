@@ -1,4 +1,4 @@
-"""A minimal Redis pub/sub connection: RESP written by hand, parsed by hiredis.
+"""A minimal Redis pub/sub connection: commands packed and replies parsed by hiredis.
 
 redis-py's PubSub spends tens of microseconds of Python per message; a gateway receives every
 event of every channel it serves, so this reader does the least possible work per message and
@@ -8,25 +8,17 @@ hands each read's `(channel, payload)` pairs straight to a callback.
 from __future__ import annotations
 
 import asyncio
-import ssl
 from collections.abc import Callable, Iterable
-from urllib.parse import unquote, urlsplit
 
 import hiredis
+
+from gateway.resp import open_connection, pack
 
 __all__ = ["Subscriber", "SubscriberClosed"]
 
 
 class SubscriberClosed(Exception):
     """The pub/sub connection ended (server gone, probe forced it, or closed)."""
-
-
-def _command(*parts: bytes | str) -> bytes:
-    out = [b"*%d\r\n" % len(parts)]
-    for part in parts:
-        data = part.encode() if isinstance(part, str) else part
-        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(out)
 
 
 class Subscriber:
@@ -45,36 +37,18 @@ class Subscriber:
         self._writer: asyncio.StreamWriter | None = None
 
     async def connect(self) -> None:
-        """Open and authenticate; raises OSError / TimeoutError / SubscriberClosed."""
-        parts = urlsplit(self._url)
-        if parts.scheme == "unix":
-            opening = asyncio.open_unix_connection(parts.path)
-        else:
-            context = ssl.create_default_context() if parts.scheme == "rediss" else None
-            opening = asyncio.open_connection(parts.hostname, parts.port or 6379, ssl=context)
-        reader, writer = await asyncio.wait_for(opening, self._timeout)
-        self._reader, self._writer = reader, writer
-        if parts.password:
-            user = unquote(parts.username) if parts.username else None
-            auth = (
-                ("AUTH", user, unquote(parts.password))
-                if user
-                else ("AUTH", unquote(parts.password))
-            )
-            writer.write(_command(*auth))
-            reply = await asyncio.wait_for(reader.readline(), self._timeout)
-            if not reply.startswith(b"+OK"):
-                raise SubscriberClosed("Redis AUTH failed")
+        """Open and authenticate; raises OSError / TimeoutError / redis.ConnectionError."""
+        self._reader, self._writer = await open_connection(self._url, self._timeout)
 
     def subscribe(self, channels: Iterable[str]) -> None:
         names = list(channels)
         if names and self._writer is not None and not self._writer.is_closing():
-            self._writer.write(_command("SUBSCRIBE", *names))
+            self._writer.write(pack("SUBSCRIBE", *names))
 
     def unsubscribe(self, channels: Iterable[str]) -> None:
         names = list(channels)
         if names and self._writer is not None and not self._writer.is_closing():
-            self._writer.write(_command("UNSUBSCRIBE", *names))
+            self._writer.write(pack("UNSUBSCRIBE", *names))
 
     async def run(self) -> None:
         """Deliver messages until the connection ends, then raise SubscriberClosed."""
