@@ -10,7 +10,6 @@ import enum
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
 
 from websockets.asyncio.server import ServerConnection
 from websockets.protocol import State
@@ -34,6 +33,7 @@ class Connection:
         "away",
         "bucket",
         "close_code",
+        "deflate",
         "id",
         "last_heard",
         "rejected_at",
@@ -79,24 +79,42 @@ class Connection:
         self.close_code: Close | None = None
         self._send_limit = send_limit
         self._closer = closer
+        # permessage-deflate negotiated: frames must go through the connection's compressor,
+        # so fan-out cannot share pre-framed bytes with this one.
+        self.deflate = bool(ws.protocol.extensions)
 
     def send(self, payload: bytes) -> bool:
-        """Send one encoded frame to this client; see `send_frame`."""
+        """Send one encoded server frame (JSON) to this client; see `send_frame`."""
+        if self.deflate:
+            return self.send_compressed(payload)
         return self.send_frame(text_frame(payload))
 
-    def send_frame(self, frame: bytes) -> bool:
-        """Write a complete WebSocket frame without waiting.
-
-        A client whose unsent bytes exceed the limit is closed as a slow consumer (4009) rather
-        than buffered without bound. Returns False when nothing was written.
-        """
+    def _writable(self) -> bool:
         if self.state is not ConnState.OPEN or self.ws.protocol.state is not State.OPEN:
             return False
-        transport = self.ws.transport
-        if transport.get_write_buffer_size() > self._send_limit:
+        if self.ws.transport.get_write_buffer_size() > self._send_limit:
+            # Closed, never buffered without bound and never waited for.
             self.close(Close.SLOW_CONSUMER, "slow consumer")
             return False
-        transport.write(frame)
+        return True
+
+    def send_frame(self, frame: bytes) -> bool:
+        """Write complete, already framed WebSocket frames without waiting.
+
+        Only for connections without permessage-deflate (see `deflate`). A client whose unsent
+        bytes exceed the limit is closed as a slow consumer (4009). False when nothing was written.
+        """
+        if not self._writable():
+            return False
+        self.ws.transport.write(frame)
+        return True
+
+    def send_compressed(self, payload: bytes) -> bool:
+        """Send through websockets' framing, which compresses for this connection."""
+        if not self._writable():
+            return False
+        self.ws.protocol.send_text(payload)
+        self.ws.send_data()
         return True
 
     def close(self, code: Close, reason: str) -> None:
@@ -106,6 +124,3 @@ class Connection:
         self.state = ConnState.CLOSING
         self.close_code = code
         self._closer(self, code, reason)
-
-    def describe(self) -> dict[str, Any]:
-        return {"connection_id": self.id, "user_id": str(self.user_id)}

@@ -145,17 +145,21 @@ class Hub:
             log.warning("hub: dropped a malformed bus message on %s", channel[:80])
             return
         exclude = payload[:split]
-        frame = text_frame(payload[split + 1 :])
+        body = payload[split + 1 :]
+        frame = text_frame(body)
         if not self._batched:
             sent = 0
             for conn in members:
                 if not (exclude and conn.user_key == exclude):
-                    sent += conn.send_frame(frame)
+                    sent += conn.send_compressed(body) if conn.deflate else conn.send_frame(frame)
             self.delivered += sent
             return
         outbox = self._outbox
         for conn in members:
             if exclude and conn.user_key == exclude:
+                continue
+            if conn.deflate:
+                self.delivered += conn.send_compressed(body)
                 continue
             queued = outbox.get(conn)
             if queued is None:

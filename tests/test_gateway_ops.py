@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import jwt
+import orjson
 import pytest
+from websockets.asyncio.client import connect as ws_connect
 
 from caches import PresenceCache, connect
 from caches.redis import EmbeddedRedis, RedisClient
@@ -208,3 +210,23 @@ def test_bad_settings_exit_2_naming_the_flag(flag: str, tmp_path: Path) -> None:
         cwd=tmp_path,
     )
     assert result.returncode == 2 and flag.split("=")[0] in result.stderr
+
+
+async def test_compression_off_by_default_and_on_by_setting(
+    redis: RedisClient, redis_url: str, tmp_path: Path
+) -> None:
+    """permessage-deflate costs memory per connection: negotiated only when enabled."""
+    for setting, expected in (("false", False), ("true", True)):
+        with gateways(redis_url, tmp_path, 1, compression=setting) as (gw,):
+            ann, bob = uuid.uuid4(), uuid.uuid4()
+            token = await token_for(redis, bob)
+            async with ws_connect(
+                gw.url, additional_headers={"Authorization": f"Bearer {token}"}
+            ) as ws:
+                assert bool(ws.protocol.extensions) is expected
+                assert orjson.loads(await ws.recv())["type"] == "hello"
+                a = await client_for(redis, gw, ann)
+                await a.request("conversation.create", kind="direct", member_ids=[str(bob)])
+                added = orjson.loads(await ws.recv())
+                assert added["type"] == "conversation.added"
+                await a.close()
