@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = ["LaunchError", "Launched", "launch"]
@@ -29,6 +29,7 @@ class Launched:
     url: str
     http: str
     log_path: Path
+    settings: dict[str, str] = field(default_factory=dict)
 
     @property
     def pid(self) -> int:
@@ -94,4 +95,5 @@ def launch(
                 raise LaunchError(f"gateway did not start:\n{log_path.read_text()[-3000:]}")
             line = proc.stdout.readline()
     url = line.decode().split("listening on ", 1)[1].split()[0]
-    return Launched(proc, url, url.replace("ws://", "http://").removesuffix("/ws"), log_path)
+    http = url.replace("ws://", "http://").removesuffix("/ws")
+    return Launched(proc, url, http, log_path, dict(settings))

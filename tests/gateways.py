@@ -26,10 +26,7 @@ FAST = {
 }
 
 
-class GatewayProcess(Launched):
-    """A launched gateway and the settings it was started with."""
-
-    settings: dict[str, str]
+GatewayProcess = Launched
 
 
 def start_gateway(
@@ -44,10 +41,7 @@ def start_gateway(
         "instance_id": f"{name}-{uuid.uuid4().hex[:6]}",
         **settings,
     }
-    launched = launch(config, workdir, workdir / f"{config['instance_id']}.log")
-    process = GatewayProcess(launched.proc, launched.url, launched.http, launched.log_path)
-    process.settings = config
-    return process
+    return launch(config, workdir, workdir / f"{config['instance_id']}.log")
 
 
 @contextlib.contextmanager
