@@ -8,6 +8,7 @@ caller can refuse with "try again later" instead of admitting anyone unchecked.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 import uuid
@@ -25,6 +26,8 @@ from caches.keys import valid_id
 from gateway.config import ConfigError, Settings
 
 __all__ = ["AuthError", "Authenticator", "Identity", "TokenVerifier", "mint_token"]
+
+log = logging.getLogger(__name__)
 
 _REQUIRED_CLAIMS = ["exp", "sub", "sid", "jti"]
 _MIN_SECRET_BYTES = 32
@@ -58,7 +61,14 @@ class TokenVerifier:
             self._key = _load_public_key(settings.jwt_public_key)
             allowed = _algorithms_for(self._key)
         else:
-            secret = settings.jwt_secret or dev_secret()
+            secret = settings.jwt_secret
+            if not secret:
+                secret = dev_secret()
+                log.warning(
+                    "no --jwt-secret or --jwt-public-key: using the development secret in %s "
+                    "(never in production)",
+                    DEV_SECRET_FILE,
+                )
             if len(secret.encode()) < _MIN_SECRET_BYTES:
                 raise ConfigError(
                     f"--jwt-secret / GATEWAY_JWT_SECRET: at least {_MIN_SECRET_BYTES} bytes"
