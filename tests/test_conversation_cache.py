@@ -114,7 +114,7 @@ async def test_update_of_unknown_conversation_drops_the_list(redis: RedisClient)
 
 async def test_load_after_racing_write_is_refused_until_fence_ends(redis: RedisClient) -> None:
     """A store read from before a write cannot overwrite it; a later load is accepted."""
-    cache = ConversationCache(redis, load_fence=150 * MS)
+    cache = ConversationCache(redis, load_fence=1000 * MS)
     user = uuid.uuid4()
     stale = conv(1)
     await cache.increment_unread(user, stale.id)  # write lands while nothing is cached

@@ -32,7 +32,7 @@ async def test_spec_online_offline_and_last_seen(redis: RedisClient) -> None:
 async def test_spec_ttl_expiry_and_extend(redis: RedisClient) -> None:
     cache = PresenceCache(redis)
     user = uuid.uuid4()
-    await cache.set_online(user, 150 * MS)
+    await cache.set_online(user, 1000 * MS)
     assert await cache.extend_online(user, 60) is True
     other = uuid.uuid4()
     await cache.set_online(other, 100 * MS)
@@ -65,7 +65,7 @@ async def test_typing_index_never_returns_expired(redis: RedisClient) -> None:
     conv, ann, bob = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     assert await cache.set_typing(conv, ann) is True
     assert await cache.set_typing(conv, ann) is False  # already typing: nothing to announce
-    await cache.set_typing(conv, bob, 100 * MS)
+    await cache.set_typing(conv, bob, 1000 * MS)
     assert 9_000 < await redis.pttl(keys.typing(conv, ann)) <= 10_000
     assert set(await cache.get_typing_users(conv)) == {ann, bob}
     assert await cache.is_typing(conv, bob)
@@ -84,11 +84,11 @@ async def test_typing_throttle_window(redis: RedisClient) -> None:
     """A repeat start inside the throttle window is not announced; after it, it is."""
     cache = PresenceCache(redis)
     conv, ann = uuid.uuid4(), uuid.uuid4()
-    assert await cache.set_typing(conv, ann, throttle=150 * MS) is True
-    assert await cache.set_typing(conv, ann, throttle=150 * MS) is False
+    assert await cache.set_typing(conv, ann, throttle=1000 * MS) is True
+    assert await cache.set_typing(conv, ann, throttle=1000 * MS) is False
 
     async def window_passed() -> bool:
-        return await cache.set_typing(conv, ann, throttle=150 * MS)
+        return await cache.set_typing(conv, ann, throttle=1000 * MS)
 
     await wait_for(window_passed)
 
@@ -100,8 +100,8 @@ async def test_two_connections_one_offline_after_both_and_grace(redis: RedisClie
     first = await cache.connect(user, "i1-a")
     second = await cache.connect(user, "i2-b")
     assert (first.transition, second.transition) == (PresenceTransition.WENT_ONLINE, NONE)
-    assert (await cache.disconnect(user, "i1-a", 200 * MS)).transition is NONE
-    last = await cache.disconnect(user, "i2-b", 200 * MS)
+    assert (await cache.disconnect(user, "i1-a", 1000 * MS)).transition is NONE
+    last = await cache.disconnect(user, "i2-b", 1000 * MS)
     assert last.transition is NONE and last.status is ONLINE
     assert (await cache.expire(user)).transition is NONE  # still inside the grace
     assert await cache.get_last_seen(user) is None
@@ -183,7 +183,7 @@ async def test_sweep_by_two_instances_announces_each_user_once(
     survivor = uuid.uuid4()
     try:
         for user in users:
-            await caches[0].connect(user, "dead-instance", 100 * MS)
+            await caches[0].connect(user, "dead-instance", 1000 * MS)
         await caches[1].connect(survivor, "live", 60)
         assert await caches[1].get_online_count() == 31
         seen: list[uuid.UUID] = []

@@ -33,8 +33,8 @@ async def test_ttl_expiry_and_extend(redis: RedisClient) -> None:
     """A session expires at its TTL; extend pushes the expiry (also of its index entry)."""
     cache = SessionCache(redis)
     user = uuid.uuid4()
-    await cache.set("short", SessionData(user_id=user), 200 * MS)
-    await cache.set("long", SessionData(user_id=user), 200 * MS)
+    await cache.set("short", SessionData(user_id=user), 1000 * MS)
+    await cache.set("long", SessionData(user_id=user), 1000 * MS)
     assert await cache.extend("long", 60, user_id=user) is True
     assert await redis.pttl(keys.user_session(user, "long")) > 50_000
 
@@ -78,7 +78,7 @@ async def test_multi_device_index_and_bulk_delete(redis: RedisClient) -> None:
 async def test_blacklist_with_ttl(redis: RedisClient) -> None:
     cache = SessionCache(redis)
     assert await cache.is_token_blacklisted("jti1") is False
-    await cache.invalidate_token("jti1", 150 * MS)
+    await cache.invalidate_token("jti1", 1000 * MS)
     assert await cache.is_token_blacklisted("jti1") is True
 
     async def lapsed() -> bool:
