@@ -32,7 +32,6 @@ class Connection:
     __slots__ = (
         "away",
         "bucket",
-        "close_code",
         "deflate",
         "id",
         "last_heard",
@@ -76,7 +75,6 @@ class Connection:
         self.watching: set[uuid.UUID] | None = None
         self.typing: set[uuid.UUID] | None = None
         self.rejected_at: list[float] | None = None
-        self.close_code: Close | None = None
         self._send_limit = send_limit
         self._closer = closer
         # permessage-deflate negotiated: frames must go through the connection's compressor,
@@ -122,5 +120,4 @@ class Connection:
         if self.state is ConnState.CLOSING:
             return
         self.state = ConnState.CLOSING
-        self.close_code = code
         self._closer(self, code, reason)

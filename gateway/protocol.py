@@ -17,7 +17,6 @@ from typing import Any, Final
 import orjson
 
 __all__ = [
-    "CLIENT_TYPES",
     "Close",
     "ErrorCode",
     "Frame",
@@ -159,7 +158,6 @@ SCHEMAS: Final[dict[str, Schema]] = {
         "name": (_string(MAX_NAME_LENGTH, allow_empty=True), False),
     },
 }
-CLIENT_TYPES: Final = frozenset(SCHEMAS)
 
 
 def decode(raw: str | bytes) -> Frame:
