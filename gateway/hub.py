@@ -41,11 +41,9 @@ class Hub:
         self,
         subscribe: Callable[[str], None],
         unsubscribe: Callable[[str], None],
-        on_conversation_added: Callable[[uuid.UUID, uuid.UUID], None],
     ) -> None:
         self._subscribe = subscribe
         self._unsubscribe = unsubscribe
-        self._on_conversation_added = on_conversation_added
         self.connections: dict[str, Connection] = {}
         self.by_user: dict[uuid.UUID, set[Connection]] = {}
         self.user_conversations: dict[uuid.UUID, set[uuid.UUID]] = {}
@@ -184,7 +182,7 @@ class Hub:
                 conversation = data["conversation"]
                 conversation_id = uuid.UUID(conversation["id"])
                 user_id = uuid.UUID(channel[len(_USER_PREFIX) + 1 : -1].decode())
-                self._on_conversation_added(user_id, conversation_id)
+                self.add_membership(user_id, conversation_id)
         except (KeyError, ValueError, TypeError, orjson.JSONDecodeError):
             log.warning("hub: malformed user event on %s", channel[:80])
             return

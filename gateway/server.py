@@ -76,7 +76,7 @@ class Gateway:
         self.typing_ttl_ms = int(settings.typing_ttl * 1000)
         self.metrics: Counter[str] = Counter()
         self.draining = False
-        self.hub = Hub(self._subscribe, self._unsubscribe, self._conversation_added)
+        self.hub = Hub(self._subscribe, self._unsubscribe)
         self.bus = Bus(
             redis_url,
             auto,
@@ -99,9 +99,6 @@ class Gateway:
 
     def _unsubscribe(self, channel: str) -> None:
         self.bus.unsubscribe(channel)
-
-    def _conversation_added(self, user_id: uuid.UUID, conversation_id: uuid.UUID) -> None:
-        self.hub.add_membership(user_id, conversation_id)
 
     # Tasks
 
