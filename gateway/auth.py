@@ -25,13 +25,29 @@ from caches import SessionCache, SessionData
 from caches.keys import valid_id
 from gateway.config import ConfigError, Settings
 
-__all__ = ["AuthError", "Authenticator", "Identity", "TokenVerifier", "mint_token"]
+__all__ = [
+    "AuthError",
+    "Authenticator",
+    "Identity",
+    "TokenVerifier",
+    "bearer_token",
+    "mint_token",
+]
 
 log = logging.getLogger(__name__)
 
 _REQUIRED_CLAIMS = ["exp", "sub", "sid", "jti"]
 _MIN_SECRET_BYTES = 32
 DEV_SECRET_FILE = "presence-gateway.secret"
+
+
+def bearer_token(header: str | None) -> str | None:
+    """The token of an `Authorization: Bearer <jwt>` header: None when there is no header,
+    "" when it is not a bearer token (which then fails verification like any bad token)."""
+    if header is None:
+        return None
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
 
 
 class AuthError(Exception):

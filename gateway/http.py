@@ -14,7 +14,7 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from caches import PresenceStatus
-from gateway.auth import AuthError
+from gateway.auth import AuthError, bearer_token
 
 if TYPE_CHECKING:
     from gateway.server import Gateway
@@ -100,14 +100,13 @@ class HttpRoutes:
         return Response(200, "OK", headers, body)
 
     async def _presence_api(self, request: Request, path: str) -> Response:
-        header = request.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        token = bearer_token(request.headers.get("Authorization"))
+        if not token:
             return _problem(
                 http.HTTPStatus.UNAUTHORIZED, "unauthenticated", "Authorization: Bearer <jwt>"
             )
         try:
-            await self._gw.authenticator.authenticate(token.strip())
+            await self._gw.authenticator.authenticate(token)
         except AuthError as exc:
             return _problem(http.HTTPStatus.UNAUTHORIZED, "unauthenticated", str(exc))
         except RedisError:

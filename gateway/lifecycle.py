@@ -14,7 +14,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from gateway import chat, presence, typing
-from gateway.auth import AuthError, Identity
+from gateway.auth import AuthError, Identity, bearer_token
 from gateway.connection import Connection, ConnState
 from gateway.protocol import (
     Close,
@@ -49,15 +49,6 @@ HANDLERS: dict[str, Handler] = {
 }
 
 
-def _bearer(ws: ServerConnection) -> str | None:
-    assert ws.request is not None
-    header = ws.request.headers.get("Authorization")
-    if header is None:
-        return None
-    scheme, _, token = header.partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else ""
-
-
 async def _token_from_first_frame(gw: Gateway, ws: ServerConnection) -> str | None:
     """Browsers cannot set headers: the first frame must be `auth`, within the deadline."""
     try:
@@ -82,7 +73,8 @@ async def _token_from_first_frame(gw: Gateway, ws: ServerConnection) -> str | No
 
 
 async def _authenticate(gw: Gateway, ws: ServerConnection) -> Identity | None:
-    token = _bearer(ws)
+    assert ws.request is not None
+    token = bearer_token(ws.request.headers.get("Authorization"))
     if token is None:
         token = await _token_from_first_frame(gw, ws)
         if token is None:
@@ -198,13 +190,9 @@ async def _dispatch(gw: Gateway, conn: Connection, raw: str) -> bytes | None:
     except ProtocolError as exc:
         gw.metrics["errors"] += 1
         return error(exc.code, exc.message, exc.request_id)
-    except RedisError as exc:
+    except (RedisError, StoreError) as exc:
         gw.metrics["errors"] += 1
-        log.warning("redis unavailable handling a frame of %s: %s", conn.id, exc)
-        return error(ErrorCode.UNAVAILABLE, "temporarily unavailable; retry", request_id)
-    except StoreError as exc:
-        gw.metrics["errors"] += 1
-        log.warning("store failed handling a frame of %s: %s", conn.id, exc)
+        log.warning("backend unavailable handling a frame of %s: %s", conn.id, exc)
         return error(ErrorCode.UNAVAILABLE, "temporarily unavailable; retry", request_id)
     except Exception:
         gw.metrics["errors"] += 1

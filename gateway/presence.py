@@ -6,7 +6,9 @@ every instance with a watcher of that user delivers it.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "announce",
+    "announce_all",
     "handle_heartbeat",
     "handle_query",
     "handle_set",
@@ -44,6 +47,11 @@ async def announce(gw: Gateway, update: PresenceUpdate) -> None:
     frame = event("presence", **presence_frame(update.user_id, update.status, last_seen))
     gw.metrics["presence_transitions"] += 1
     await gw.bus.publish(keys.presence_channel(update.user_id), envelope(frame))
+
+
+async def announce_all(gw: Gateway, updates: Iterable[PresenceUpdate]) -> None:
+    """Publish many users' transitions together: one pipelined round trip, not one each."""
+    await asyncio.gather(*(announce(gw, update) for update in updates))
 
 
 async def handle_heartbeat(gw: Gateway, conn: Connection, frame: Frame) -> bytes:

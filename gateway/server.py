@@ -34,7 +34,7 @@ from gateway.http import HttpRoutes
 from gateway.hub import Hub
 from gateway.lifecycle import serve_client
 from gateway.logs import redacting_logger
-from gateway.presence import announce
+from gateway.presence import announce, announce_all
 from gateway.protocol import Close, event
 from gateway.store import SqliteStore, Store
 
@@ -172,8 +172,7 @@ class Gateway:
                 )
             )
             if not lost:
-                for update in updates:
-                    await announce(self, update)
+                await announce_all(self, updates)
             log.info(
                 "re-asserted %d presence leases%s",
                 len(connections),
@@ -192,8 +191,7 @@ class Gateway:
                 if now >= self._next_sweep:
                     self._next_sweep = now + self.settings.sweep_interval
                     await self.auto.expire(self._epoch_key, _EPOCH_TTL)  # never re-creates it
-                    for update in await self.presence.sweep():
-                        await announce(self, update)
+                    await announce_all(self, await self.presence.sweep())
             except RedisError as exc:
                 log.warning("presence maintenance: Redis unavailable: %s", exc)
             except Exception:  # the task's edge: log, keep maintaining
@@ -211,8 +209,7 @@ class Gateway:
             due.append(heapq.heappop(self._expiries)[1])
         if due:
             updates = await asyncio.gather(*(self.presence.expire(u) for u in set(due)))
-            for update in updates:
-                await announce(self, update)
+            await announce_all(self, updates)
 
     # Drain
 
