@@ -54,18 +54,16 @@ class Hub:
 
     # Registry
 
-    def add(self, conn: Connection, conversations: set[uuid.UUID]) -> bool:
-        """Register a connection; True when it is its user's first on this instance."""
+    def add(self, conn: Connection, conversations: set[uuid.UUID]) -> None:
+        """Register a connection; `conversations` are its user's, kept if it is the first here."""
         self.connections[conn.id] = conn
         peers = self.by_user.setdefault(conn.user_id, set())
-        first = not peers
-        peers.add(conn)
-        if first:
+        if not peers:
             self.user_conversations[conn.user_id] = conversations
+        peers.add(conn)
         self.join(conn, keys.user_channel(conn.user_id))
         for conversation_id in self.user_conversations[conn.user_id]:
             self.join(conn, keys.conversation_channel(conversation_id))
-        return first
 
     def remove(self, conn: Connection) -> bool:
         """Unregister; True when it was its user's last connection on this instance."""

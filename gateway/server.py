@@ -117,7 +117,11 @@ class Gateway:
 
     async def attach(self, conn: Connection) -> None:
         """A connection authenticated: register it, take its lease, announce if first."""
-        conversations = await self.store.user_conversation_ids(conn.user_id)
+        # A user already connected here has its memberships in the hub (kept current by
+        # conversation.added); only a user's first local connection reads them from the store.
+        conversations = self.hub.user_conversations.get(conn.user_id)
+        if conversations is None:
+            conversations = await self.store.user_conversation_ids(conn.user_id)
         self.hub.add(conn, conversations)
         self.metrics["connections_opened"] += 1
         update = await self.presence.connect(conn.user_id, conn.id, self.lease)
