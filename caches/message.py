@@ -141,8 +141,7 @@ class MessageCache:
         """
         rank = _status_rank(status)
         if conversation_id is None:
-            cached = await self.get_message(message_id)
-            conversation_id = cached.conversation_id if cached else None
+            conversation_id = await self._conversation_of(message_id)
         calls = [(_STATUS, [keys.message(message_id)], ["", status, rank])]
         if conversation_id is not None:
             bodies = keys.conversation_message_bodies(conversation_id)
@@ -160,13 +159,17 @@ class MessageCache:
     async def reset_unread_count(self, conversation_id: uuid.UUID, user_id: uuid.UUID) -> None:
         await self._redis.delete(keys.unread(conversation_id, user_id))
 
+    async def _conversation_of(self, message_id: str) -> uuid.UUID | None:
+        """The conversation of a cached message (None when it is not cached)."""
+        cached = await self.get_message(message_id)
+        return cached.conversation_id if cached else None
+
     async def delete_message(
         self, message_id: str, *, conversation_id: uuid.UUID | None = None
     ) -> None:
         """Drop a message from the cache, and from its conversation's list when that is known."""
         if conversation_id is None:
-            cached = await self.get_message(message_id)
-            conversation_id = cached.conversation_id if cached else None
+            conversation_id = await self._conversation_of(message_id)
         pipe = pipeline(self._redis, transaction=False)
         pipe.delete(keys.message(message_id))
         if conversation_id is not None:

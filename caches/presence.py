@@ -13,6 +13,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from redis.asyncio.cluster import RedisCluster
 
@@ -63,6 +64,10 @@ class PresenceUpdate:
     status: PresenceStatus
     next_check: datetime | None
     """When the user's earliest lease expires (None once offline)."""
+
+
+def _user_ids(user_ids: list[uuid.UUID]) -> list[uuid.UUID]:
+    return [u if type(u) is uuid.UUID else keys.valid_uuid(u, "user_id") for u in user_ids]
 
 
 def _now_ms() -> int:
@@ -121,14 +126,10 @@ class PresenceCache:
 
     async def get_bulk_status(self, user_ids: list[uuid.UUID]) -> dict[uuid.UUID, PresenceStatus]:
         """Status of many users in one round trip (MGET)."""
-        ids = [u if type(u) is uuid.UUID else keys.valid_uuid(u, "user_id") for u in user_ids]
+        ids = _user_ids(user_ids)
         if not ids:
             return {}
-        names = keys.presence_many(ids)
-        if isinstance(self._redis, RedisCluster):
-            raws = await self._redis.mget_nonatomic(names)
-        else:
-            raws = await self._redis.mget(names)
+        raws = await self._mget(keys.presence_many(ids))
         statuses = map(STATUS_BY_VALUE.get, raws, itertools.repeat(PresenceStatus.OFFLINE))
         return dict(zip(ids, statuses, strict=True))
 
@@ -136,14 +137,10 @@ class PresenceCache:
         self, user_ids: list[uuid.UUID]
     ) -> dict[uuid.UUID, tuple[PresenceStatus, datetime | None]]:
         """Status and last seen of many users in one round trip."""
-        ids = [u if type(u) is uuid.UUID else keys.valid_uuid(u, "user_id") for u in user_ids]
+        ids = _user_ids(user_ids)
         if not ids:
             return {}
-        names = keys.presence_many(ids) + [keys.lastseen(u) for u in ids]
-        if isinstance(self._redis, RedisCluster):
-            raws = await self._redis.mget_nonatomic(names)
-        else:
-            raws = await self._redis.mget(names)
+        raws = await self._mget(keys.presence_many(ids) + [keys.lastseen(u) for u in ids])
         count = len(ids)
         offline = PresenceStatus.OFFLINE
         return {
@@ -153,6 +150,12 @@ class PresenceCache:
             )
             for i, u in enumerate(ids)
         }
+
+    async def _mget(self, names: list[str]) -> list[Any]:
+        """One MGET; a cluster client splits it by slot."""
+        if isinstance(self._redis, RedisCluster):
+            return list(await self._redis.mget_nonatomic(names))
+        return list(await self._redis.mget(names))
 
     async def get_online_users(self) -> list[uuid.UUID]:
         """Users whose presence has not expired, from the index (no key scan)."""
