@@ -19,6 +19,7 @@ __all__ = [
     "CachedMessage",
     "PresenceStatus",
     "PresenceTransition",
+    "Revocation",
     "SessionData",
     "decode",
     "encode",
@@ -176,6 +177,39 @@ class CachedConversation:
             is_pinned=bool(raw.get("is_pinned", False)),
             is_muted=bool(raw.get("is_muted", False)),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Revocation:
+    """Published on `keys.REVOCATIONS_CHANNEL` when a session is deleted or a token
+    blacklisted, so every gateway instance closes the connections that use it.
+
+    This class is the message's only schema: the cache encodes it, gateways decode it.
+    """
+
+    session_id: str | None = None
+    token_id: str | None = None
+
+    def to_json(self) -> bytes:
+        if self.session_id is not None:
+            return orjson.dumps({"session_id": self.session_id})
+        return orjson.dumps({"token_id": self.token_id})
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> Revocation:
+        """ValueError when `raw` is not a revocation."""
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise ValueError(f"malformed revocation: {exc}") from None
+        if not isinstance(data, dict):
+            raise ValueError("malformed revocation: not an object")
+        session_id, token_id = data.get("session_id"), data.get("token_id")
+        if not isinstance(session_id, str | None) or not isinstance(token_id, str | None):
+            raise ValueError("malformed revocation: ids must be strings")
+        if session_id is None and token_id is None:
+            raise ValueError("malformed revocation: names no session and no token")
+        return cls(session_id, token_id)
 
 
 _Model = TypeVar("_Model", SessionData, CachedMessage, CachedConversation)

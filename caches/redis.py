@@ -68,11 +68,15 @@ class ClientOptions:
     health_check_interval: float = 15.0
 
 
-def connect(url: str, options: ClientOptions | None = None) -> RedisClient:
+def connect(
+    url: str, options: ClientOptions | None = None, *, decode_responses: bool = True
+) -> RedisClient:
     """Build one client (with its own pool) for `url`.
 
-    Accepts `redis://`, `rediss://` and `unix://` URLs; `?cluster=true` (or the scheme
-    `redis+cluster://`) builds a Redis Cluster client. Responses are decoded to `str`.
+    Accepts `redis://`, `rediss://` and `unix://` URLs with everything redis-py reads from
+    them (db index, ACL user and password, TLS options); `?cluster=true` (or the scheme
+    `redis+cluster://`) builds a Redis Cluster client. Responses are decoded to `str` unless
+    `decode_responses` is False.
 
     Raises:
         ValueError: the URL's scheme is not one of those.
@@ -86,7 +90,7 @@ def connect(url: str, options: ClientOptions | None = None) -> RedisClient:
         "socket_connect_timeout": opts.connect_timeout,
         "retry": Retry(ExponentialBackoff(opts.backoff_cap, opts.backoff_base), opts.retries),
         "retry_on_error": [RedisConnectionError, RedisTimeoutError],
-        "decode_responses": True,
+        "decode_responses": decode_responses,
         "health_check_interval": opts.health_check_interval,
         "max_connections": opts.max_connections,
     }

@@ -5,11 +5,9 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
-import orjson
-
 from caches import keys
 from caches._base import TTL, Script, pipeline, ttl_ms
-from caches.models import SessionData, decode, encode, to_iso, utcnow
+from caches.models import Revocation, SessionData, decode, encode, to_iso, utcnow
 from caches.redis import RedisClient
 
 __all__ = ["DEFAULT_SESSION_TTL", "SessionCache"]
@@ -103,7 +101,7 @@ class SessionCache:
         if session is not None:
             pipe.delete(keys.user_session(session.user_id, session_id))
             pipe.srem(keys.user_sessions(session.user_id), session_id)
-        pipe.publish(keys.REVOCATIONS_CHANNEL, _revocation(session_id=session_id))
+        pipe.publish(keys.REVOCATIONS_CHANNEL, Revocation(session_id=session_id).to_json())
         results = await pipe.execute()
         return bool(results[0])
 
@@ -111,7 +109,7 @@ class SessionCache:
         """Blacklist a token id (`jti`) for `ttl` (at least the token's remaining lifetime)."""
         pipe = pipeline(self._redis, transaction=False)
         pipe.set(keys.blacklist_token(token_id), "1", px=ttl_ms(ttl))
-        pipe.publish(keys.REVOCATIONS_CHANNEL, _revocation(token_id=token_id))
+        pipe.publish(keys.REVOCATIONS_CHANNEL, Revocation(token_id=token_id).to_json())
         await pipe.execute()
 
     async def is_token_blacklisted(self, token_id: str) -> bool:
@@ -143,13 +141,7 @@ class SessionCache:
         for session_id in session_ids:
             pipe.delete(keys.session(session_id))
             pipe.delete(keys.user_session(user_id, session_id))
-            pipe.publish(keys.REVOCATIONS_CHANNEL, _revocation(session_id=session_id))
+            pipe.publish(keys.REVOCATIONS_CHANNEL, Revocation(session_id=session_id).to_json())
         pipe.delete(index)
         results = await pipe.execute()
         return sum(int(r) for r in results[0:-1:3])
-
-
-def _revocation(*, session_id: str | None = None, token_id: str | None = None) -> bytes:
-    if session_id is not None:
-        return orjson.dumps({"session_id": session_id})
-    return orjson.dumps({"token_id": token_id})

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 import uuid
-from pathlib import Path
 
 from caches import SessionCache, connect
 from gateway.auth import dev_secret, mint_token
 from gateway.config import ConfigError, Settings, add_arguments, load
 from gateway.logs import configure
-from gateway.server import RUNTIME_FILE, run
+from gateway.runtime import embedded_url
 
 __all__ = ["main"]
 
@@ -27,6 +25,8 @@ def _install_uvloop() -> None:
 
 
 def _serve(settings: Settings) -> int:
+    from gateway.app import run  # the composition root: only the command that serves loads it
+
     configure(settings.log_level)
     _install_uvloop()
     asyncio.run(run(settings))
@@ -36,9 +36,9 @@ def _serve(settings: Settings) -> int:
 def _redis_url_for_token(settings: Settings) -> str:
     if settings.redis_url:
         return settings.redis_url
-    runtime = Path(RUNTIME_FILE)
-    if runtime.exists():
-        return str(json.loads(runtime.read_text())["redis_url"])
+    url = embedded_url()
+    if url is not None:
+        return url
     raise ConfigError(
         "no Redis to write the session to: start `presence-gateway serve` in this directory "
         "(embedded Redis), or pass --redis-url / GATEWAY_REDIS_URL"

@@ -53,7 +53,6 @@ class Settings:
     grace: float = _setting(5.0, "seconds a user stays online after the last connection closes")
     sweep_interval: float = _setting(5.0, "seconds between sweeps of expired presence leases")
     session_ttl: float = _setting(900.0, "session TTL renewed by heartbeats (spec: 15 min)")
-    presence_ttl: float = _setting(300.0, "TTL of the spec's single-key presence API (5 min)")
     typing_ttl: float = _setting(10.0, "typing indicator TTL (spec: 10 s)")
     typing_throttle: float = _setting(3.0, "a repeat typing.start inside this is not re-sent")
     auth_timeout: float = _setting(5.0, "seconds to send the auth frame when no header is used")
@@ -69,6 +68,11 @@ class Settings:
     )
     compression: bool = _setting(False, "permessage-deflate (costs ~50 KiB per connection)")
     probe_interval: float = _setting(5.0, "pub/sub liveness probe period")
+    redis_timeout: float = _setting(
+        2.0,
+        "budget in seconds for one Redis- or store-backed operation (a client request, an "
+        "HTTP probe, a cleanup step); past it the answer is `unavailable` / 503",
+    )
     drain_timeout: float = _setting(10.0, "seconds clients get to reconnect elsewhere on stop")
     log_level: str = _setting("info", "debug, info, warning or error")
 
@@ -153,7 +157,7 @@ def _validate(settings: Settings) -> None:
             "lease_ttl",
             "sweep_interval",
             "session_ttl",
-            "presence_ttl",
+            "redis_timeout",
             "typing_ttl",
             "auth_timeout",
             "max_frame_bytes",

@@ -7,18 +7,36 @@ import uuid
 import pytest
 
 from gateway.config import ConfigError, Settings, load
-from gateway.protocol import ErrorCode, ProtocolError, ack, decode, error, event, text_frame
+from gateway.protocol import ErrorCode, ProtocolError, decode, envelope, events, frames
+from gateway.protocol.events import ack, error, text_frame
 from gateway.ratelimit import ABUSE_WINDOW, TokenBucket, record_rejection
 
 U = "11111111-2222-3333-4444-555555555555"
 
 
-def test_decode_validates_and_types_fields() -> None:
+def test_decode_gives_a_typed_frozen_frame() -> None:
     frame = decode(f'{{"type":"presence.subscribe","id":"a1","user_ids":["{U}","{U}"]}}')
-    assert (frame.type, frame.id) == ("presence.subscribe", "a1")
-    assert frame.fields["user_ids"] == [uuid.UUID(U)]  # deduplicated
+    assert frame == frames.PresenceSubscribe("a1", (uuid.UUID(U),))  # deduplicated
+    with pytest.raises(AttributeError):
+        frame.id = "b2"  # type: ignore[misc]
     create = decode(f'{{"type":"conversation.create","kind":"group","member_ids":["{U}"]}}')
-    assert create.fields == {"kind": "group", "member_ids": [uuid.UUID(U)]}
+    assert create == frames.ConversationCreate(None, "group", (uuid.UUID(U),), "")
+    assert decode('{"type":"presence.set","status":"away"}') == frames.PresenceSet(None, "away")
+
+
+def test_every_frame_type_has_one_class() -> None:
+    assert set(frames.FRAME_TYPES) == {
+        "auth",
+        "heartbeat",
+        "presence.subscribe",
+        "presence.unsubscribe",
+        "presence.query",
+        "presence.set",
+        "typing.start",
+        "typing.stop",
+        "conversation.create",
+    }
+    assert all(cls.TYPE == name for name, cls in frames.FRAME_TYPES.items())
 
 
 @pytest.mark.parametrize(
@@ -55,12 +73,43 @@ def test_error_keeps_the_request_id() -> None:
 
 
 def test_encoders() -> None:
-    assert event("typing", user_id=uuid.UUID(U)) == f'{{"type":"typing","user_id":"{U}"}}'.encode()
+    assert events.typing(uuid.UUID(U), uuid.UUID(U), started=False, expires_in_ms=10) == (
+        f'{{"type":"typing","conversation_id":"{U}","user_id":"{U}","state":"stop",'
+        f'"expires_in_ms":0}}'.encode()
+    )
+    assert events.heartbeat_ack("h") == b'{"type":"heartbeat_ack","id":"h"}'
+    assert events.session_revoked(events.EXPIRED) == (
+        b'{"type":"session.revoked","reason":"session expired"}'
+    )
     assert ack("r1", ok=True) == b'{"type":"ack","id":"r1","ok":true}'
     assert ack(None) == b'{"type":"ack"}'
     assert error(ErrorCode.FORBIDDEN, "no", "r2") == (
         b'{"type":"error","id":"r2","code":"forbidden","message":"no"}'
     )
+
+
+def test_envelope_round_trip() -> None:
+    user, conversation = uuid.uuid4(), uuid.uuid4()
+    packed = envelope.pack(b'{"type":"x"}', exclude=user, join=conversation)
+    assert envelope.unpack(packed) == envelope.Envelope(
+        str(user).encode(), conversation, b'{"type":"x"}'
+    )
+    plain = envelope.unpack(envelope.pack(b"{}"))
+    assert (plain.exclude, plain.join, plain.frame) == (b"", None, b"{}")
+
+
+@pytest.mark.parametrize("payload", [b"", b"no separators", b"a|b", b"|not-a-uuid|{}"])
+def test_envelope_rejects_what_it_did_not_pack(payload: bytes) -> None:
+    with pytest.raises(ValueError):
+        envelope.unpack(payload)
+
+
+def test_revocation_schema() -> None:
+    for revocation in (envelope.Revocation(session_id="s1"), envelope.Revocation(token_id="t1")):
+        assert envelope.Revocation.from_json(revocation.to_json()) == revocation
+    for bad in (b"[]", b"{}", b'{"session_id": 5}', b"nope"):
+        with pytest.raises(ValueError):
+            envelope.Revocation.from_json(bad)
 
 
 @pytest.mark.parametrize("size", [0, 125, 126, 65535, 65536, 70000])

@@ -1,22 +1,22 @@
 """One client's connection: identity, limits and the writes to its socket.
 
-A `Connection` never touches Redis; the receive loop in `gateway.lifecycle` drives it and
-the handlers only return frames for it to send.
+A `Connection` never touches Redis; the receive loop in `gateway.realtime.lifecycle` drives it,
+the handlers only see its `ClientState` and return frames for it to send.
 """
 
 from __future__ import annotations
 
 import enum
 import time
-import uuid
 from collections.abc import Callable
 
 from websockets.asyncio.server import ServerConnection
 from websockets.protocol import State
 
-from caches import SessionData
-from gateway.protocol import Close, text_frame
+from gateway.protocol import Close
+from gateway.protocol.events import text_frame
 from gateway.ratelimit import TokenBucket
+from gateway.state import ClientState
 
 __all__ = ["ConnState", "Connection"]
 
@@ -30,20 +30,15 @@ class Connection:
     """An authenticated client socket. Slots keep an idle one small (it is most of the RSS)."""
 
     __slots__ = (
-        "away",
         "bucket",
+        "client",
         "deflate",
         "id",
         "last_heard",
         "rejected_at",
-        "session",
-        "session_id",
         "state",
-        "token_id",
-        "typing",
         "user_id",
         "user_key",
-        "watching",
         "ws",
         "_closer",
         "_send_limit",
@@ -52,28 +47,19 @@ class Connection:
     def __init__(
         self,
         ws: ServerConnection,
-        connection_id: str,
-        user_id: uuid.UUID,
-        session_id: str,
-        token_id: str,
-        session: SessionData,
+        client: ClientState,
         bucket: TokenBucket,
         send_limit: int,
         closer: Callable[[Connection, Close, str], None],
     ) -> None:
         self.ws = ws
-        self.id = connection_id
-        self.user_id = user_id
-        self.user_key = str(user_id).encode()
-        self.session_id = session_id
-        self.session = session  # to re-assert it if Redis loses it
-        self.token_id = token_id
+        self.client = client
+        self.id = client.connection_id
+        self.user_id = client.user_id
+        self.user_key = str(client.user_id).encode()
         self.bucket = bucket
         self.state = ConnState.OPEN
-        self.away = False
         self.last_heard = time.monotonic()
-        self.watching: set[uuid.UUID] | None = None
-        self.typing: set[uuid.UUID] | None = None
         self.rejected_at: list[float] | None = None
         self._send_limit = send_limit
         self._closer = closer

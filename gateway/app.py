@@ -1,0 +1,193 @@
+"""The composition root: settings in, every part built and wired, served until a signal, then
+drained. Nothing imports this module but the command that serves."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import signal
+from collections import Counter
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+from websockets.asyncio.server import Server, serve
+
+from caches import ClientOptions, PresenceCache, SessionCache, connect
+from gateway.auth import Authenticator, TokenVerifier
+from gateway.autopipe import auto_pipelined
+from gateway.bus import RedisBus
+from gateway.config import Settings
+from gateway.handlers import HandlerContext, Limits
+from gateway.http import HttpRoutes
+from gateway.logs import redacting_logger
+from gateway.metrics import render
+from gateway.realtime import ClientServer, Hub
+from gateway.runtime import redis_url
+from gateway.services import ConversationService, PresenceService, TypingService
+from gateway.store import SqliteStore
+
+__all__ = ["run"]
+
+log = logging.getLogger(__name__)
+
+
+async def run(settings: Settings, on_ready: Callable[[str], None] | None = None) -> None:
+    """Serve until SIGINT/SIGTERM, then drain and stop."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    budget = settings.redis_timeout
+    with redis_url(settings.redis_url) as url:
+        # Every connection comes from the same parsed URL and bounds.
+        options = ClientOptions(socket_timeout=budget, connect_timeout=budget)
+        redis = connect(url, options)
+        # The subscriber reads without deadline (the bus's probe watches it) and is never
+        # pinged by redis-py's health check, whose reply would interleave with messages.
+        subscriber = connect(
+            url,
+            dataclasses.replace(options, health_check_interval=0, max_connections=4),
+            decode_responses=False,
+        )
+        assert isinstance(subscriber, aioredis.Redis)  # the settings refuse a cluster URL
+        client, pipeline = auto_pipelined(redis)
+        store = await SqliteStore(settings.store).open()
+        metrics: Counter[str] = Counter()
+        bus = RedisBus(subscriber, client, settings.instance_id, settings.probe_interval, budget)
+        hub = Hub(bus, budget)
+        presence_cache = PresenceCache(client)
+        sessions = SessionCache(client)
+        presence = PresenceService(
+            presence_cache, sessions, client, bus.publish, settings, hub.clients, metrics
+        )
+        typing = TypingService(presence_cache, settings)
+        conversations = ConversationService(store, bus.publish, hub.add_membership)
+        authenticator = Authenticator(TokenVerifier(settings), sessions)
+        context = HandlerContext(
+            presence=presence,
+            typing=typing,
+            conversations=conversations,
+            topics=hub,
+            limits=Limits(max_watched=settings.max_watched),
+            metrics=metrics,
+            budget=budget,
+        )
+        spawner = _Spawner()
+        clients = ClientServer(
+            settings,
+            authenticator,
+            hub,
+            presence,
+            typing,
+            conversations,
+            context,
+            metrics,
+            spawner.spawn,
+        )
+
+        async def readiness() -> list[str]:
+            reasons = []
+            if clients.draining:
+                reasons.append("draining")
+            if not bus.connected:
+                reasons.append("pub/sub disconnected")
+            try:
+                async with asyncio.timeout(budget):
+                    await redis.ping()
+            except (RedisError, TimeoutError):
+                reasons.append("redis unreachable")
+            return reasons
+
+        def metrics_text() -> bytes:
+            return render(
+                {
+                    "connections": len(hub.connections),
+                    "users": len(hub.by_user),
+                    "bus_channels": bus.channel_count,
+                },
+                {"bus_reconnects": bus.reconnects, "deliveries": hub.delivered},
+                metrics,
+            )
+
+        routes = HttpRoutes(readiness, metrics_text, authenticator, presence_cache, budget)
+        try:
+            with contextlib.suppress(
+                RedisError, TimeoutError
+            ):  # Redis may be down: /readyz says so
+                async with asyncio.timeout(budget):
+                    await presence.mark_epoch()
+            async with asyncio.TaskGroup() as tasks:
+                spawner.tasks = tasks
+                background = [
+                    tasks.create_task(pipeline.run()),
+                    tasks.create_task(bus.run(hub.deliver, presence.reassert)),
+                    tasks.create_task(presence.maintain()),
+                    tasks.create_task(clients.watch_silence()),
+                ]
+                async with serve(
+                    clients.serve,
+                    settings.host,
+                    settings.port,
+                    process_request=routes.process_request,
+                    origins=_origins(settings),
+                    max_size=settings.max_frame_bytes,
+                    compression="deflate" if settings.compression else None,
+                    ping_interval=None,
+                    close_timeout=2,
+                    logger=redacting_logger(),
+                ) as server:
+                    line = _ready_line(settings, server, url)
+                    print(line, flush=True)
+                    if on_ready is not None:
+                        on_ready(line)
+                    await stop.wait()
+                    log.info("stopping: draining %d connections", len(hub.connections))
+                    server.close(close_connections=False)
+                    clients.drain()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(server.wait_closed(), settings.drain_timeout)
+                for task in background:
+                    task.cancel()
+        finally:
+            spawner.tasks = None
+            await store.close()
+            await subscriber.aclose()
+            await redis.aclose()
+
+
+class _Spawner:
+    """Runs short jobs (closing handshakes) in the serving task group while it is open."""
+
+    def __init__(self) -> None:
+        self.tasks: asyncio.TaskGroup | None = None
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        if self.tasks is None:
+            coro.close()
+            return
+        self.tasks.create_task(coro)
+
+
+def _origins(settings: Settings) -> list[Any] | None:
+    allowed = settings.origins
+    if allowed is None:
+        return None
+    return [None, *allowed]  # None: requests without an Origin header (non-browser clients)
+
+
+def _ready_line(settings: Settings, server: Server, redis_url: str) -> str:
+    host, port = next(iter(s.getsockname()[:2] for s in server.sockets))
+    redis = "embedded Valkey" if not settings.redis_url else _safe_url(redis_url)
+    return (
+        f"presence-gateway {settings.instance_id} listening on ws://{host}:{port}/ws "
+        f"(redis: {redis}; store: {settings.store})"
+    )
+
+
+def _safe_url(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    return f"{scheme}{sep}{rest.rpartition('@')[2]}" if "@" in rest else url

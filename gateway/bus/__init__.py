@@ -1,0 +1,7 @@
+"""The pub/sub seam: the `Bus` interface, a redis-py backend and an in-memory one."""
+
+from gateway.bus.base import Bus, Delivery, Reconnected
+from gateway.bus.memory import MemoryBroker, MemoryBus
+from gateway.bus.redis import RedisBus
+
+__all__ = ["Bus", "Delivery", "MemoryBroker", "MemoryBus", "Reconnected", "RedisBus"]

@@ -1,0 +1,248 @@
+"""The bus on redis-py: one subscriber connection per process, one reader, a liveness probe.
+
+The subscriber is a redis-py `PubSub` on a client built from the same parsed URL as every other
+connection (db index, TLS, ACL user, timeouts). The reader takes each reply straight from the
+connection's parser (hiredis) and hands the messages of one loop iteration to the hub as one
+batch. Subscription changes are sent by a writer task, in order, without the caller waiting;
+`confirmed` waits for the server's acknowledgement when a caller needs it.
+
+If the connection drops, the bus reconnects with backoff, subscribes to everything again and
+calls `reconnected` so the gateway re-asserts its state. A subscriber can die silently while
+publishes still succeed, so the bus publishes a probe on its own channel and reconnects when
+the echo is two intervals late.
+
+Sharded pub/sub on Redis Cluster (`ClusterPubSub`, SSUBSCRIBE/SPUBLISH) fits the same `Bus`
+interface as a second backend; this one serves standalone and replicated Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import secrets
+import time
+from collections.abc import Coroutine, Iterable
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.client import PubSub
+from redis.asyncio.connection import Connection
+from redis.exceptions import RedisError
+
+from caches import keys
+from caches.redis import RedisClient
+from gateway.bus.base import Batcher, Delivery, Reconnected
+
+__all__ = ["BusLost", "RedisBus"]
+
+log = logging.getLogger(__name__)
+
+_BACKOFF_START = 0.05
+_BACKOFF_CAP = 2.0
+
+
+class BusLost(Exception):
+    """The pub/sub connection is no longer trustworthy (probe late, publish failed)."""
+
+
+class RedisBus:
+    """`subscriber` must not decode responses; `publisher` may be any client (pipelined)."""
+
+    def __init__(
+        self,
+        subscriber: aioredis.Redis,
+        publisher: RedisClient,
+        instance_id: str,
+        probe_interval: float,
+        timeout: float,
+    ) -> None:
+        self._subscriber = subscriber
+        self._publisher = publisher
+        self._probe_interval = probe_interval
+        self._timeout = timeout
+        self._channels: set[str] = set()
+        self._changes: list[tuple[str, str]] = []
+        self._changed = asyncio.Event()
+        self._confirmed: set[bytes] = set()
+        self._waiters: dict[bytes, list[asyncio.Future[None]]] = {}
+        self._probe_channel = keys.instance_channel(instance_id)
+        self._probe_key = self._probe_channel.encode()
+        self._last_echo = 0.0
+        self.connected = False
+        self.reconnects = 0
+        self.echoes = 0
+
+    @property
+    def channel_count(self) -> int:
+        return len(self._channels)
+
+    def subscribe(self, channel: str) -> None:
+        if channel not in self._channels:
+            self._channels.add(channel)
+            self._change("SUBSCRIBE", channel)
+
+    def unsubscribe(self, channel: str) -> None:
+        if channel in self._channels:
+            self._channels.discard(channel)
+            self._change("UNSUBSCRIBE", channel)
+
+    def _change(self, command: str, channel: str) -> None:
+        # Queued even while disconnected: a change made during a (re)connect, after the
+        # snapshot the connect subscribes to, must still reach the server.
+        self._changes.append((command, channel))
+        self._changed.set()
+
+    async def confirmed(self, channels: Iterable[str], timeout: float) -> None:
+        loop = asyncio.get_running_loop()
+        waits: list[tuple[bytes, asyncio.Future[None]]] = []
+        for channel in channels:
+            key = channel.encode()
+            if key not in self._confirmed:
+                future: asyncio.Future[None] = loop.create_future()
+                self._waiters.setdefault(key, []).append(future)
+                waits.append((key, future))
+        if not waits:
+            return
+        try:
+            async with asyncio.timeout(timeout):
+                await asyncio.gather(*(future for _, future in waits))
+        finally:
+            for key, future in waits:
+                if not future.done():
+                    future.cancel()
+                    pending = self._waiters.get(key)
+                    if pending is not None and future in pending:
+                        pending.remove(future)
+                        if not pending:
+                            del self._waiters[key]
+
+    async def publish(self, channel: str, payload: bytes) -> None:
+        await self._publisher.publish(channel, payload)
+
+    async def run(self, deliver: Delivery, reconnected: Reconnected) -> None:
+        """Keep the subscription up until cancelled."""
+        batcher = Batcher(deliver)
+        backoff = _BACKOFF_START
+        first = True
+        while True:
+            pubsub = self._subscriber.pubsub()
+            try:
+                self._changes.clear()
+                self._confirmed.clear()
+                async with asyncio.timeout(self._timeout):
+                    await pubsub.execute_command(
+                        "SUBSCRIBE", self._probe_channel, *sorted(self._channels)
+                    )
+                connection = pubsub.connection
+                assert connection is not None
+                self._last_echo = time.monotonic()
+                self.connected = True
+                tasks = [self._read(connection, batcher), self._probe(), self._write(pubsub)]
+                if not first:
+                    self.reconnects += 1
+                    log.warning("bus: reconnected to Redis; re-asserting presence")
+                    tasks.append(_then_idle(reconnected()))
+                first = False
+                backoff = _BACKOFF_START
+                await _first_to_fail(*tasks)
+            except (OSError, TimeoutError, RedisError, BusLost) as exc:
+                log.warning("bus: pub/sub connection lost: %s", exc or type(exc).__name__)
+            except Exception:  # the task's edge: a protocol surprise; reconnect
+                log.exception("bus: unexpected failure; reconnecting")
+            finally:
+                self.connected = False
+                await _close(pubsub)
+            await asyncio.sleep(backoff + secrets.randbelow(100) / 1000 * backoff)
+            backoff = min(_BACKOFF_CAP, backoff * 2)
+
+    async def _read(self, connection: Connection, batcher: Batcher) -> None:
+        add = batcher.add
+        probe = self._probe_key
+        read = connection.read_response
+        while True:
+            # Replies already parsed come back without suspending, so every message of one
+            # socket read reaches the batcher within the same loop iteration.
+            reply = await read(timeout=math.inf, disconnect_on_error=False, push_request=True)
+            kind = reply[0]
+            if kind == b"message":
+                channel = reply[1]
+                if channel == probe:
+                    self._last_echo = time.monotonic()
+                    self.echoes += 1
+                else:
+                    add(channel, reply[2])
+            elif kind == b"subscribe":
+                self._confirm(reply[1])
+            elif kind == b"unsubscribe":
+                self._confirmed.discard(reply[1])
+
+    def _confirm(self, channel: bytes) -> None:
+        self._confirmed.add(channel)
+        for future in self._waiters.pop(channel, ()):
+            if not future.done():
+                future.set_result(None)
+
+    async def _write(self, pubsub: PubSub) -> None:
+        """Send subscription changes in order, consecutive ones of a kind in one command."""
+        while True:
+            await self._changed.wait()
+            self._changed.clear()
+            changes, self._changes = self._changes, []
+            start = 0
+            while start < len(changes):
+                command = changes[start][0]
+                end = start
+                while end < len(changes) and changes[end][0] == command:
+                    end += 1
+                channels = [channel for _, channel in changes[start:end]]
+                async with asyncio.timeout(self._timeout):
+                    await pubsub.execute_command(command, *channels)
+                start = end
+
+    async def _probe(self) -> None:
+        """Publish on our own channel; raise when the echo is two intervals late."""
+        while True:
+            try:
+                async with asyncio.timeout(self._timeout):
+                    await self._publisher.publish(self._probe_channel, b"probe")
+            except (RedisError, TimeoutError) as exc:
+                raise BusLost(f"probe publish failed: {exc or type(exc).__name__}") from exc
+            await asyncio.sleep(self._probe_interval)
+            if time.monotonic() - self._last_echo > 2 * self._probe_interval:
+                raise BusLost("probe echo did not come back")
+
+
+async def _close(pubsub: PubSub) -> None:
+    try:
+        async with asyncio.timeout(1.0):
+            await pubsub.aclose()  # type: ignore[no-untyped-call]
+    except Exception as exc:  # closing a dead connection: nothing left to save
+        log.debug("bus: closing the pub/sub connection: %s", exc)
+
+
+async def _then_idle(work: Coroutine[Any, Any, None]) -> None:
+    """Run `work` beside the reader; its failure is logged, never a reason to reconnect."""
+    try:
+        await work
+    except Exception:
+        log.exception("bus: re-asserting state after a reconnect failed")
+    await asyncio.Event().wait()
+
+
+async def _first_to_fail(*coros: Coroutine[Any, Any, None]) -> None:
+    """Run the coroutines until one ends; cancel and await the rest; re-raise its error.
+
+    Unlike a 3.11 TaskGroup, a cancellation of the caller always propagates as such, even when
+    a child fails at the same moment.
+    """
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    for task in done:
+        if not task.cancelled() and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]

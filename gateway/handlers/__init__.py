@@ -1,0 +1,70 @@
+"""Handlers: one module per area, and the dispatch table from frame class to handler.
+
+`dispatch` decodes one raw frame, runs its handler within the request budget and turns every
+failure into an answer: a bad frame, a refused request, a backend that is down or too slow,
+or a surprise. It never raises and never touches a socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from gateway.handlers import conversations, presence, typing
+from gateway.handlers.context import HandlerContext, Limits, Outcome
+from gateway.protocol import ErrorCode, ProtocolError, decode, events, frames
+from gateway.state import ClientState
+from gateway.store import StoreError
+
+__all__ = ["HANDLERS", "HandlerContext", "Limits", "Outcome", "dispatch"]
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[HandlerContext, ClientState, Any], Awaitable[Outcome]]
+
+HANDLERS: dict[type[frames.ClientFrame], Handler] = {
+    frames.Heartbeat: presence.heartbeat,
+    frames.PresenceSubscribe: presence.subscribe,
+    frames.PresenceUnsubscribe: presence.unsubscribe,
+    frames.PresenceQuery: presence.query,
+    frames.PresenceSet: presence.set_status,
+    frames.TypingStart: typing.start,
+    frames.TypingStop: typing.stop,
+    frames.ConversationCreate: conversations.create,
+}
+
+
+async def dispatch(ctx: HandlerContext, client: ClientState, raw: str) -> Outcome:
+    """Decode `raw`, run its handler, and say what should happen."""
+    request_id = None
+    try:
+        frame = decode(raw)
+        request_id = frame.id
+        handler = HANDLERS.get(type(frame))
+        if handler is None:  # only `auth` is valid on the wire but not here
+            raise ProtocolError(
+                ErrorCode.ALREADY_AUTHENTICATED, "already authenticated", request_id
+            )
+        async with asyncio.timeout(ctx.budget):
+            return await handler(ctx, client, frame)
+    except ProtocolError as exc:
+        ctx.metrics["errors"] += 1
+        return Outcome(events.error(exc.code, exc.message, exc.request_id))
+    except (RedisError, StoreError, TimeoutError) as exc:
+        ctx.metrics["errors"] += 1
+        log.warning(
+            "backend unavailable handling a frame of %s: %s",
+            client.connection_id,
+            exc or "no answer within the budget",
+        )
+        return Outcome(
+            events.error(ErrorCode.UNAVAILABLE, "temporarily unavailable; retry", request_id)
+        )
+    except Exception:
+        ctx.metrics["errors"] += 1
+        log.exception("unexpected error handling a frame of %s", client.connection_id)
+        return Outcome(events.error(ErrorCode.INTERNAL, "internal error", request_id))

@@ -1,0 +1,81 @@
+"""What a handler may use (narrow ports, not the whole gateway) and what it returns."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from caches import PresenceStatus
+from gateway.protocol import Close
+from gateway.state import ClientState
+
+__all__ = [
+    "ConversationsPort",
+    "HandlerContext",
+    "Limits",
+    "Outcome",
+    "PresencePort",
+    "TopicsPort",
+    "TypingPort",
+]
+
+
+class PresencePort(Protocol):
+    async def renew(self, client: ClientState) -> bool: ...
+
+    async def set_away(self, client: ClientState, away: bool) -> PresenceStatus: ...
+
+    async def statuses(self, user_ids: Iterable[uuid.UUID]) -> dict[str, Any]: ...
+
+
+class TypingPort(Protocol):
+    async def start(self, client: ClientState, conversation_id: uuid.UUID) -> bool: ...
+
+    async def stop(self, client: ClientState, conversation_id: uuid.UUID) -> bool: ...
+
+
+class ConversationsPort(Protocol):
+    async def create(
+        self, creator: uuid.UUID, kind: str, others: list[uuid.UUID], name: str
+    ) -> tuple[dict[str, object], bool]: ...
+
+
+class TopicsPort(Protocol):
+    """The local registry, as handlers see it: memberships and presence watches."""
+
+    def is_member(self, user_id: uuid.UUID, conversation_id: uuid.UUID) -> bool: ...
+
+    async def watch(self, client: ClientState, user_ids: Iterable[uuid.UUID]) -> None:
+        """Deliver these users' presence events to the client; returns once subscribed."""
+        ...
+
+    def unwatch(self, client: ClientState, user_ids: Iterable[uuid.UUID]) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_watched: int
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerContext:
+    presence: PresencePort
+    typing: TypingPort
+    conversations: ConversationsPort
+    topics: TopicsPort
+    limits: Limits
+    metrics: Counter[str]
+    budget: float
+    """Seconds one request may take before it is answered `unavailable`."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What should happen after a frame: a frame to send back, then maybe a close."""
+
+    reply: bytes | None = None
+    close: Close | None = None
+    reason: str = ""

@@ -1,0 +1,56 @@
+"""What travels on the bus between instances: the envelope around a client event, and the
+control message an envelope may carry.
+
+An envelope is `<exclude>|<join>|<frame>`:
+
+- `exclude`: a user id whose connections must not receive the frame (a typist does not see
+  their own indicator), or empty;
+- `join`: control, only on a user's channel: a conversation id the user has just become a
+  member of, which every instance applies (its connections of that user join the
+  conversation's channel) *before* delivering the frame; or empty;
+- `frame`: the client event's JSON, encoded once by the publisher and delivered unchanged.
+
+The control part is never inside the client frame, and no one parses a channel name: the
+subscriber knows what each channel it joined is for. Session revocations are published by the
+caches library and have their schema there (`caches.models.Revocation`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from caches.models import Revocation
+
+__all__ = ["Envelope", "Revocation", "pack", "unpack"]
+
+_SEP = b"|"
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    exclude: bytes
+    """The excluded user's id as ASCII bytes (compared with a connection's own), or b""."""
+    join: uuid.UUID | None
+    frame: bytes
+
+
+def pack(frame: bytes, *, exclude: uuid.UUID | None = None, join: uuid.UUID | None = None) -> bytes:
+    """The bus payload for `frame`."""
+    head = (str(exclude).encode() if exclude else b"") + _SEP
+    head += (str(join).encode() if join else b"") + _SEP
+    return head + frame
+
+
+def unpack(payload: bytes) -> Envelope:
+    """Raises ValueError for a payload that is not an envelope."""
+    first = payload.find(_SEP)
+    second = payload.find(_SEP, first + 1)
+    if first < 0 or second < 0:
+        raise ValueError("not an envelope")
+    join = payload[first + 1 : second]
+    return Envelope(
+        payload[:first],
+        uuid.UUID(join.decode()) if join else None,
+        payload[second + 1 :],
+    )

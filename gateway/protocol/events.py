@@ -1,0 +1,148 @@
+"""Every server frame the gateway sends, built here and nowhere else.
+
+Builders return the frame's JSON bytes (encoded once; fan-out shares them). `text_frame` wraps
+such bytes in one unmasked RFC 6455 frame, so the same bytes serve every recipient.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from gateway.protocol.codes import ErrorCode
+
+__all__ = [
+    "EXPIRED",
+    "REVOKED",
+    "ack",
+    "conversation_added",
+    "encode",
+    "error",
+    "heartbeat_ack",
+    "hello",
+    "presence",
+    "presence_entry",
+    "reconnect",
+    "session_revoked",
+    "text_frame",
+    "typing",
+]
+
+REVOKED = "session revoked or token blacklisted"
+"""`session.revoked` reason: deleted, logged out or token blacklisted, on any instance."""
+EXPIRED = "session expired"
+"""`session.revoked` reason: the session is gone from the cache (its TTL ran out)."""
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, enum.Enum):
+        return value.value
+    raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+def encode(frame: dict[str, Any]) -> bytes:
+    """JSON bytes of a server frame (UUIDs and datetimes as strings, RFC 3339 UTC)."""
+    return orjson.dumps(frame, default=_default, option=orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC)
+
+
+def _reply(frame_type: str, request_id: str | None, fields: dict[str, Any]) -> bytes:
+    frame: dict[str, Any] = {"type": frame_type}
+    if request_id is not None:
+        frame["id"] = request_id
+    frame.update(fields)
+    return encode(frame)
+
+
+def ack(request_id: str | None, **fields: Any) -> bytes:
+    """The answer to a request; carries its `id` when it had one."""
+    return _reply("ack", request_id, fields)
+
+
+def error(code: ErrorCode, message: str, request_id: str | None = None) -> bytes:
+    return _reply("error", request_id, {"code": code.value, "message": message})
+
+
+def heartbeat_ack(request_id: str | None) -> bytes:
+    return _reply("heartbeat_ack", request_id, {})
+
+
+def hello(
+    *,
+    connection_id: str,
+    user_id: uuid.UUID,
+    session_id: str,
+    instance_id: str,
+    heartbeat_interval_ms: int,
+    lease_ms: int,
+    limits: dict[str, int | float],
+) -> bytes:
+    """The first frame after authentication."""
+    return encode(
+        {
+            "type": "hello",
+            "connection_id": connection_id,
+            "user_id": user_id,
+            "session_id": session_id,
+            "instance_id": instance_id,
+            "heartbeat_interval_ms": heartbeat_interval_ms,
+            "lease_ms": lease_ms,
+            "limits": limits,
+        }
+    )
+
+
+def presence_entry(
+    user_id: uuid.UUID, status: enum.Enum, last_seen: datetime | None
+) -> dict[str, Any]:
+    """One user's presence as events and acks carry it."""
+    return {"user_id": user_id, "status": status, "last_seen": last_seen}
+
+
+def presence(user_id: uuid.UUID, status: enum.Enum, last_seen: datetime | None) -> bytes:
+    return encode({"type": "presence", **presence_entry(user_id, status, last_seen)})
+
+
+def typing(
+    conversation_id: uuid.UUID, user_id: uuid.UUID, *, started: bool, expires_in_ms: int
+) -> bytes:
+    return encode(
+        {
+            "type": "typing",
+            "conversation_id": conversation_id,
+            "user_id": user_id,
+            "state": "start" if started else "stop",
+            "expires_in_ms": expires_in_ms if started else 0,
+        }
+    )
+
+
+def conversation_added(conversation: dict[str, object]) -> bytes:
+    return encode({"type": "conversation.added", "conversation": conversation})
+
+
+def session_revoked(reason: str = REVOKED) -> bytes:
+    return encode({"type": "session.revoked", "reason": reason})
+
+
+def reconnect(after_ms: int) -> bytes:
+    return encode({"type": "reconnect", "after_ms": after_ms})
+
+
+def text_frame(payload: bytes) -> bytes:
+    """A complete, unmasked WebSocket text frame (RFC 6455 section 5.2) around `payload`.
+
+    Server frames are never masked, so the same bytes serve every recipient: fan-out writes
+    them to each transport without re-framing.
+    """
+    length = len(payload)
+    if length < 126:
+        header = bytes((0x81, length))
+    elif length < 1 << 16:
+        header = bytes((0x81, 126)) + length.to_bytes(2, "big")
+    else:
+        header = bytes((0x81, 127)) + length.to_bytes(8, "big")
+    return header + payload

@@ -1,0 +1,7 @@
+"""The only code that holds sockets: connections, the hub and a client's lifecycle."""
+
+from gateway.realtime.connection import Connection, ConnState
+from gateway.realtime.hub import Hub
+from gateway.realtime.lifecycle import ClientServer
+
+__all__ = ["ClientServer", "ConnState", "Connection", "Hub"]

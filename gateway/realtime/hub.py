@@ -1,0 +1,255 @@
+"""The local registry: connections by user, session and topic, and local delivery of bus
+messages.
+
+A bus message is an envelope (`gateway.protocol.envelope`): the frame was encoded once by the
+instance that published it, is framed once here, and the same bytes go to every local
+recipient. When one batch from the bus carries several messages (under load), frames are
+queued per connection and each connection gets one write for all of them: one syscall instead
+of one per event.
+
+Each channel the hub joins is registered with what it is for (its members, and for a user's
+channel the user), so routing never parses a channel name.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable, Iterator
+
+from caches import keys
+from gateway.bus import Bus
+from gateway.protocol import Close, envelope, events
+from gateway.protocol.envelope import Revocation
+from gateway.realtime.connection import Connection
+from gateway.state import ClientState
+
+__all__ = ["Hub"]
+
+log = logging.getLogger(__name__)
+
+
+class _Topic:
+    __slots__ = ("members", "user")
+
+    def __init__(self, user: uuid.UUID | None) -> None:
+        self.members: set[Connection] = set()
+        self.user = user
+        """Set on a user's own channel: control messages there apply to this user."""
+
+
+def _index(index: dict[str, set[Connection]], key: str, conn: Connection) -> None:
+    index.setdefault(key, set()).add(conn)
+
+
+def _unindex(index: dict[str, set[Connection]], key: str, conn: Connection) -> None:
+    members = index.get(key)
+    if members is not None:
+        members.discard(conn)
+        if not members:
+            del index[key]
+
+
+class Hub:
+    """Owns the process's connections; subscribes the bus on first interest, not after last."""
+
+    def __init__(self, bus: Bus, budget: float) -> None:
+        self._bus = bus
+        self._budget = budget
+        self.connections: dict[str, Connection] = {}
+        self.by_user: dict[uuid.UUID, set[Connection]] = {}
+        self.user_conversations: dict[uuid.UUID, set[uuid.UUID]] = {}
+        self._by_session: dict[str, set[Connection]] = {}
+        self._by_token: dict[str, set[Connection]] = {}
+        self._topics: dict[bytes, _Topic] = {}
+        self._revocations = keys.REVOCATIONS_CHANNEL.encode()
+        self._outbox: dict[Connection, list[bytes]] = {}
+        self._batched = False
+        self.delivered = 0
+        bus.subscribe(keys.REVOCATIONS_CHANNEL)
+
+    # Registry
+
+    def add(self, conn: Connection) -> str | None:
+        """Register a connection. For its user's first connection here, the user's channel to
+        have confirmed before reading the memberships (`set_memberships`); else None."""
+        client = conn.client
+        self.connections[conn.id] = conn
+        _index(self._by_session, client.session_id, conn)
+        _index(self._by_token, client.token_id, conn)
+        peers = self.by_user.setdefault(conn.user_id, set())
+        first = not peers
+        if first:
+            # Memberships announced from now on land here, before the store is read.
+            self.user_conversations[conn.user_id] = set()
+        peers.add(conn)
+        channel = keys.user_channel(conn.user_id)
+        self._join(conn, channel, user=conn.user_id)
+        for conversation_id in self.user_conversations[conn.user_id]:
+            self._join(conn, keys.conversation_channel(conversation_id))
+        return channel if first else None
+
+    async def confirmed(self, channel: str) -> None:
+        await self._bus.confirmed([channel], self._budget)
+
+    def set_memberships(self, user_id: uuid.UUID, conversation_ids: Iterable[uuid.UUID]) -> None:
+        """The user's conversations, as read from the store after its channel was confirmed."""
+        for conversation_id in conversation_ids:
+            self.add_membership(user_id, conversation_id)
+
+    def remove(self, conn: Connection) -> bool:
+        """Unregister; True when it was its user's last connection on this instance."""
+        if self.connections.pop(conn.id, None) is None:
+            return False
+        client = conn.client
+        _unindex(self._by_session, client.session_id, conn)
+        _unindex(self._by_token, client.token_id, conn)
+        self._leave(conn, keys.user_channel(conn.user_id))
+        for conversation_id in self.user_conversations.get(conn.user_id, ()):
+            self._leave(conn, keys.conversation_channel(conversation_id))
+        for watched in client.watching or ():
+            self._leave(conn, keys.presence_channel(watched))
+        peers = self.by_user.get(conn.user_id)
+        if peers is not None:
+            peers.discard(conn)
+            if not peers:
+                del self.by_user[conn.user_id]
+                self.user_conversations.pop(conn.user_id, None)
+                return True
+        return False
+
+    def _join(self, conn: Connection, channel: str, user: uuid.UUID | None = None) -> None:
+        key = channel.encode()
+        topic = self._topics.get(key)
+        if topic is None:
+            topic = self._topics[key] = _Topic(user)
+            self._bus.subscribe(channel)
+        topic.members.add(conn)
+
+    def _leave(self, conn: Connection, channel: str) -> None:
+        key = channel.encode()
+        topic = self._topics.get(key)
+        if topic is None:
+            return
+        topic.members.discard(conn)
+        if not topic.members:
+            del self._topics[key]
+            self._bus.unsubscribe(channel)
+
+    def all_connections(self) -> Iterator[Connection]:
+        return iter(list(self.connections.values()))
+
+    def clients(self) -> Iterator[ClientState]:
+        return (conn.client for conn in list(self.connections.values()))
+
+    # What handlers see (the topics port)
+
+    def is_member(self, user_id: uuid.UUID, conversation_id: uuid.UUID) -> bool:
+        return conversation_id in self.user_conversations.get(user_id, ())
+
+    def add_membership(self, user_id: uuid.UUID, conversation_id: uuid.UUID) -> None:
+        """The user joined a conversation: its local connections now receive its events."""
+        conversations = self.user_conversations.get(user_id)
+        if conversations is None or conversation_id in conversations:
+            return
+        conversations.add(conversation_id)
+        channel = keys.conversation_channel(conversation_id)
+        for conn in self.by_user.get(user_id, ()):
+            self._join(conn, channel)
+
+    async def watch(self, client: ClientState, user_ids: Iterable[uuid.UUID]) -> None:
+        conn = self.connections.get(client.connection_id)
+        if conn is None:
+            return
+        if client.watching is None:
+            client.watching = set()
+        channels = []
+        for user_id in user_ids:
+            channel = keys.presence_channel(user_id)
+            channels.append(channel)
+            if user_id not in client.watching:
+                client.watching.add(user_id)
+                self._join(conn, channel)
+        if channels:
+            await self._bus.confirmed(channels, self._budget)
+
+    def unwatch(self, client: ClientState, user_ids: Iterable[uuid.UUID]) -> None:
+        conn = self.connections.get(client.connection_id)
+        for user_id in user_ids:
+            if client.watching is not None and user_id in client.watching:
+                client.watching.discard(user_id)
+                if conn is not None:
+                    self._leave(conn, keys.presence_channel(user_id))
+
+    # Delivery
+
+    def deliver(self, batch: list[tuple[bytes, bytes]]) -> None:
+        """Route the messages of one bus batch to the local connections that want them."""
+        self._batched = len(batch) > 1
+        for channel, payload in batch:
+            topic = self._topics.get(channel)
+            if topic is not None:
+                self._forward(topic, channel, payload)
+            elif channel == self._revocations:
+                self._revoke(payload)
+        if self._batched:
+            self._flush()
+
+    def _forward(self, topic: _Topic, channel: bytes, payload: bytes) -> None:
+        try:
+            message = envelope.unpack(payload)
+        except ValueError:
+            log.warning("hub: dropped a malformed bus message on %s", channel[:80])
+            return
+        if message.join is not None and topic.user is not None:
+            self.add_membership(topic.user, message.join)
+        if not message.frame:
+            return
+        exclude = message.exclude
+        body = message.frame
+        frame = events.text_frame(body)
+        if not self._batched:
+            sent = 0
+            for conn in topic.members:
+                if not (exclude and conn.user_key == exclude):
+                    sent += conn.send_compressed(body) if conn.deflate else conn.send_frame(frame)
+            self.delivered += sent
+            return
+        outbox = self._outbox
+        for conn in topic.members:
+            if exclude and conn.user_key == exclude:
+                continue
+            if conn.deflate:
+                self.delivered += conn.send_compressed(body)
+                continue
+            queued = outbox.get(conn)
+            if queued is None:
+                outbox[conn] = [frame]
+            else:
+                queued.append(frame)
+
+    def _flush(self) -> None:
+        outbox, self._outbox = self._outbox, {}
+        sent = 0
+        for conn, frames in outbox.items():
+            if conn.send_frame(frames[0] if len(frames) == 1 else b"".join(frames)):
+                sent += len(frames)
+        self.delivered += sent
+
+    def _revoke(self, payload: bytes) -> None:
+        try:
+            revocation = Revocation.from_json(payload)
+        except ValueError as exc:
+            log.warning("hub: %s", exc)
+            return
+        affected: set[Connection] = set()
+        if revocation.session_id is not None:
+            affected |= self._by_session.get(revocation.session_id, set())
+        if revocation.token_id is not None:
+            affected |= self._by_token.get(revocation.token_id, set())
+        if not affected:
+            return
+        notice = events.session_revoked()
+        for conn in affected:
+            conn.send(notice)
+            conn.close(Close.SESSION_REVOKED, "session revoked")

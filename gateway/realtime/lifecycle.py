@@ -1,0 +1,266 @@
+"""One client's life: authenticate, attach, hello, the receive loop, and the cleanup when it
+ends; plus the instance-wide jobs on sockets: silent connections and the drain."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import secrets
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+from redis.exceptions import RedisError
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
+from gateway.auth import Authenticator, AuthError, Identity, bearer_token
+from gateway.config import Settings
+from gateway.handlers import HandlerContext, dispatch
+from gateway.protocol import Close, ErrorCode, ProtocolError, decode, events, frames
+from gateway.ratelimit import TokenBucket, record_rejection
+from gateway.realtime.connection import Connection, ConnState
+from gateway.realtime.hub import Hub
+from gateway.realtime.silence import SilenceWatch
+from gateway.services import ConversationService, PresenceService, TypingService
+from gateway.state import ClientState
+from gateway.store import StoreError
+
+__all__ = ["ClientServer"]
+
+log = logging.getLogger(__name__)
+
+_TICK = 0.25
+_BACKEND_ERRORS = (RedisError, StoreError, TimeoutError)
+
+Spawn = Callable[[Coroutine[Any, Any, None]], None]
+
+
+class ClientServer:
+    """The websockets handler for `/ws` and the jobs that act on every local socket."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        authenticator: Authenticator,
+        hub: Hub,
+        presence: PresenceService,
+        typing: TypingService,
+        conversations: ConversationService,
+        context: HandlerContext,
+        metrics: Counter[str],
+        spawn: Spawn,
+    ) -> None:
+        self._settings = settings
+        self._authenticator = authenticator
+        self._hub = hub
+        self._presence = presence
+        self._typing = typing
+        self._conversations = conversations
+        self._context = context
+        self._metrics = metrics
+        self._spawn = spawn
+        self._budget = settings.redis_timeout
+        self._silence = SilenceWatch(settings.lease_ttl)
+        self.draining = False
+
+    async def serve(self, ws: ServerConnection) -> None:
+        if self.draining:
+            await ws.close(Close.SERVICE_RESTART, "draining")
+            return
+        try:
+            identity = await self._authenticate(ws)
+        except ConnectionClosed:
+            return
+        if identity is None:
+            return
+        client = ClientState(
+            f"{self._settings.instance_id}.{secrets.token_hex(6)}",
+            identity.user_id,
+            identity.session_id,
+            identity.token_id,
+            identity.session,
+        )
+        settings = self._settings
+        conn = Connection(
+            ws,
+            client,
+            TokenBucket(settings.rate_limit, settings.rate_burst, time.monotonic()),
+            settings.send_buffer_limit,
+            self._close,
+        )
+        try:
+            if not await self._attach(conn):
+                await ws.close(Close.TRY_AGAIN_LATER, "backend unavailable")
+                return
+            conn.send(
+                events.hello(
+                    connection_id=client.connection_id,
+                    user_id=client.user_id,
+                    session_id=client.session_id,
+                    instance_id=settings.instance_id,
+                    heartbeat_interval_ms=int(settings.heartbeat_interval * 1000),
+                    lease_ms=int(settings.lease_ttl * 1000),
+                    limits={
+                        "max_frame_bytes": settings.max_frame_bytes,
+                        "rate_limit": settings.rate_limit,
+                        "rate_burst": settings.rate_burst,
+                        "max_watched": settings.max_watched,
+                    },
+                )
+            )
+            self._silence.add(conn)
+            await self._receive_loop(conn)
+        except ConnectionClosed:
+            pass
+        finally:
+            await self._detach(conn)
+
+    # Authentication
+
+    async def _authenticate(self, ws: ServerConnection) -> Identity | None:
+        assert ws.request is not None
+        token = bearer_token(ws.request.headers.get("Authorization"))
+        if token is None:
+            token = await self._token_from_first_frame(ws)
+            if token is None:
+                return None
+        try:
+            async with asyncio.timeout(self._budget):
+                return await self._authenticator.authenticate(token)
+        except AuthError as exc:
+            self._metrics["auth_failures"] += 1
+            await ws.send(events.error(ErrorCode.UNAUTHENTICATED, str(exc)).decode())
+            await ws.close(Close.UNAUTHENTICATED, "unauthenticated")
+        except (RedisError, TimeoutError) as exc:
+            # Never admit anyone unchecked: the client retries, maybe on another instance.
+            log.warning("auth: session cache unavailable: %s", exc or "no answer in time")
+            await ws.close(Close.TRY_AGAIN_LATER, "session store unavailable")
+        return None
+
+    async def _token_from_first_frame(self, ws: ServerConnection) -> str | None:
+        """Browsers cannot set headers: the first frame must be `auth`, within the deadline."""
+        try:
+            raw = await asyncio.wait_for(ws.recv(), self._settings.auth_timeout)
+        except TimeoutError:
+            await ws.close(Close.UNAUTHENTICATED, "authentication timed out")
+            return None
+        try:
+            frame = decode(raw)
+        except ProtocolError as exc:
+            await ws.send(events.error(exc.code, exc.message, exc.request_id).decode())
+            await ws.close(Close.UNAUTHENTICATED, "first frame must be auth")
+            return None
+        if not isinstance(frame, frames.Auth):
+            await ws.send(
+                events.error(
+                    ErrorCode.UNAUTHENTICATED, "first frame must be auth", frame.id
+                ).decode()
+            )
+            await ws.close(Close.UNAUTHENTICATED, "first frame must be auth")
+            return None
+        return frame.token
+
+    # Attach and detach
+
+    async def _attach(self, conn: Connection) -> bool:
+        """Register, subscribe (confirmed), read memberships, take the lease; False when a
+        backend failed or was too slow (the caller refuses the connection)."""
+        client = conn.client
+        channel = self._hub.add(conn)
+        try:
+            async with asyncio.timeout(self._budget):
+                if channel is not None:
+                    # Subscribed before the store is read: a conversation created in between
+                    # reaches this user through the channel, not through the read.
+                    await self._hub.confirmed(channel)
+                    memberships = await self._conversations.memberships(client.user_id)
+                    self._hub.set_memberships(client.user_id, memberships)
+                await self._presence.attach(client)
+        except _BACKEND_ERRORS as exc:
+            log.warning("attach failed for %s: %s", conn.id, exc or "no answer in time")
+            return False
+        self._metrics["connections_opened"] += 1
+        return True
+
+    async def _detach(self, conn: Connection) -> None:
+        """Stop typing and cut the lease to the grace: independent steps, each bounded, so
+        one failing never skips the other."""
+        conn.state = ConnState.CLOSING
+        last_local = self._hub.remove(conn)
+        client = conn.client
+        await asyncio.gather(
+            self._bounded("typing cleanup", conn, self._typing.clear_all(client)),
+            self._bounded("presence detach", conn, self._presence.detach(client, last_local)),
+        )
+
+    async def _bounded(self, what: str, conn: Connection, work: Awaitable[None]) -> None:
+        try:
+            async with asyncio.timeout(self._budget):
+                await work
+        except _BACKEND_ERRORS as exc:
+            # The lease expires by itself; the sweep announces the user offline.
+            log.warning("%s of %s: Redis unavailable: %s", what, conn.id, exc or "timeout")
+        except Exception:  # a cleanup step's edge: the others still run
+            log.exception("%s of %s failed", what, conn.id)
+
+    # Frames
+
+    async def _receive_loop(self, conn: Connection) -> None:
+        ws = conn.ws
+        metrics = self._metrics
+        context = self._context
+        while conn.state is ConnState.OPEN:
+            raw = await ws.recv()
+            now = time.monotonic()
+            conn.last_heard = now
+            metrics["frames_in"] += 1
+            if not conn.bucket.take(now):
+                self._reject_flood(conn, now)
+                continue
+            if isinstance(raw, bytes):
+                conn.send(events.error(ErrorCode.INVALID_FRAME, "text frames only"))
+                continue
+            outcome = await dispatch(context, conn.client, raw)
+            if outcome.reply is not None:
+                conn.send(outcome.reply)
+            if outcome.close is not None:
+                conn.close(outcome.close, outcome.reason)
+
+    def _reject_flood(self, conn: Connection, now: float) -> None:
+        self._metrics["rate_limited"] += 1
+        if conn.rejected_at is None:
+            conn.rejected_at = []
+        if record_rejection(conn.rejected_at, now, self._settings.rate_limit_close_after):
+            conn.close(Close.RATE_LIMITED, "rate limited")
+        else:
+            conn.send(events.error(ErrorCode.RATE_LIMITED, "too many frames; slow down"))
+
+    def _close(self, conn: Connection, code: Close, reason: str) -> None:
+        self._metrics[f"closed_{code.name.lower()}"] += 1
+        self._spawn(_close(conn.ws, code, reason))
+
+    # Instance-wide jobs
+
+    async def watch_silence(self) -> None:
+        """Close connections silent for a whole lease, until cancelled."""
+        while True:
+            await asyncio.sleep(_TICK)
+            for conn in self._silence.due(time.monotonic()):
+                conn.close(Close.HEARTBEAT_TIMEOUT, "heartbeat timeout")
+
+    def drain(self) -> None:
+        """Tell every client to reconnect elsewhere (jittered), then close them 1012."""
+        self.draining = True
+        window_ms = int(self._settings.drain_timeout * 500)
+        for conn in self._hub.all_connections():
+            conn.send(events.reconnect(random.randint(0, max(window_ms, 1))))
+            conn.close(Close.SERVICE_RESTART, "service restart")
+
+
+async def _close(ws: ServerConnection, code: Close, reason: str) -> None:
+    with contextlib.suppress(Exception):
+        await ws.close(int(code), reason)

@@ -1,0 +1,191 @@
+"""Presence orchestration: leases through the caches' connection-aware layer, announcements,
+grace ends, the sweep, and re-asserting state after Redis came back or lost its data.
+
+Every transition a presence call returns is published once, on the user's presence channel;
+every instance with a watcher of that user delivers it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+import time
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from caches import (
+    PresenceCache,
+    PresenceStatus,
+    PresenceTransition,
+    PresenceUpdate,
+    SessionCache,
+    keys,
+)
+from caches.models import utcnow
+from caches.redis import RedisClient
+from gateway.config import Settings
+from gateway.protocol import envelope, events
+from gateway.state import ClientState
+
+__all__ = ["PresenceService", "Publish"]
+
+log = logging.getLogger(__name__)
+
+Publish = Callable[[str, bytes], Awaitable[None]]
+
+_TICK = 0.25
+_EPOCH_TTL = 86_400
+
+
+class PresenceService:
+    def __init__(
+        self,
+        presence: PresenceCache,
+        sessions: SessionCache,
+        redis: RedisClient,
+        publish: Publish,
+        settings: Settings,
+        clients: Callable[[], Iterable[ClientState]],
+        metrics: Counter[str],
+    ) -> None:
+        self._presence = presence
+        self._sessions = sessions
+        self._redis = redis
+        self._publish = publish
+        self._settings = settings
+        self._clients = clients
+        self._metrics = metrics
+        self._lease = settings.lease_ttl
+        self._epoch_key = keys.gateway_epoch(settings.instance_id)
+        self._reasserting = asyncio.Lock()
+        self._expiries: list[tuple[float, uuid.UUID]] = []
+        self._next_sweep = 0.0
+
+    # Announcements
+
+    async def announce(self, update: PresenceUpdate) -> None:
+        """Publish a transition (nothing for NONE) to the user's watchers everywhere."""
+        if update.transition is PresenceTransition.NONE:
+            return
+        last_seen = utcnow() if update.status is PresenceStatus.OFFLINE else None
+        frame = events.presence(update.user_id, update.status, last_seen)
+        self._metrics["presence_transitions"] += 1
+        await self._publish(keys.presence_channel(update.user_id), envelope.pack(frame))
+
+    async def announce_all(self, updates: Iterable[PresenceUpdate]) -> None:
+        """Publish many users' transitions together: one pipelined round trip, not one each."""
+        await asyncio.gather(*(self.announce(update) for update in updates))
+
+    # One client's life
+
+    async def attach(self, client: ClientState) -> None:
+        """A connection authenticated: take its lease; announce when it is the user's first."""
+        update = await self._presence.connect(client.user_id, client.connection_id, self._lease)
+        await self.announce(update)
+
+    async def detach(self, client: ClientState, last_local: bool) -> None:
+        """A connection ended: cut its lease to the grace and schedule the grace's end."""
+        update = await self._presence.disconnect(
+            client.user_id, client.connection_id, self._settings.grace
+        )
+        await self.announce(update)
+        if last_local and update.next_check is not None:
+            deadline = time.monotonic() + self._settings.grace
+            heapq.heappush(self._expiries, (deadline, client.user_id))
+
+    async def renew(self, client: ClientState) -> bool:
+        """Heartbeat: the lease and the session in one pipelined round trip; False when the
+        session no longer exists."""
+        update, alive = await asyncio.gather(
+            self._presence.heartbeat(
+                client.user_id, client.connection_id, self._lease, away=client.away
+            ),
+            self._sessions.extend(
+                client.session_id, self._settings.session_ttl, user_id=client.user_id
+            ),
+        )
+        await self.announce(update)
+        return alive
+
+    async def set_away(self, client: ClientState, away: bool) -> PresenceStatus:
+        """Client-reported idle (`away`) or active; the user's resulting status."""
+        client.away = away
+        update = await self._presence.set_away(
+            client.user_id, client.connection_id, away, self._lease
+        )
+        await self.announce(update)
+        return update.status
+
+    async def statuses(self, user_ids: Iterable[uuid.UUID]) -> dict[str, Any]:
+        """Status and last seen of many users, one round trip, keyed by user id."""
+        found = await self._presence.get_bulk_presence(list(user_ids))
+        return {
+            str(u): events.presence_entry(u, status, seen) for u, (status, seen) in found.items()
+        }
+
+    # The instance's state in Redis
+
+    async def mark_epoch(self) -> bool:
+        """Note that Redis holds what this instance wrote; True when the mark was missing
+        (a fresh start, or Redis lost its data)."""
+        return bool(await self._redis.set(self._epoch_key, "1", ex=_EPOCH_TTL, nx=True))
+
+    async def reassert(self) -> None:
+        """Redis came back (the bus reconnected) or lost its data: every live connection takes
+        its lease again. After data loss its session is restored too, and nothing is announced
+        (watchers saw no change); otherwise real transitions (a lease that lapsed meanwhile)
+        are announced as usual."""
+        async with self._reasserting:
+            lost = await self.mark_epoch()
+            clients = list(self._clients())
+            ttl = self._settings.session_ttl
+            if lost:
+                await asyncio.gather(
+                    *(
+                        self._sessions.set(c.session_id, c.session, ttl, if_missing=True)
+                        for c in clients
+                    )
+                )
+            updates = await asyncio.gather(
+                *(
+                    self._presence.heartbeat(c.user_id, c.connection_id, self._lease, away=c.away)
+                    for c in clients
+                )
+            )
+            if not lost:
+                await self.announce_all(updates)
+            log.info(
+                "re-asserted %d presence leases%s",
+                len(clients),
+                " and sessions after Redis lost its data" if lost else "",
+            )
+
+    # Maintenance: grace ends and sweeps
+
+    async def maintain(self) -> None:
+        """Run until cancelled (the owner's task group)."""
+        while True:
+            await asyncio.sleep(_TICK)
+            try:
+                async with asyncio.timeout(self._settings.redis_timeout):
+                    await self._maintain_once(time.monotonic())
+            except (RedisError, TimeoutError) as exc:
+                log.warning("presence maintenance: Redis unavailable: %s", exc or "timeout")
+            except Exception:  # the task's edge: log, keep maintaining
+                log.exception("presence maintenance failed")
+
+    async def _maintain_once(self, now: float) -> None:
+        due: set[uuid.UUID] = set()
+        while self._expiries and self._expiries[0][0] <= now:
+            due.add(heapq.heappop(self._expiries)[1])
+        if due:
+            await self.announce_all(await asyncio.gather(*(self._presence.expire(u) for u in due)))
+        if now >= self._next_sweep:
+            self._next_sweep = now + self._settings.sweep_interval
+            await self._redis.expire(self._epoch_key, _EPOCH_TTL)  # never re-creates it
+            await self.announce_all(await self._presence.sweep())
