@@ -115,11 +115,6 @@ async def run(settings: Settings, on_ready: Callable[[str], None] | None = None)
 
         routes = HttpRoutes(readiness, metrics_text, authenticator, presence_cache, budget)
         try:
-            with contextlib.suppress(
-                RedisError, TimeoutError
-            ):  # Redis may be down: /readyz says so
-                async with asyncio.timeout(budget):
-                    await presence.mark_epoch()
             async with asyncio.TaskGroup() as tasks:
                 spawner.tasks = tasks
                 background = [
@@ -128,6 +123,10 @@ async def run(settings: Settings, on_ready: Callable[[str], None] | None = None)
                     tasks.create_task(presence.maintain()),
                     tasks.create_task(clients.watch_silence()),
                 ]
+                # Redis may be down at start: /readyz says so, the bus reconnects later.
+                with contextlib.suppress(RedisError, TimeoutError):
+                    async with asyncio.timeout(budget):
+                        await presence.mark_epoch()
                 async with serve(
                     clients.serve,
                     settings.host,
