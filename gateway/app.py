@@ -21,7 +21,7 @@ from gateway.auth import Authenticator, TokenVerifier
 from gateway.autopipe import auto_pipelined
 from gateway.bus import RedisBus
 from gateway.config import Settings
-from gateway.handlers import HandlerContext, Limits
+from gateway.handlers import HandlerContext, Limits, RequestBudget
 from gateway.http import HttpRoutes
 from gateway.logs import redacting_logger
 from gateway.metrics import render
@@ -54,7 +54,7 @@ async def run(settings: Settings, on_ready: Callable[[str], None] | None = None)
             decode_responses=False,
         )
         assert isinstance(subscriber, aioredis.Redis)  # the settings refuse a cluster URL
-        client, pipeline = auto_pipelined(redis)
+        client, pipeline = auto_pipelined(redis, budget)
         store = await SqliteStore(settings.store).open()
         metrics: Counter[str] = Counter()
         bus = RedisBus(subscriber, client, settings.instance_id, settings.probe_interval, budget)
@@ -67,6 +67,7 @@ async def run(settings: Settings, on_ready: Callable[[str], None] | None = None)
         typing = TypingService(presence_cache, settings)
         conversations = ConversationService(store, bus.publish, hub.add_membership)
         authenticator = Authenticator(TokenVerifier(settings), sessions)
+        requests = RequestBudget(budget)
         context = HandlerContext(
             presence=presence,
             typing=typing,
@@ -74,7 +75,7 @@ async def run(settings: Settings, on_ready: Callable[[str], None] | None = None)
             topics=hub,
             limits=Limits(max_watched=settings.max_watched),
             metrics=metrics,
-            budget=budget,
+            budget=requests,
         )
         spawner = _Spawner()
         clients = ClientServer(
@@ -122,6 +123,7 @@ async def run(settings: Settings, on_ready: Callable[[str], None] | None = None)
                     tasks.create_task(bus.run(hub.deliver, presence.reassert)),
                     tasks.create_task(presence.maintain()),
                     tasks.create_task(clients.watch_silence()),
+                    tasks.create_task(requests.enforce()),
                 ]
                 # Redis may be down at start: /readyz says so, the bus reconnects later.
                 with contextlib.suppress(RedisError, TimeoutError):

@@ -1,37 +1,168 @@
 """Clients whose single commands are pipelined automatically.
 
-Commands issued while a batch is in flight are queued and sent together in the next one, in
-issue order: under load, hundreds of client events cost one round trip and one syscall pair.
-Batches are ordinary redis-py pipelines (`client.pipeline()`), so a cluster client routes each
-command to its slot's node exactly as it would unpipelined. The caches use these clients
-unchanged: they only see a `redis.asyncio.Redis` or `RedisCluster`.
+A gateway issues many small, independent commands (a typing script, a lease renewal, a
+publish) from many connections at once. Sent one by one, each costs a round trip and redis-py's
+per-command machinery; here every command issued in one loop iteration leaves in one write.
+
+- Standalone Redis: one connection of its own (a redis-py `Connection` built from the client's
+  parsed URL, so db index, TLS, ACL user and timeouts are the client's), commands packed by
+  hiredis, any number in flight, replies parsed by redis-py (its response callbacks apply) and
+  handed back in order. A watchdog fails everything in flight when the oldest command has waited
+  longer than the deadline, so a hung server never holds a caller.
+- Redis Cluster: batches are ordinary `client.pipeline()`s, so each command goes to its slot's
+  node exactly as it would unpipelined.
+
+The caches use these clients unchanged: they only see a `redis.asyncio.Redis` or
+`RedisCluster`. `pipeline()` on them still gives an ordinary pipeline.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import copy
 import logging
-from typing import Any
+import time
+from typing import Any, Protocol
 
+import hiredis
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import DataError, RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from caches.redis import RedisClient
+from gateway.tasks import first_to_end
 
 __all__ = ["AutoPipeline", "auto_pipelined"]
 
 log = logging.getLogger(__name__)
 
 _MAX_BATCH = 1000
+_BACKOFF_CAP = 1.0
 
 _Call = tuple[tuple[Any, ...], dict[str, Any], asyncio.Future[Any]]
 
 
-class AutoPipeline:
-    """The queue and the sender; `run()` belongs in the owner's task group."""
+class AutoPipeline(Protocol):
+    async def call(self, args: tuple[Any, ...], options: dict[str, Any]) -> Any: ...
 
-    def __init__(self, base: RedisClient) -> None:
+    async def run(self) -> None:
+        """Send queued commands until cancelled; the owner runs it in its task group."""
+        ...
+
+
+def _fail(calls: collections.abc.Iterable[_Call], exc: BaseException) -> None:
+    for _, _, future in calls:
+        if not future.done():
+            future.set_exception(exc)
+
+
+class _Lane:
+    """Standalone: one connection, many commands in flight, replies in order."""
+
+    def __init__(self, base: aioredis.Redis, deadline: float) -> None:
+        self._base = base
+        self._deadline = deadline
+        self._queue: list[_Call] = []
+        self._wake = asyncio.Event()
+        self._inflight: collections.deque[tuple[_Call, float]] = collections.deque()
+        self._owed = asyncio.Event()
+
+    async def call(self, args: tuple[Any, ...], options: dict[str, Any]) -> Any:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.append((args, options, future))
+        self._wake.set()
+        return await future
+
+    async def run(self) -> None:
+        backoff = 0.05
+        while True:
+            connection = self._new_connection()
+            try:
+                await connection.connect()  # type: ignore[no-untyped-call]
+                backoff = 0.05
+                await first_to_end(self._write(connection), self._read(connection), self._watch())
+            except (RedisError, OSError, TimeoutError) as exc:
+                log.warning("auto-pipeline: Redis connection lost: %s", exc or type(exc).__name__)
+            except Exception:  # the task's edge: a surprise fails what is in flight, not the lane
+                log.exception("auto-pipeline: unexpected failure; reconnecting")
+            finally:
+                lost = RedisConnectionError("Redis connection lost (auto-pipeline)")
+                _fail((call for call, _ in self._inflight), lost)
+                self._inflight.clear()
+                _fail(self._queue, lost)
+                self._queue.clear()
+                await connection.disconnect(nowait=True)
+            await asyncio.sleep(backoff)
+            backoff = min(_BACKOFF_CAP, backoff * 2)
+
+    def _new_connection(self) -> AbstractConnection:
+        pool = self._base.connection_pool
+        # The client's parsed URL; reads wait without a socket timeout because the watchdog
+        # bounds what is owed, and an idle connection owes nothing.
+        kwargs = {**pool.connection_kwargs, "socket_timeout": None}
+        return pool.connection_class(**kwargs)
+
+    async def _write(self, connection: AbstractConnection) -> None:
+        inflight = self._inflight
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            queue, self._queue = self._queue, []
+            packed: list[bytes] = []
+            now = time.monotonic()
+            for call in queue:
+                args, _, future = call
+                name = args[0]
+                if isinstance(name, str) and " " in name:  # "SCRIPT LOAD": words go apart
+                    args = (*name.split(), *args[1:])
+                try:
+                    packed.append(hiredis.pack_command(args))
+                except TypeError as exc:  # an argument redis-py would refuse too
+                    future.set_exception(DataError(str(exc)))
+                    continue
+                inflight.append((call, now))
+            if packed:
+                self._owed.set()
+                await connection.send_packed_command(packed, check_health=False)
+
+    async def _read(self, connection: AbstractConnection) -> None:
+        inflight = self._inflight
+        parse = self._base.parse_response
+        while True:
+            await self._owed.wait()
+            while inflight:
+                (args, options, future), _ = inflight[0]
+                try:
+                    result: Any = await parse(connection, args[0], **options)  # type: ignore[arg-type]
+                except RedisError as exc:
+                    if isinstance(exc, RedisConnectionError | RedisTimeoutError):
+                        raise
+                    result = exc  # a command's own error: the connection is fine
+                inflight.popleft()
+                if future.done():
+                    continue
+                if isinstance(result, Exception):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
+            self._owed.clear()
+
+    async def _watch(self) -> None:
+        """End the connection when the oldest command in flight is past the deadline."""
+        while True:
+            await asyncio.sleep(self._deadline / 4)
+            if self._inflight and time.monotonic() - self._inflight[0][1] > self._deadline:
+                raise RedisTimeoutError(f"Redis did not answer within {self._deadline}s")
+
+
+class _Batches:
+    """Cluster: each batch is a `client.pipeline()`, one in flight at a time."""
+
+    def __init__(self, base: RedisCluster) -> None:
         self._base = base
         self._queue: list[_Call] = []
         self._wake = asyncio.Event()
@@ -43,7 +174,6 @@ class AutoPipeline:
         return await future
 
     async def run(self) -> None:
-        """Send queued commands until cancelled."""
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -57,17 +187,10 @@ class AutoPipeline:
                     _fail(batch, exc)
 
     async def _send(self, batch: list[_Call]) -> None:
-        if isinstance(self._base, RedisCluster):
-            pipe: Any = self._base.pipeline()
-        else:
-            pipe = self._base.pipeline(transaction=False)
+        pipe = self._base.pipeline()
         for args, options, _ in batch:
             pipe.execute_command(*args, **options)
-        try:
-            results = await pipe.execute(raise_on_error=False)
-        except Exception as exc:  # the whole batch failed (connection lost, timeout)
-            _fail(batch, exc)
-            return
+        results = await pipe.execute(raise_on_error=False)
         for (_, _, future), result in zip(batch, results, strict=True):
             if future.done():
                 continue
@@ -77,15 +200,8 @@ class AutoPipeline:
                 future.set_result(result)
 
 
-def _fail(batch: list[_Call], exc: BaseException) -> None:
-    for _, _, future in batch:
-        if not future.done():
-            future.set_exception(exc)
-
-
 class _Pipelined:
-    """Mixed into a copy of the caller's client class: every command goes through the queue;
-    `pipeline()` still gives an ordinary pipeline."""
+    """Mixed into a copy of the caller's client class: every command goes through the queue."""
 
     _auto: AutoPipeline
 
@@ -101,11 +217,18 @@ class _PipelinedCluster(_Pipelined, RedisCluster):  # type: ignore[misc]
     pass
 
 
-def auto_pipelined(client: RedisClient) -> tuple[RedisClient, AutoPipeline]:
-    """A client sharing `client`'s connections whose commands are pipelined, and the sender
-    to run. Closing `client` closes both."""
-    auto = AutoPipeline(client)
-    wrapped: Any = copy.copy(client)  # shares the pool (standalone) or the nodes (cluster)
-    wrapped.__class__ = _PipelinedCluster if isinstance(client, RedisCluster) else _PipelinedRedis
+def auto_pipelined(client: RedisClient, deadline: float = 2.0) -> tuple[RedisClient, AutoPipeline]:
+    """A client sharing `client`'s settings whose commands are pipelined, and the sender to run.
+
+    `deadline`: seconds a command may wait for its reply before it fails (standalone).
+    """
+    auto: AutoPipeline
+    wrapped: Any = copy.copy(client)  # same pool and callbacks (standalone) or nodes (cluster)
+    if isinstance(client, RedisCluster):
+        auto = _Batches(client)
+        wrapped.__class__ = _PipelinedCluster
+    else:
+        auto = _Lane(client, deadline)
+        wrapped.__class__ = _PipelinedRedis
     wrapped._auto = auto
     return wrapped, auto

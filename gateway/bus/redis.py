@@ -33,6 +33,7 @@ from redis.exceptions import RedisError
 from caches import keys
 from caches.redis import RedisClient
 from gateway.bus.base import Batcher, Delivery, Reconnected
+from gateway.tasks import first_to_end
 
 __all__ = ["BusLost", "RedisBus"]
 
@@ -145,7 +146,7 @@ class RedisBus:
                     tasks.append(_then_idle(reconnected()))
                 first = False
                 backoff = _BACKOFF_START
-                await _first_to_fail(*tasks)
+                await first_to_end(*tasks)
             except (OSError, TimeoutError, RedisError, BusLost) as exc:
                 log.warning("bus: pub/sub connection lost: %s", exc or type(exc).__name__)
             except Exception:  # the task's edge: a protocol surprise; reconnect
@@ -228,21 +229,3 @@ async def _then_idle(work: Coroutine[Any, Any, None]) -> None:
     except Exception:
         log.exception("bus: re-asserting state after a reconnect failed")
     await asyncio.Event().wait()
-
-
-async def _first_to_fail(*coros: Coroutine[Any, Any, None]) -> None:
-    """Run the coroutines until one ends; cancel and await the rest; re-raise its error.
-
-    Unlike a 3.11 TaskGroup, a cancellation of the caller always propagates as such, even when
-    a child fails at the same moment.
-    """
-    tasks = [asyncio.ensure_future(c) for c in coros]
-    try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-    for task in done:
-        if not task.cancelled() and task.exception() is not None:
-            raise task.exception()  # type: ignore[misc]

@@ -15,12 +15,13 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from gateway.handlers import conversations, presence, typing
+from gateway.handlers.budget import RequestBudget
 from gateway.handlers.context import HandlerContext, Limits, Outcome
 from gateway.protocol import ErrorCode, ProtocolError, decode, events, frames
 from gateway.state import ClientState
 from gateway.store import StoreError
 
-__all__ = ["HANDLERS", "HandlerContext", "Limits", "Outcome", "dispatch"]
+__all__ = ["HANDLERS", "HandlerContext", "Limits", "Outcome", "RequestBudget", "dispatch"]
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +50,15 @@ async def dispatch(ctx: HandlerContext, client: ClientState, raw: str) -> Outcom
             raise ProtocolError(
                 ErrorCode.ALREADY_AUTHENTICATED, "already authenticated", request_id
             )
-        async with asyncio.timeout(ctx.budget):
+        task = ctx.budget.start()
+        try:
             return await handler(ctx, client, frame)
+        except asyncio.CancelledError:
+            if not ctx.budget.is_overdue(task):
+                raise
+            raise TimeoutError("no answer within the request budget") from None
+        finally:
+            ctx.budget.finish(task)
     except ProtocolError as exc:
         ctx.metrics["errors"] += 1
         return Outcome(events.error(exc.code, exc.message, exc.request_id))

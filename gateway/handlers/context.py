@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from caches import PresenceStatus
+from gateway.handlers.budget import RequestBudget
 from gateway.protocol import Close
 from gateway.state import ClientState
 
@@ -68,8 +69,8 @@ class HandlerContext:
     topics: TopicsPort
     limits: Limits
     metrics: Counter[str]
-    budget: float
-    """Seconds one request may take before it is answered `unavailable`."""
+    budget: RequestBudget
+    """How long one request may take before it is answered `unavailable`."""
 
 
 @dataclass(frozen=True, slots=True)

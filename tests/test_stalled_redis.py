@@ -1,0 +1,123 @@
+"""A Redis that stops answering (SIGSTOP) or lives in another db: every request still gets its
+answer within the budget, cleanups and the drain still finish, and keys land where the URL says."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from websockets.asyncio.client import connect as ws_connect
+
+from caches import connect, keys
+from caches.redis import EmbeddedRedis
+from gateway.client import GatewayClient, GatewayError
+from tests.gateways import gateways, token_for
+
+BUDGET = 1.0
+SLACK = 1.0
+"""What a loaded machine may add to the budget before an answer counts as late."""
+
+
+def _status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+async def _timed(work: Callable[[], Awaitable[Any]]) -> tuple[Any, float]:
+    start = time.monotonic()
+    try:
+        result = await work()
+    except GatewayError as exc:
+        result = exc.code
+    return result, time.monotonic() - start
+
+
+async def test_stalled_redis_every_request_answered_within_the_budget(tmp_path: Path) -> None:
+    with EmbeddedRedis() as private:
+        setup = connect(private.url)
+        ann, bob = uuid.uuid4(), uuid.uuid4()
+        ann_token, bob_token, late_token = (
+            await token_for(setup, ann),
+            await token_for(setup, bob),
+            await token_for(setup),
+        )
+        await setup.aclose()
+        with gateways(private.url, tmp_path, 1, redis_timeout=str(BUDGET)) as (gw,):
+            a = await GatewayClient.connect(gw.url, ann_token, auto_heartbeat=False)
+            b = await GatewayClient.connect(gw.url, bob_token, auto_heartbeat=False)
+            created = await a.request("conversation.create", kind="direct", member_ids=[str(bob)])
+            conversation_id = created["conversation"]["id"]
+            os.kill(private.pid, signal.SIGSTOP)
+            try:
+
+                async def new_connection() -> int | None:
+                    async with ws_connect(
+                        gw.url, additional_headers={"Authorization": f"Bearer {late_token}"}
+                    ) as ws:
+                        await ws.wait_closed()
+                        return ws.close_code
+
+                async def readyz() -> int:
+                    return await asyncio.to_thread(_status, f"{gw.http}/readyz")
+
+                timeout = BUDGET + SLACK + 5  # the client's own wait: longer than any bound
+                results = await asyncio.gather(
+                    _timed(
+                        lambda: a.request(
+                            "typing.start", conversation_id=conversation_id, timeout=timeout
+                        )
+                    ),
+                    _timed(lambda: a.request("heartbeat", timeout=timeout)),
+                    _timed(
+                        lambda: b.request("presence.query", user_ids=[str(ann)], timeout=timeout)
+                    ),
+                    _timed(new_connection),
+                    _timed(readyz),
+                )
+            finally:
+                os.kill(private.pid, signal.SIGCONT)
+            (typing, t1), (heartbeat, t2), (query, t3), (code, t4), (ready, t5) = results
+            assert typing == "unavailable" and heartbeat == "unavailable"
+            assert query == "unavailable"
+            assert code == 1013 and ready == 503
+            assert max(t1, t2, t3, t4, t5) < BUDGET + SLACK, results
+            # Redis is back: requests succeed again, cleanup and drain finish.
+            assert (await a.request("heartbeat"))["type"] == "heartbeat_ack"
+            await a.close()
+            await b.close()
+            started = time.monotonic()
+            assert gw.stop(timeout=10) == 0
+            assert time.monotonic() - started < 10
+
+
+async def test_typing_keys_live_in_the_urls_db(tmp_path: Path) -> None:
+    with EmbeddedRedis() as private:
+        url = f"{private.url}?db=3"
+        db3, db0 = connect(url), connect(private.url)
+        ann, bob = uuid.uuid4(), uuid.uuid4()
+        with gateways(url, tmp_path, 1) as (gw,):
+            a = await GatewayClient.connect(gw.url, await token_for(db3, ann))
+            b = await GatewayClient.connect(gw.url, await token_for(db3, bob))
+            created = await a.request("conversation.create", kind="direct", member_ids=[str(bob)])
+            conversation = uuid.UUID(created["conversation"]["id"])
+            assert (await a.request("typing.start", conversation_id=str(conversation)))["announced"]
+            assert (await b.next_event("typing"))["state"] == "start"
+            key = keys.typing(conversation, ann)
+            assert await db3.exists(key) == 1
+            assert await db0.exists(key) == 0
+            assert await db0.dbsize() == 0  # nothing of the gateway's in db 0
+            await a.close()
+            await b.close()
+        await db3.aclose()
+        await db0.aclose()
