@@ -29,6 +29,7 @@ from gateway.realtime import ClientServer, Hub
 from gateway.runtime import redis_url
 from gateway.services import ConversationService, PresenceService, TypingService
 from gateway.store import SqliteStore
+from gateway.tasks import cancel_and_wait
 
 __all__ = ["run"]
 
@@ -151,8 +152,7 @@ async def run(settings: Settings, on_ready: Callable[[str], None] | None = None)
                     clients.drain()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(server.wait_closed(), settings.drain_timeout)
-                for task in background:
-                    task.cancel()
+                await cancel_and_wait(background)
         finally:
             spawner.tasks = None
             await store.close()

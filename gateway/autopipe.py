@@ -6,9 +6,9 @@ per-command machinery; here every command issued in one loop iteration leaves in
 
 - Standalone Redis: one connection of its own (a redis-py `Connection` built from the client's
   parsed URL, so db index, TLS, ACL user and timeouts are the client's), commands packed by
-  hiredis, any number in flight, replies parsed by redis-py (its response callbacks apply) and
-  handed back in order. A watchdog fails everything in flight when the oldest command has waited
-  longer than the deadline, so a hung server never holds a caller.
+  hiredis, any number in flight, replies parsed by hiredis in bulk and given redis-py's
+  response callbacks, handed back in order. A watchdog fails everything in flight when the
+  oldest command has waited longer than the deadline, so a hung server never holds a caller.
 - Redis Cluster: batches are ordinary `client.pipeline()`s, so each command goes to its slot's
   node exactly as it would unpipelined.
 
@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import copy
+import inspect
 import logging
 import time
 from typing import Any, Protocol
@@ -29,11 +30,13 @@ import hiredis
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import AbstractConnection
+from redis.client import EMPTY_RESPONSE, NEVER_DECODE
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import DataError, RedisError
+from redis.exceptions import DataError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from caches.redis import RedisClient
+from gateway.replies import ReplyStream
 from gateway.tasks import first_to_end
 
 __all__ = ["AutoPipeline", "auto_pipelined"]
@@ -69,7 +72,6 @@ class _Lane:
         self._queue: list[_Call] = []
         self._wake = asyncio.Event()
         self._inflight: collections.deque[tuple[_Call, float]] = collections.deque()
-        self._owed = asyncio.Event()
 
     async def call(self, args: tuple[Any, ...], options: dict[str, Any]) -> Any:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -126,30 +128,39 @@ class _Lane:
                     continue
                 inflight.append((call, now))
             if packed:
-                self._owed.set()
                 await connection.send_packed_command(packed, check_health=False)
 
     async def _read(self, connection: AbstractConnection) -> None:
+        stream = ReplyStream(connection)
         inflight = self._inflight
-        parse = self._base.parse_response
         while True:
-            await self._owed.wait()
-            while inflight:
-                (args, options, future), _ = inflight[0]
-                try:
-                    result: Any = await parse(connection, args[0], **options)  # type: ignore[arg-type]
-                except RedisError as exc:
-                    if isinstance(exc, RedisConnectionError | RedisTimeoutError):
-                        raise
-                    result = exc  # a command's own error: the connection is fine
-                inflight.popleft()
-                if future.done():
-                    continue
-                if isinstance(result, Exception):
-                    future.set_exception(result)
-                else:
-                    future.set_result(result)
-            self._owed.clear()
+            for reply in await stream.read():
+                if not inflight:
+                    raise RedisConnectionError("a reply nobody asked for (auto-pipeline)")
+                (args, options, future), _ = inflight.popleft()
+                if not future.done():
+                    await self._settle(future, args[0], options, reply)
+
+    async def _settle(
+        self, future: asyncio.Future[Any], command: str, options: dict[str, Any], reply: Any
+    ) -> None:
+        """What redis-py's `parse_response` does with a reply, for a reply already read."""
+        try:
+            if isinstance(reply, ResponseError):
+                if EMPTY_RESPONSE not in options:
+                    raise reply
+                future.set_result(options[EMPTY_RESPONSE])
+                return
+            callback = self._base.response_callbacks.get(command)
+            if callback is not None:
+                extra = {k: v for k, v in options.items() if k not in (EMPTY_RESPONSE, "keys")}
+                reply = callback(reply, **extra)
+                if inspect.isawaitable(reply):
+                    reply = await reply
+            future.set_result(reply)
+        except Exception as exc:  # the command's own error; the connection is fine
+            if not future.done():
+                future.set_exception(exc)
 
     async def _watch(self) -> None:
         """End the connection when the oldest command in flight is past the deadline."""
@@ -206,6 +217,8 @@ class _Pipelined:
     _auto: AutoPipeline
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
+        if NEVER_DECODE in options:  # replies the lane would decode: the client's own path
+            return await super().execute_command(*args, **options)  # type: ignore[misc]
         return await self._auto.call(args, options)
 
 

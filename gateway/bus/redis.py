@@ -1,9 +1,9 @@
 """The bus on redis-py: one subscriber connection per process, one reader, a liveness probe.
 
 The subscriber is a redis-py `PubSub` on a client built from the same parsed URL as every other
-connection (db index, TLS, ACL user, timeouts). The reader takes each reply straight from the
-connection's parser (hiredis) and hands the messages of one loop iteration to the hub as one
-batch. Subscription changes are sent by a writer task, in order, without the caller waiting;
+connection (db index, TLS, ACL user, timeouts). The reader parses replies off that connection
+with hiredis in bulk (`gateway.replies`) and hands the messages of one socket read to the hub as
+one batch. Subscription changes are sent by a writer task, in order, without the caller waiting;
 `confirmed` waits for the server's acknowledgement when a caller needs it.
 
 If the connection drops, the bus reconnects with backoff, subscribes to everything again and
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import secrets
 import time
 from collections.abc import Coroutine, Iterable
@@ -33,6 +32,7 @@ from redis.exceptions import RedisError
 from caches import keys
 from caches.redis import RedisClient
 from gateway.bus.base import Batcher, Delivery, Reconnected
+from gateway.replies import ReplyStream
 from gateway.tasks import first_to_end
 
 __all__ = ["BusLost", "RedisBus"]
@@ -158,25 +158,26 @@ class RedisBus:
             backoff = min(_BACKOFF_CAP, backoff * 2)
 
     async def _read(self, connection: Connection, batcher: Batcher) -> None:
+        stream = ReplyStream(connection)
         add = batcher.add
         probe = self._probe_key
-        read = connection.read_response
         while True:
-            # Replies already parsed come back without suspending, so every message of one
-            # socket read reaches the batcher within the same loop iteration.
-            reply = await read(timeout=math.inf, disconnect_on_error=False, push_request=True)
-            kind = reply[0]
-            if kind == b"message":
-                channel = reply[1]
-                if channel == probe:
-                    self._last_echo = time.monotonic()
-                    self.echoes += 1
-                else:
-                    add(channel, reply[2])
-            elif kind == b"subscribe":
-                self._confirm(reply[1])
-            elif kind == b"unsubscribe":
-                self._confirmed.discard(reply[1])
+            # Every message of one socket read reaches the batcher in the same loop iteration.
+            for reply in await stream.read():
+                if isinstance(reply, Exception):
+                    raise BusLost(f"Redis error on pub/sub: {reply}")
+                kind = reply[0]
+                if kind == b"message":
+                    channel = reply[1]
+                    if channel == probe:
+                        self._last_echo = time.monotonic()
+                        self.echoes += 1
+                    else:
+                        add(channel, reply[2])
+                elif kind == b"subscribe":
+                    self._confirm(reply[1])
+                elif kind == b"unsubscribe":
+                    self._confirmed.discard(reply[1])
 
     def _confirm(self, channel: bytes) -> None:
         self._confirmed.add(channel)

@@ -10,20 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 __all__ = ["RequestBudget"]
 
 
 class RequestBudget:
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.seconds = seconds
+        self._clock = clock
         self._running: dict[asyncio.Task[object], float] = {}
         self._overdue: set[asyncio.Task[object]] = set()
 
     def start(self) -> asyncio.Task[object]:
         """Note that the current task starts a request."""
         task: asyncio.Task[object] = asyncio.current_task()  # type: ignore[assignment]
-        self._running[task] = time.monotonic()
+        self._running[task] = self._clock()
         return task
 
     def is_overdue(self, task: asyncio.Task[object]) -> bool:
@@ -38,9 +40,9 @@ class RequestBudget:
             self._overdue.discard(task)
             task.uncancel()
 
-    def cancel_overdue(self, now: float) -> int:
-        """Cancel every request started more than `seconds` before `now`; how many."""
-        cutoff = now - self.seconds
+    def cancel_overdue(self) -> int:
+        """Cancel every request started more than `seconds` ago; how many."""
+        cutoff = self._clock() - self.seconds
         due = []
         for task, started in self._running.items():
             if started > cutoff:
@@ -58,4 +60,4 @@ class RequestBudget:
         tick = max(self.seconds / 10, 0.01)
         while True:
             await asyncio.sleep(tick)
-            self.cancel_overdue(time.monotonic())
+            self.cancel_overdue()

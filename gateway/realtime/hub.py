@@ -38,14 +38,20 @@ class _Topic:
         """Set on a user's own channel: control messages there apply to this user."""
 
 
-def _index(index: dict[str, set[Connection]], key: str, conn: Connection) -> None:
-    index.setdefault(key, set()).add(conn)
-
-
-def _unindex(index: dict[str, set[Connection]], key: str, conn: Connection) -> None:
+# Lists, not sets: a session or token has one connection or a few, and a one-item list is a
+# third of the memory of a one-item set (this index exists for every connection).
+def _index(index: dict[str, list[Connection]], key: str, conn: Connection) -> None:
     members = index.get(key)
-    if members is not None:
-        members.discard(conn)
+    if members is None:
+        index[key] = [conn]
+    else:
+        members.append(conn)
+
+
+def _unindex(index: dict[str, list[Connection]], key: str, conn: Connection) -> None:
+    members = index.get(key)
+    if members is not None and conn in members:
+        members.remove(conn)
         if not members:
             del index[key]
 
@@ -59,8 +65,8 @@ class Hub:
         self.connections: dict[str, Connection] = {}
         self.by_user: dict[uuid.UUID, set[Connection]] = {}
         self.user_conversations: dict[uuid.UUID, set[uuid.UUID]] = {}
-        self._by_session: dict[str, set[Connection]] = {}
-        self._by_token: dict[str, set[Connection]] = {}
+        self._by_session: dict[str, list[Connection]] = {}
+        self._by_token: dict[str, list[Connection]] = {}
         self._topics: dict[bytes, _Topic] = {}
         self._revocations = keys.REVOCATIONS_CHANNEL.encode()
         self._outbox: dict[Connection, list[bytes]] = {}
@@ -244,9 +250,9 @@ class Hub:
             return
         affected: set[Connection] = set()
         if revocation.session_id is not None:
-            affected |= self._by_session.get(revocation.session_id, set())
+            affected.update(self._by_session.get(revocation.session_id, ()))
         if revocation.token_id is not None:
-            affected |= self._by_token.get(revocation.token_id, set())
+            affected.update(self._by_token.get(revocation.token_id, ()))
         if not affected:
             return
         notice = events.session_revoked()

@@ -93,7 +93,7 @@ class ClientServer:
             self._close,
         )
         try:
-            if not await self._attach(conn):
+            if not await self.attach(conn):
                 await ws.close(Close.TRY_AGAIN_LATER, "backend unavailable")
                 return
             conn.send(
@@ -117,7 +117,7 @@ class ClientServer:
         except ConnectionClosed:
             pass
         finally:
-            await self._detach(conn)
+            await self.detach(conn)
 
     # Authentication
 
@@ -166,7 +166,7 @@ class ClientServer:
 
     # Attach and detach
 
-    async def _attach(self, conn: Connection) -> bool:
+    async def attach(self, conn: Connection) -> bool:
         """Register, subscribe (confirmed), read memberships, take the lease; False when a
         backend failed or was too slow (the caller refuses the connection)."""
         client = conn.client
@@ -186,7 +186,7 @@ class ClientServer:
         self._metrics["connections_opened"] += 1
         return True
 
-    async def _detach(self, conn: Connection) -> None:
+    async def detach(self, conn: Connection) -> None:
         """Stop typing and cut the lease to the grace: independent steps, each bounded, so
         one failing never skips the other."""
         conn.state = ConnState.CLOSING

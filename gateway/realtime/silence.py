@@ -8,7 +8,6 @@ deadline, so each connection costs at most one re-push per limit period.
 from __future__ import annotations
 
 import heapq
-import itertools
 
 from gateway.realtime.connection import Connection, ConnState
 
@@ -18,14 +17,14 @@ __all__ = ["SilenceWatch"]
 class SilenceWatch:
     def __init__(self, limit: float) -> None:
         self._limit = limit
-        self._heap: list[tuple[float, int, Connection]] = []
-        self._order = itertools.count()
+        # (deadline, connection id, connection): the id breaks ties without a counter.
+        self._heap: list[tuple[float, str, Connection]] = []
 
     def __len__(self) -> int:
         return len(self._heap)
 
     def add(self, conn: Connection) -> None:
-        heapq.heappush(self._heap, (conn.last_heard + self._limit, next(self._order), conn))
+        heapq.heappush(self._heap, (conn.last_heard + self._limit, conn.id, conn))
 
     def due(self, now: float) -> list[Connection]:
         """Open connections silent for longer than the limit at `now` (each reported once)."""
@@ -37,7 +36,7 @@ class SilenceWatch:
                 continue
             deadline = conn.last_heard + self._limit
             if deadline > now:
-                heapq.heappush(heap, (deadline, next(self._order), conn))
+                heapq.heappush(heap, (deadline, conn.id, conn))
             else:
                 silent.append(conn)
         return silent

@@ -1,0 +1,76 @@
+"""Our own seams, recorded instead of mocked: a connection with no socket behind it."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import orjson
+
+from caches import SessionData
+from gateway.protocol import Close
+from gateway.realtime.connection import Connection, ConnState
+from gateway.state import ClientState
+
+
+def client_state(
+    user_id: uuid.UUID | None = None, session_id: str = "s1", token_id: str = "t1"
+) -> ClientState:
+    user = user_id or uuid.uuid4()
+    return ClientState(
+        f"test.{uuid.uuid4().hex[:8]}", user, session_id, token_id, SessionData(user_id=user)
+    )
+
+
+class RecordingConnection(Connection):
+    """A `Connection` whose writes and closes are recorded rather than sent."""
+
+    def __init__(self, client: ClientState, last_heard: float = 0.0) -> None:
+        self.client = client
+        self.id = client.connection_id
+        self.user_id = client.user_id
+        self.user_key = str(client.user_id).encode()
+        self.state = ConnState.OPEN
+        self.last_heard = last_heard
+        self.rejected_at = None
+        self.deflate = False
+        self.writes: list[bytes] = []
+        self.closes: list[tuple[Close, str]] = []
+
+    def send_frame(self, frame: bytes) -> bool:
+        if self.state is not ConnState.OPEN:
+            return False
+        self.writes.append(frame)
+        return True
+
+    def send_compressed(self, payload: bytes) -> bool:
+        raise AssertionError("no compression in these tests")
+
+    def close(self, code: Close, reason: str) -> None:
+        if self.state is ConnState.OPEN:
+            self.state = ConnState.CLOSING
+            self.closes.append((code, reason))
+
+    @property
+    def received(self) -> list[dict[str, Any]]:
+        """Every frame written, decoded (one write may carry several frames)."""
+        return [orjson.loads(payload) for write in self.writes for payload in split_frames(write)]
+
+
+def split_frames(data: bytes) -> list[bytes]:
+    """The payloads of unmasked RFC 6455 text frames written back to back."""
+    payloads = []
+    at = 0
+    while at < len(data):
+        assert data[at] == 0x81, "a final, unmasked text frame"
+        length = data[at + 1]
+        at += 2
+        if length == 126:
+            length = int.from_bytes(data[at : at + 2], "big")
+            at += 2
+        elif length == 127:
+            length = int.from_bytes(data[at : at + 8], "big")
+            at += 8
+        payloads.append(data[at : at + length])
+        at += length
+    return payloads

@@ -1,0 +1,221 @@
+"""Handlers and dispatch on recorded ports: what each frame returns, and how every failure is
+answered. No sockets, no Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from caches import PresenceStatus
+from gateway.handlers import HandlerContext, Limits, Outcome, RequestBudget, dispatch
+from gateway.protocol import Close
+from gateway.state import ClientState
+from tests.fakes import client_state
+
+
+class RecordingPresence:
+    def __init__(self, alive: bool = True, hang: bool = False, fail: Exception | None = None):
+        self.alive = alive
+        self.hang = hang
+        self.fail = fail
+        self.renewed: list[str] = []
+
+    async def renew(self, client: ClientState) -> bool:
+        self.renewed.append(client.connection_id)
+        return self.alive
+
+    async def set_away(self, client: ClientState, away: bool) -> PresenceStatus:
+        client.away = away
+        return PresenceStatus.AWAY if away else PresenceStatus.ONLINE
+
+    async def statuses(self, user_ids: Iterable[uuid.UUID]) -> dict[str, Any]:
+        if self.fail is not None:
+            raise self.fail
+        if self.hang:
+            await asyncio.Event().wait()
+        return {str(u): {"user_id": u, "status": "offline", "last_seen": None} for u in user_ids}
+
+
+class RecordingTyping:
+    def __init__(self) -> None:
+        self.started: list[uuid.UUID] = []
+
+    async def start(self, client: ClientState, conversation_id: uuid.UUID) -> bool:
+        self.started.append(conversation_id)
+        return True
+
+    async def stop(self, client: ClientState, conversation_id: uuid.UUID) -> bool:
+        return False
+
+
+class RecordingConversations:
+    async def create(
+        self, creator: uuid.UUID, kind: str, others: list[uuid.UUID], name: str
+    ) -> tuple[dict[str, object], bool]:
+        return {"id": "c1", "type": kind, "member_ids": [str(creator), *map(str, others)]}, True
+
+
+class RecordingTopics:
+    def __init__(self, memberships: set[tuple[uuid.UUID, uuid.UUID]] | None = None) -> None:
+        self.memberships = memberships or set()
+        self.watched: list[uuid.UUID] = []
+
+    def is_member(self, user_id: uuid.UUID, conversation_id: uuid.UUID) -> bool:
+        return (user_id, conversation_id) in self.memberships
+
+    async def watch(self, client: ClientState, user_ids: Iterable[uuid.UUID]) -> None:
+        if client.watching is None:
+            client.watching = set()
+        client.watching.update(user_ids)
+        self.watched.extend(user_ids)
+
+    def unwatch(self, client: ClientState, user_ids: Iterable[uuid.UUID]) -> None:
+        for user_id in user_ids:
+            if client.watching is not None:
+                client.watching.discard(user_id)
+
+
+def context(
+    presence: RecordingPresence | None = None,
+    topics: RecordingTopics | None = None,
+    budget: float = 5.0,
+    max_watched: int = 3,
+) -> HandlerContext:
+    return HandlerContext(
+        presence=presence or RecordingPresence(),
+        typing=RecordingTyping(),
+        conversations=RecordingConversations(),
+        topics=topics or RecordingTopics(),
+        limits=Limits(max_watched=max_watched),
+        metrics=Counter(),
+        budget=RequestBudget(budget),
+    )
+
+
+def reply(outcome: Outcome) -> dict[str, Any]:
+    assert outcome.reply is not None
+    frame: dict[str, Any] = orjson.loads(outcome.reply)
+    return frame
+
+
+async def test_heartbeat_acks_a_live_session() -> None:
+    client = client_state()
+    outcome = await dispatch(context(), client, '{"type":"heartbeat","id":"h1"}')
+    assert reply(outcome) == {"type": "heartbeat_ack", "id": "h1"} and outcome.close is None
+
+
+async def test_heartbeat_of_an_expired_session_says_so_then_closes_4002() -> None:
+    outcome = await dispatch(
+        context(RecordingPresence(alive=False)), client_state(), '{"type":"heartbeat"}'
+    )
+    assert reply(outcome) == {"type": "session.revoked", "reason": "session expired"}
+    assert outcome.close is Close.SESSION_REVOKED
+
+
+async def test_subscribe_watches_then_reads_and_refuses_beyond_the_limit() -> None:
+    topics = RecordingTopics()
+    ctx = context(topics=topics, max_watched=2)
+    client = client_state()
+    users = [uuid.uuid4() for _ in range(3)]
+    raw = orjson.dumps(
+        {"type": "presence.subscribe", "id": "s", "user_ids": [str(u) for u in users[:2]]}
+    )
+    answer = reply(await dispatch(ctx, client, raw.decode()))
+    assert answer["type"] == "ack" and set(answer["presence"]) == {str(u) for u in users[:2]}
+    assert topics.watched == users[:2]
+    raw = orjson.dumps({"type": "presence.subscribe", "id": "t", "user_ids": [str(users[2])]})
+    refused = reply(await dispatch(ctx, client, raw.decode()))
+    assert refused["code"] == "too_many_watched" and refused["id"] == "t"
+    assert client.watching == set(users[:2])
+
+
+async def test_typing_only_for_members() -> None:
+    client = client_state()
+    room, other = uuid.uuid4(), uuid.uuid4()
+    ctx = context(topics=RecordingTopics({(client.user_id, room)}))
+    ok = reply(
+        await dispatch(
+            ctx, client, f'{{"type":"typing.start","id":"a","conversation_id":"{room}"}}'
+        )
+    )
+    assert ok == {"type": "ack", "id": "a", "announced": True}
+    silent = await dispatch(ctx, client, f'{{"type":"typing.start","conversation_id":"{room}"}}')
+    assert silent == Outcome()
+    refused = reply(
+        await dispatch(
+            ctx, client, f'{{"type":"typing.start","id":"b","conversation_id":"{other}"}}'
+        )
+    )
+    assert refused["code"] == "forbidden"
+
+
+async def test_direct_conversation_needs_exactly_one_other_member() -> None:
+    client = client_state()
+    raw = orjson.dumps(
+        {
+            "type": "conversation.create",
+            "id": "c",
+            "kind": "direct",
+            "member_ids": [str(client.user_id)],
+        }
+    )
+    assert reply(await dispatch(context(), client, raw.decode()))["code"] == "invalid_field"
+
+
+async def test_auth_after_authentication_is_refused() -> None:
+    answer = reply(
+        await dispatch(context(), client_state(), '{"type":"auth","id":"x","token":"t"}')
+    )
+    assert answer["code"] == "already_authenticated" and answer["id"] == "x"
+
+
+@pytest.mark.parametrize(
+    ("failure", "code"),
+    [(RedisConnectionError("down"), "unavailable"), (RuntimeError("bug"), "internal")],
+)
+async def test_failures_answered_with_stable_codes(failure: Exception, code: str) -> None:
+    ctx = context(RecordingPresence(fail=failure))
+    answer = reply(
+        await dispatch(
+            ctx,
+            client_state(),
+            f'{{"type":"presence.query","id":"q","user_ids":["{uuid.uuid4()}"]}}',
+        )
+    )
+    assert (answer["code"], answer["id"]) == (code, "q")
+    assert ctx.metrics["errors"] == 1
+
+
+async def test_overdue_request_answered_unavailable_and_the_connection_goes_on() -> None:
+    ctx = context(RecordingPresence(hang=True), budget=0.1)
+    enforcer = asyncio.create_task(ctx.budget.enforce())
+    try:
+        started = time.monotonic()
+        raw = f'{{"type":"presence.query","id":"slow","user_ids":["{uuid.uuid4()}"]}}'
+        answer = reply(await dispatch(ctx, client_state(), raw))
+        elapsed = time.monotonic() - started
+        assert (answer["code"], answer["id"]) == ("unavailable", "slow")
+        assert 0.1 <= elapsed < 1.0
+        task = asyncio.current_task()
+        assert task is not None and task.cancelling() == 0
+        await asyncio.sleep(0)  # no cancellation left pending for the connection's task
+    finally:
+        enforcer.cancel()
+
+
+async def test_a_real_cancellation_is_not_mistaken_for_the_budget() -> None:
+    ctx = context(RecordingPresence(hang=True))
+    raw = f'{{"type":"presence.query","id":"q","user_ids":["{uuid.uuid4()}"]}}'
+    request = asyncio.create_task(dispatch(ctx, client_state(), raw))
+    await asyncio.sleep(0.01)
+    request.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await request

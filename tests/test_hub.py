@@ -1,0 +1,187 @@
+"""Routing on the in-memory bus, no sockets: two hubs on one broker behave like two instances."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+
+from caches import keys
+from caches.models import Revocation
+from gateway.bus import MemoryBroker, MemoryBus
+from gateway.protocol import Close, envelope, events
+from gateway.realtime import Hub
+from tests.conftest import wait_for
+from tests.fakes import RecordingConnection, client_state
+
+
+async def _no_reassert() -> None:
+    raise AssertionError("the in-memory bus never reconnects")
+
+
+@contextlib.asynccontextmanager
+async def instances(count: int) -> AsyncIterator[tuple[MemoryBroker, list[Hub], list[MemoryBus]]]:
+    broker = MemoryBroker()
+    buses = [MemoryBus(broker) for _ in range(count)]
+    hubs = [Hub(bus, 1.0) for bus in buses]
+    runners = [
+        asyncio.create_task(b.run(h.deliver, _no_reassert))
+        for b, h in zip(buses, hubs, strict=True)
+    ]
+    try:
+        while not all(bus.connected for bus in buses):
+            await asyncio.sleep(0)
+        yield broker, hubs, buses
+    finally:
+        for runner in runners:
+            runner.cancel()
+        await asyncio.gather(*runners, return_exceptions=True)
+
+
+def connect(
+    hub: Hub, user: uuid.UUID, *conversations: uuid.UUID, **ids: str
+) -> RecordingConnection:
+    conn = RecordingConnection(client_state(user, **ids))
+    hub.add(conn)
+    hub.set_memberships(user, conversations)
+    return conn
+
+
+async def test_typing_reaches_members_on_every_instance_but_not_the_typist() -> None:
+    async with instances(2) as (broker, (hub1, hub2), _):
+        ann, bob, eve = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+        room = uuid.uuid4()
+        ann1, ann2 = connect(hub1, ann, room), connect(hub2, ann, room)
+        bob2 = connect(hub2, bob, room)
+        eve1 = connect(hub1, eve)  # not a member
+        frame = events.typing(room, ann, started=True, expires_in_ms=10_000)
+        broker.publish(keys.conversation_channel(room), envelope.pack(frame, exclude=ann))
+
+        async def delivered() -> bool:
+            return bool(bob2.writes)
+
+        await wait_for(delivered)
+        assert bob2.received == [
+            {
+                "type": "typing",
+                "conversation_id": str(room),
+                "user_id": str(ann),
+                "state": "start",
+                "expires_in_ms": 10_000,
+            }
+        ]
+        assert ann1.writes == ann2.writes == eve1.writes == []
+
+
+async def test_one_write_per_connection_per_batch() -> None:
+    async with instances(1) as (broker, (hub,), _):
+        rooms = [uuid.uuid4() for _ in range(3)]
+        ann = connect(hub, uuid.uuid4(), *rooms)
+        for index, room in enumerate(rooms):  # one loop iteration: one batch
+            frame = events.encode({"type": "n", "index": index})
+            broker.publish(keys.conversation_channel(room), envelope.pack(frame))
+
+        async def delivered() -> bool:
+            return bool(ann.writes)
+
+        await wait_for(delivered)
+        assert len(ann.writes) == 1
+        assert [f["index"] for f in ann.received] == [0, 1, 2]
+        assert hub.delivered == 3
+
+
+async def test_membership_control_joins_every_instance_before_its_frame() -> None:
+    async with instances(2) as (broker, (hub1, hub2), (bus1, bus2)):
+        ann = uuid.uuid4()
+        room = uuid.uuid4()
+        ann1, ann2 = connect(hub1, ann), connect(hub2, ann)
+        added = events.conversation_added({"id": str(room)})
+        broker.publish(keys.user_channel(ann), envelope.pack(added, join=room))
+
+        async def joined() -> bool:
+            return hub1.is_member(ann, room) and hub2.is_member(ann, room)
+
+        await wait_for(joined)
+        assert bus1.subscribed(keys.conversation_channel(room))
+        assert bus2.subscribed(keys.conversation_channel(room))
+        for conn in (ann1, ann2):
+            assert conn.received == [
+                {"type": "conversation.added", "conversation": {"id": str(room)}}
+            ]
+        # A control message with no frame changes membership and sends nothing.
+        other = uuid.uuid4()
+        broker.publish(keys.user_channel(ann), envelope.pack(b"", join=other))
+
+        async def joined_other() -> bool:
+            return hub1.is_member(ann, other)
+
+        await wait_for(joined_other)
+        assert len(ann1.received) == 1
+
+
+async def test_revocation_closes_exactly_the_sessions_and_tokens_connections() -> None:
+    async with instances(1) as (broker, (hub,), _):
+        ann = uuid.uuid4()
+        a = connect(hub, ann, session_id="s1", token_id="t1")
+        b = connect(hub, ann, session_id="s1", token_id="t2")
+        c = connect(hub, ann, session_id="s2", token_id="t3")
+        d = connect(hub, uuid.uuid4(), session_id="s3", token_id="t4")
+        broker.publish(keys.REVOCATIONS_CHANNEL, Revocation(session_id="s1").to_json())
+
+        async def closed() -> bool:
+            return bool(a.closes and b.closes)
+
+        await wait_for(closed)
+        for conn in (a, b):
+            assert conn.closes == [(Close.SESSION_REVOKED, "session revoked")]
+            assert conn.received == [{"type": "session.revoked", "reason": events.REVOKED}]
+        assert c.closes == d.closes == []
+        broker.publish(keys.REVOCATIONS_CHANNEL, Revocation(token_id="t4").to_json())
+
+        async def token_closed() -> bool:
+            return bool(d.closes)
+
+        await wait_for(token_closed)
+        assert c.closes == []
+
+
+async def test_last_local_interest_unsubscribes() -> None:
+    async with instances(1) as (_, (hub,), (bus,)):
+        ann, bob = uuid.uuid4(), uuid.uuid4()
+        room = uuid.uuid4()
+        first, second = connect(hub, ann, room), connect(hub, ann, room)
+        watcher = connect(hub, bob)
+        await hub.watch(watcher.client, [ann])
+        channels = [keys.conversation_channel(room), keys.user_channel(ann)]
+        assert all(bus.subscribed(c) for c in channels)
+        assert bus.subscribed(keys.presence_channel(ann))
+        assert hub.remove(first) is False
+        assert all(bus.subscribed(c) for c in channels)
+        assert hub.remove(second) is True
+        assert not any(bus.subscribed(c) for c in channels)
+        hub.unwatch(watcher.client, [ann])
+        assert not bus.subscribed(keys.presence_channel(ann))
+
+
+async def test_malformed_bus_message_is_dropped_and_the_rest_delivered(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with instances(1) as (broker, (hub,), _):
+        room = uuid.uuid4()
+        ann = connect(hub, uuid.uuid4(), room)
+        channel = keys.conversation_channel(room)
+        broker.publish(channel, b"not an envelope")
+        broker.publish(keys.REVOCATIONS_CHANNEL, b"{not json")
+        broker.publish(channel, envelope.pack(events.encode({"type": "ok"})))
+        with caplog.at_level(logging.WARNING):
+
+            async def delivered() -> bool:
+                return bool(ann.writes)
+
+            await wait_for(delivered)
+        assert ann.received == [{"type": "ok"}]
+        assert "malformed bus message" in caplog.text and "malformed revocation" in caplog.text

@@ -1,0 +1,140 @@
+"""Attach and detach of one client on a real Redis and the in-memory bus: the orders and the
+independence the gateway relies on."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import Counter
+from collections.abc import Coroutine
+from typing import Any
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from caches import PresenceCache, SessionCache, keys
+from caches.redis import RedisClient
+from gateway.auth import Authenticator, TokenVerifier
+from gateway.bus import MemoryBroker, MemoryBus
+from gateway.config import Settings
+from gateway.handlers import HandlerContext, Limits, RequestBudget
+from gateway.protocol import envelope, events
+from gateway.realtime import ClientServer, Hub
+from gateway.services import ConversationService, PresenceService, TypingService
+from gateway.state import ClientState
+from gateway.store import SqliteStore
+from tests.fakes import RecordingConnection, client_state
+
+SETTINGS = Settings(
+    jwt_secret="lifecycle-test-secret-0123456789abcdef", grace=0.2, instance_id="lc"
+)
+
+
+class RacingConversations(ConversationService):
+    """Another instance creates a conversation for the user while the store is being read;
+    the read returns the list from before it."""
+
+    def __init__(self, store: SqliteStore, bus: MemoryBus, created: uuid.UUID) -> None:
+        super().__init__(store, bus.publish, lambda user, conversation: None)
+        self._bus = bus
+        self._created = created
+
+    async def memberships(self, user_id: uuid.UUID) -> set[uuid.UUID]:
+        before = await super().memberships(user_id)
+        frame = events.conversation_added({"id": str(self._created)})
+        await self._bus.publish(
+            keys.user_channel(user_id), envelope.pack(frame, join=self._created)
+        )
+        for _ in range(3):  # the read takes a few loop iterations; the event arrives meanwhile
+            await asyncio.sleep(0)
+        return before
+
+
+class BrokenTyping(TypingService):
+    async def clear_all(self, client: ClientState) -> None:
+        raise RedisConnectionError("typing cleanup failed")
+
+
+def _spawn(coro: Coroutine[Any, Any, None]) -> None:
+    coro.close()
+
+
+async def _no_reassert() -> None:
+    raise AssertionError("the in-memory bus never reconnects")
+
+
+def server(
+    redis: RedisClient,
+    bus: MemoryBus,
+    conversations: ConversationService,
+    typing: TypingService | None = None,
+) -> tuple[ClientServer, Hub]:
+    hub = Hub(bus, 1.0)
+    metrics: Counter[str] = Counter()
+    presence = PresenceService(
+        PresenceCache(redis),
+        SessionCache(redis),
+        redis,
+        bus.publish,
+        SETTINGS,
+        hub.clients,
+        metrics,
+    )
+    typing = typing or TypingService(PresenceCache(redis), SETTINGS)
+    context = HandlerContext(
+        presence, typing, conversations, hub, Limits(10), metrics, RequestBudget(1.0)
+    )
+    authenticator = Authenticator(TokenVerifier(SETTINGS), SessionCache(redis))
+    clients = ClientServer(
+        SETTINGS, authenticator, hub, presence, typing, conversations, context, metrics, _spawn
+    )
+    return clients, hub
+
+
+async def test_attach_subscribes_before_reading_memberships(
+    redis: RedisClient, tmp_path: Any
+) -> None:
+    store = await SqliteStore(str(tmp_path / "store.sqlite3")).open()
+    bus = MemoryBus(MemoryBroker())
+    created = uuid.uuid4()
+    clients, hub = server(redis, bus, RacingConversations(store, bus, created))
+    runner = asyncio.create_task(bus.run(hub.deliver, _no_reassert))
+    try:
+        while not bus.connected:
+            await asyncio.sleep(0)
+        conn = RecordingConnection(client_state())
+        assert await clients.attach(conn)
+        assert hub.is_member(conn.user_id, created)
+        assert bus.subscribed(keys.conversation_channel(created))
+        assert conn.received == [
+            {"type": "conversation.added", "conversation": {"id": str(created)}}
+        ]
+    finally:
+        runner.cancel()
+        await store.close()
+
+
+async def test_detach_cuts_the_lease_even_when_typing_cleanup_fails(
+    redis: RedisClient, tmp_path: Any
+) -> None:
+    store = await SqliteStore(str(tmp_path / "store.sqlite3")).open()
+    bus = MemoryBus(MemoryBroker())
+    conversations = ConversationService(store, bus.publish, lambda user, conversation: None)
+    clients, hub = server(redis, bus, conversations, BrokenTyping(PresenceCache(redis), SETTINGS))
+    runner = asyncio.create_task(bus.run(hub.deliver, _no_reassert))
+    try:
+        while not bus.connected:
+            await asyncio.sleep(0)
+        conn = RecordingConnection(client_state())
+        assert await clients.attach(conn)
+        lease = await redis.zscore(keys.presence_leases(conn.user_id), conn.id)
+        assert lease is not None and lease > (time.time() + 30) * 1000  # the 60 s lease
+        await clients.detach(conn)
+        scored = await redis.zrange(keys.presence_leases(conn.user_id), 0, -1, withscores=True)
+        leases = {str(pair[0]): float(pair[1]) for pair in scored}
+        assert conn.id not in leases  # the connection's lease is gone; the grace one is short
+        assert list(leases) == ["@grace"]
+        assert leases["@grace"] <= (time.time() + SETTINGS.grace) * 1000 + 50
+    finally:
+        runner.cancel()
+        await store.close()

@@ -1,0 +1,64 @@
+"""The two clocks of an instance: silent connections by deadline heap, overdue requests by
+start order. Pure: the caller passes now."""
+
+from __future__ import annotations
+
+import asyncio
+
+from gateway.handlers import RequestBudget
+from gateway.realtime.connection import ConnState
+from gateway.realtime.silence import SilenceWatch
+from tests.fakes import RecordingConnection, client_state
+
+
+def test_silence_reports_each_silent_connection_once_and_spares_the_heard() -> None:
+    watch = SilenceWatch(limit=1.0)
+    quiet, chatty, closed = (RecordingConnection(client_state()) for _ in range(3))
+    for conn in (quiet, chatty, closed):
+        watch.add(conn)
+    chatty.last_heard = 0.8
+    closed.state = ConnState.CLOSING
+    assert watch.due(0.5) == []
+    assert watch.due(1.0) == [quiet]
+    assert watch.due(1.5) == []  # quiet was reported once; chatty's deadline moved to 1.8
+    assert len(watch) == 1
+    assert watch.due(1.8) == [chatty]
+    assert len(watch) == 0
+
+
+def test_silence_check_touches_only_what_is_due() -> None:
+    watch = SilenceWatch(limit=10.0)
+    conns = [RecordingConnection(client_state(), last_heard=i / 1000) for i in range(1000)]
+    for conn in conns:
+        watch.add(conn)
+    assert watch.due(10.0005) == conns[:1]
+    assert len(watch) == 999  # nothing else was popped or pushed
+
+
+async def test_budget_cancels_only_overdue_requests() -> None:
+    now = [100.0]
+    budget = RequestBudget(1.0, clock=lambda: now[0])
+    release = asyncio.Event()
+
+    async def request() -> str:
+        task = budget.start()
+        try:
+            await release.wait()
+            return "done"
+        except asyncio.CancelledError:
+            assert budget.is_overdue(task)
+            return "overdue"
+        finally:
+            budget.finish(task)
+
+    old = asyncio.create_task(request())
+    await asyncio.sleep(0)  # let it start (and note its start) at 100.0
+    now[0] = 100.6
+    young = asyncio.create_task(request())
+    await asyncio.sleep(0)
+    assert budget.cancel_overdue() == 0
+    now[0] = 101.0
+    assert budget.cancel_overdue() == 1  # the old one only: 1.0 s, the young 0.4 s
+    release.set()
+    assert await old == "overdue" and await young == "done"
+    assert old.cancelling() == 0  # the budget withdrew its cancellation
