@@ -12,7 +12,8 @@ from tests.fakes import RecordingConnection, client_state
 
 
 def test_silence_reports_each_silent_connection_once_and_spares_the_heard() -> None:
-    watch = SilenceWatch(limit=1.0)
+    """Never before the deadline, at most one tick (0.25) after it."""
+    watch = SilenceWatch(limit=1.0, tick=0.25)
     quiet, chatty, closed = (RecordingConnection(client_state()) for _ in range(3))
     for conn in (quiet, chatty, closed):
         watch.add(conn)
@@ -22,7 +23,8 @@ def test_silence_reports_each_silent_connection_once_and_spares_the_heard() -> N
     assert watch.due(1.0) == [quiet]
     assert watch.due(1.5) == []  # quiet was reported once; chatty's deadline moved to 1.8
     assert len(watch) == 1
-    assert watch.due(1.8) == [chatty]
+    assert watch.due(1.79) == []
+    assert watch.due(2.0) == [chatty]
     assert len(watch) == 0
 
 

@@ -65,7 +65,9 @@ class RedisBus:
         self._channels: set[str] = set()
         self._changes: list[tuple[str, str]] = []
         self._changed = asyncio.Event()
-        self._confirmed: set[bytes] = set()
+        # Channels asked for but not yet acknowledged (not every confirmed one: that would be a
+        # second copy of every channel name, one per connection of the instance).
+        self._unconfirmed: set[bytes] = set()
         self._waiters: dict[bytes, list[asyncio.Future[None]]] = {}
         self._probe_channel = keys.instance_channel(instance_id)
         self._probe_key = self._probe_channel.encode()
@@ -93,13 +95,15 @@ class RedisBus:
         # snapshot the connect subscribes to, must still reach the server.
         self._changes.append((command, channel))
         self._changed.set()
+        if command == "SUBSCRIBE":
+            self._unconfirmed.add(channel.encode())
 
     async def confirmed(self, channels: Iterable[str], timeout: float) -> None:
         loop = asyncio.get_running_loop()
         waits: list[tuple[bytes, asyncio.Future[None]]] = []
         for channel in channels:
             key = channel.encode()
-            if key not in self._confirmed:
+            if key in self._unconfirmed or channel not in self._channels or not self.connected:
                 future: asyncio.Future[None] = loop.create_future()
                 self._waiters.setdefault(key, []).append(future)
                 waits.append((key, future))
@@ -130,7 +134,7 @@ class RedisBus:
             pubsub = self._subscriber.pubsub()
             try:
                 self._changes.clear()
-                self._confirmed.clear()
+                self._unconfirmed = {c.encode() for c in self._channels}
                 async with asyncio.timeout(self._timeout):
                     await pubsub.execute_command(
                         "SUBSCRIBE", self._probe_channel, *sorted(self._channels)
@@ -176,11 +180,9 @@ class RedisBus:
                         add(channel, reply[2])
                 elif kind == b"subscribe":
                     self._confirm(reply[1])
-                elif kind == b"unsubscribe":
-                    self._confirmed.discard(reply[1])
 
     def _confirm(self, channel: bytes) -> None:
-        self._confirmed.add(channel)
+        self._unconfirmed.discard(channel)
         for future in self._waiters.pop(channel, ()):
             if not future.done():
                 future.set_result(None)

@@ -38,22 +38,36 @@ class _Topic:
         """Set on a user's own channel: control messages there apply to this user."""
 
 
-# Lists, not sets: a session or token has one connection or a few, and a one-item list is a
-# third of the memory of a one-item set (this index exists for every connection).
-def _index(index: dict[str, list[Connection]], key: str, conn: Connection) -> None:
-    members = index.get(key)
-    if members is None:
-        index[key] = [conn]
+# One entry per connection: the connection itself while it is its key's only one (the common
+# case; no container at all), a list once a key has several.
+_Index = dict[str, "Connection | list[Connection]"]
+
+
+def _index(index: _Index, key: str, conn: Connection) -> None:
+    found = index.get(key)
+    if found is None:
+        index[key] = conn
+    elif isinstance(found, list):
+        found.append(conn)
     else:
-        members.append(conn)
+        index[key] = [found, conn]
 
 
-def _unindex(index: dict[str, list[Connection]], key: str, conn: Connection) -> None:
-    members = index.get(key)
-    if members is not None and conn in members:
-        members.remove(conn)
-        if not members:
-            del index[key]
+def _unindex(index: _Index, key: str, conn: Connection) -> None:
+    found = index.get(key)
+    if found is conn:
+        del index[key]
+    elif isinstance(found, list) and conn in found:
+        found.remove(conn)
+        if len(found) == 1:
+            index[key] = found[0]
+
+
+def _indexed(index: _Index, key: str | None) -> list[Connection]:
+    found = index.get(key) if key is not None else None
+    if found is None:
+        return []
+    return list(found) if isinstance(found, list) else [found]
 
 
 class Hub:
@@ -65,8 +79,8 @@ class Hub:
         self.connections: dict[str, Connection] = {}
         self.by_user: dict[uuid.UUID, set[Connection]] = {}
         self.user_conversations: dict[uuid.UUID, set[uuid.UUID]] = {}
-        self._by_session: dict[str, list[Connection]] = {}
-        self._by_token: dict[str, list[Connection]] = {}
+        self._by_session: _Index = {}
+        self._by_token: _Index = {}
         self._topics: dict[bytes, _Topic] = {}
         self._revocations = keys.REVOCATIONS_CHANNEL.encode()
         self._outbox: dict[Connection, list[bytes]] = {}
@@ -248,11 +262,10 @@ class Hub:
         except ValueError as exc:
             log.warning("hub: %s", exc)
             return
-        affected: set[Connection] = set()
-        if revocation.session_id is not None:
-            affected.update(self._by_session.get(revocation.session_id, ()))
-        if revocation.token_id is not None:
-            affected.update(self._by_token.get(revocation.token_id, ()))
+        affected = {
+            *_indexed(self._by_session, revocation.session_id),
+            *_indexed(self._by_token, revocation.token_id),
+        }
         if not affected:
             return
         notice = events.session_revoked()

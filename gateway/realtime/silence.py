@@ -1,13 +1,14 @@
-"""Which connections went silent: a heap of deadlines, so a check costs O(due), not O(all).
+"""Which connections went silent, checked at O(due) cost, not O(all).
 
-A connection's deadline is its last frame + the limit. Frames only move `last_heard`; when an
-entry comes due and the connection was heard since, the entry is pushed again at its new
-deadline, so each connection costs at most one re-push per limit period.
+A timing wheel: connections sit in the slot of their deadline (last frame + limit), a slot
+being one tick wide. Frames only move `last_heard`; when a slot comes due, a connection heard
+since is moved to the slot of its new deadline, so each costs at most one move per limit
+period, and one list entry (not an object) of memory.
 """
 
 from __future__ import annotations
 
-import heapq
+import math
 
 from gateway.realtime.connection import Connection, ConnState
 
@@ -15,28 +16,36 @@ __all__ = ["SilenceWatch"]
 
 
 class SilenceWatch:
-    def __init__(self, limit: float) -> None:
+    def __init__(self, limit: float, tick: float = 0.25) -> None:
         self._limit = limit
-        # (deadline, connection id, connection): the id breaks ties without a counter.
-        self._heap: list[tuple[float, str, Connection]] = []
+        self._tick = tick
+        self._slots: dict[int, list[Connection]] = {}
+        self._next = -1  # the first slot not yet checked
 
     def __len__(self) -> int:
-        return len(self._heap)
+        return sum(len(slot) for slot in self._slots.values())
+
+    def _slot(self, deadline: float) -> int:
+        # Rounded up: a connection is never reported before its deadline.
+        return max(math.ceil(deadline / self._tick), self._next)
 
     def add(self, conn: Connection) -> None:
-        heapq.heappush(self._heap, (conn.last_heard + self._limit, conn.id, conn))
+        self._slots.setdefault(self._slot(conn.last_heard + self._limit), []).append(conn)
 
     def due(self, now: float) -> list[Connection]:
         """Open connections silent for longer than the limit at `now` (each reported once)."""
         silent = []
-        heap = self._heap
-        while heap and heap[0][0] <= now:
-            _, _, conn = heapq.heappop(heap)
-            if conn.state is not ConnState.OPEN:
-                continue
-            deadline = conn.last_heard + self._limit
-            if deadline > now:
-                heapq.heappush(heap, (deadline, conn.id, conn))
-            else:
-                silent.append(conn)
+        current = math.floor(now / self._tick)
+        if self._next < 0:
+            self._next = min(self._slots, default=current)
+        while self._next <= current:
+            for conn in self._slots.pop(self._next, ()):
+                if conn.state is not ConnState.OPEN:
+                    continue
+                deadline = conn.last_heard + self._limit
+                if deadline > now:
+                    self._slots.setdefault(self._slot(deadline), []).append(conn)
+                else:
+                    silent.append(conn)
+            self._next += 1
         return silent

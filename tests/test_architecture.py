@@ -1,0 +1,100 @@
+"""The dependency rules of README "Architecture", checked on the source: no import cycle in
+`gateway/` (runtime or TYPE_CHECKING), nothing imports the composition root, a pure protocol,
+handlers that never touch a socket, caches that never import the gateway."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _imports(package: str) -> dict[str, set[str]]:
+    """Every module of `package` and the modules it imports, at any depth of its code."""
+    graph: dict[str, set[str]] = {}
+    for path in sorted((ROOT / package).rglob("*.py")):
+        name = _module_name(path)
+        found: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                found.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                found.add(node.module)
+                # `from gateway.protocol import events` imports the submodule too.
+                found.update(f"{node.module}.{alias.name}" for alias in node.names)
+        graph[name] = found
+    return graph
+
+
+def _internal(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    return {m: {i for i in deps if i in graph and i != m} for m, deps in graph.items()}
+
+
+def test_no_import_cycle_in_the_gateway() -> None:
+    graph = _internal(_imports("gateway"))
+    # A package's __init__ re-exports its modules; an edge into the package is an edge into
+    # them, so cycles through re-exports are found too.
+    state: dict[str, int] = {}
+    path: list[str] = []
+
+    def visit(module: str) -> None:
+        state[module] = 1
+        path.append(module)
+        for dep in sorted(graph[module]):
+            if state.get(dep) == 1:
+                cycle = path[path.index(dep) :] + [dep]
+                raise AssertionError("import cycle: " + " -> ".join(cycle))
+            if dep not in state:
+                visit(dep)
+        path.pop()
+        state[module] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module)
+
+
+def test_only_the_serve_command_imports_the_composition_root() -> None:
+    importers = {m for m, deps in _imports("gateway").items() if "gateway.app" in deps}
+    assert importers == {"gateway.__main__"}
+
+
+def test_protocol_is_pure() -> None:
+    graph = _imports("gateway")
+    io = ("asyncio", "redis", "websockets", "socket", "sqlite3", "gateway.")
+    for module, deps in graph.items():
+        if module.startswith("gateway.protocol"):
+            outside = {d for d in deps if d.startswith(io) and not d.startswith("gateway.protocol")}
+            assert not outside, f"{module} imports {outside}"
+
+
+def test_handlers_and_services_never_touch_a_socket() -> None:
+    for module, deps in _imports("gateway").items():
+        if module.startswith(("gateway.handlers", "gateway.services")):
+            sockets = {d for d in deps if d.startswith(("websockets", "gateway.realtime"))}
+            assert not sockets, f"{module} imports {sockets}"
+
+
+def test_realtime_never_touches_redis_or_the_store_directly() -> None:
+    for module, deps in _imports("gateway").items():
+        if module.startswith("gateway.realtime"):
+            direct = {
+                d
+                for d in deps
+                if d.startswith(("redis.asyncio", "caches.presence", "caches.session", "sqlite3"))
+                or d.startswith("gateway.store.sqlite")
+            }
+            assert not direct, f"{module} imports {direct}"
+
+
+def test_caches_import_nothing_of_the_gateway() -> None:
+    for module, deps in _imports("caches").items():
+        assert not {d for d in deps if d.startswith("gateway")}, module
