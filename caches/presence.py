@@ -64,6 +64,8 @@ class PresenceUpdate:
     status: PresenceStatus
     next_check: datetime | None
     """When the user's earliest lease expires (None once offline)."""
+    last_seen: datetime | None = None
+    """Once offline: when the user was last connected."""
 
 
 def _user_ids(user_ids: list[uuid.UUID]) -> list[uuid.UUID]:
@@ -136,20 +138,20 @@ class PresenceCache:
     async def get_bulk_presence(
         self, user_ids: list[uuid.UUID]
     ) -> dict[uuid.UUID, tuple[PresenceStatus, datetime | None]]:
-        """Status and last seen of many users in one round trip."""
+        """Status and last seen of many users in one round trip; last seen is None while a
+        user is online or away (it is when they were last connected)."""
         ids = _user_ids(user_ids)
         if not ids:
             return {}
         raws = await self._mget(keys.presence_many(ids) + [keys.lastseen(u) for u in ids])
         count = len(ids)
         offline = PresenceStatus.OFFLINE
-        return {
-            u: (
-                STATUS_BY_VALUE.get(raws[i], offline),
-                parse_time(raws[count + i]) if raws[count + i] else None,
-            )
-            for i, u in enumerate(ids)
-        }
+        found = {}
+        for i, u in enumerate(ids):
+            status = STATUS_BY_VALUE.get(raws[i], offline)
+            seen = raws[count + i]
+            found[u] = (status, parse_time(seen) if seen and status is offline else None)
+        return found
 
     async def _mget(self, names: list[str]) -> list[Any]:
         """One MGET; a cluster client splits it by slot."""
@@ -340,10 +342,11 @@ class PresenceCache:
 
     @staticmethod
     def _update(user: uuid.UUID, raw: list[str | int]) -> PresenceUpdate:
-        transition, status, earliest = raw
+        transition, status, earliest, seen = raw
         return PresenceUpdate(
             user_id=user,
             transition=PresenceTransition(str(transition) or "none"),
             status=PresenceStatus(str(status)),
             next_check=from_ms(int(earliest)) if int(earliest) else None,
+            last_seen=parse_time(seen) if seen else None,
         )

@@ -7,6 +7,7 @@ import functools
 import uuid
 
 from caches import PresenceCache, PresenceStatus, PresenceTransition, keys
+from caches.models import utcnow
 from caches.redis import RedisClient, connect
 from tests.conftest import MS, wait_for
 
@@ -104,14 +105,18 @@ async def test_two_connections_one_offline_after_both_and_grace(redis: RedisClie
     last = await cache.disconnect(user, "i2-b", 1000 * MS)
     assert last.transition is NONE and last.status is ONLINE
     assert (await cache.expire(user)).transition is NONE  # still inside the grace
-    assert await cache.get_last_seen(user) is None
+    # Last seen is when the last connection closed, not when the grace ran out.
+    left_at = await cache.get_last_seen(user)
+    assert left_at is not None and abs((utcnow() - left_at).total_seconds()) < 5
+    assert (await cache.get_bulk_presence([user]))[user] == (ONLINE, None)  # online: none shown
 
     async def went_offline() -> bool:
         return (await cache.expire(user)).transition is PresenceTransition.WENT_OFFLINE
 
     await wait_for(went_offline)
     assert await cache.get_status(user) is OFFLINE
-    assert await cache.get_last_seen(user) is not None
+    assert await cache.get_last_seen(user) == left_at
+    assert (await cache.get_bulk_presence([user]))[user] == (OFFLINE, left_at)
     assert (await cache.expire(user)).transition is NONE
 
 

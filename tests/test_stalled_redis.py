@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -34,13 +33,13 @@ def _status(url: str) -> int:
         return exc.code
 
 
-async def _timed(work: Callable[[], Awaitable[Any]]) -> tuple[Any, float]:
-    start = time.monotonic()
-    try:
-        result = await work()
-    except GatewayError as exc:
-        result = exc.code
-    return result, time.monotonic() - start
+async def _answer(work: Callable[[], Awaitable[Any]]) -> Any:
+    """The answer (an error frame's code for an error), which must come within the bound."""
+    async with asyncio.timeout(BUDGET + SLACK):
+        try:
+            return await work()
+        except GatewayError as exc:
+            return exc.code
 
 
 async def test_stalled_redis_every_request_answered_within_the_budget(tmp_path: Path) -> None:
@@ -73,32 +72,26 @@ async def test_stalled_redis_every_request_answered_within_the_budget(tmp_path: 
 
                 timeout = BUDGET + SLACK + 5  # the client's own wait: longer than any bound
                 results = await asyncio.gather(
-                    _timed(
+                    _answer(
                         lambda: a.request(
                             "typing.start", conversation_id=conversation_id, timeout=timeout
                         )
                     ),
-                    _timed(lambda: a.request("heartbeat", timeout=timeout)),
-                    _timed(
+                    _answer(lambda: a.request("heartbeat", timeout=timeout)),
+                    _answer(
                         lambda: b.request("presence.query", user_ids=[str(ann)], timeout=timeout)
                     ),
-                    _timed(new_connection),
-                    _timed(readyz),
+                    _answer(new_connection),
+                    _answer(readyz),
                 )
             finally:
                 os.kill(private.pid, signal.SIGCONT)
-            (typing, t1), (heartbeat, t2), (query, t3), (code, t4), (ready, t5) = results
-            assert typing == "unavailable" and heartbeat == "unavailable"
-            assert query == "unavailable"
-            assert code == 1013 and ready == 503
-            assert max(t1, t2, t3, t4, t5) < BUDGET + SLACK, results
+            assert list(results) == ["unavailable", "unavailable", "unavailable", 1013, 503]
             # Redis is back: requests succeed again, cleanup and drain finish.
             assert (await a.request("heartbeat"))["type"] == "heartbeat_ack"
             await a.close()
             await b.close()
-            started = time.monotonic()
-            assert gw.stop(timeout=10) == 0
-            assert time.monotonic() - started < 10
+            assert gw.stop(timeout=10) == 0  # drained and exited by itself, not killed
 
 
 async def test_typing_keys_live_in_the_urls_db(tmp_path: Path) -> None:

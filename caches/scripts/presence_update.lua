@@ -2,14 +2,16 @@
 -- KEYS[1] presence:{u}         the spec's status key (value: online | away, TTL = last lease)
 -- KEYS[2] presence:leases:{u}  zset connection id -> lease expiry ms ('@grace' = grace lease)
 -- KEYS[3] presence:conns:{u}   hash connection id -> 'a' | 'w'; '@status' = announced status
--- KEYS[4] lastseen:{u}         RFC 3339 time the last lease went
+-- KEYS[4] lastseen:{u}         RFC 3339 time the user was last connected: when the last
+--                              connection closed (its grace starts), or when the last lease
+--                              lapsed without one (a dead instance)
 -- KEYS[5] presence:online      zset user -> presence expiry ms (the last lease's)
 -- KEYS[6] presence:deadlines   zset user -> earliest lease expiry ms (scanned by the sweep)
 -- ARGV: op ('renew' | 'disconnect' | 'expire'), user id, connection id, now ms, now RFC 3339,
 --       lease ms, grace ms, connection state ('a' active | 'w' away; renew only),
 --       key retention ms (how long the bookkeeping outlives the last lease, for the sweep)
--- Returns {transition, status, earliest lease expiry ms or 0}; transition is the new status
--- when it changed, '' otherwise.
+-- Returns {transition, status, earliest lease expiry ms or 0, last seen or ''}; transition is
+-- the new status when it changed, '' otherwise; last seen only once offline.
 local op, user, conn = ARGV[1], ARGV[2], ARGV[3]
 local now, lease, grace = tonumber(ARGV[4]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local retention = tonumber(ARGV[9])
@@ -17,6 +19,12 @@ local GRACE = '@grace'
 local prev = redis.call('HGET', KEYS[3], '@status') or 'offline'
 
 local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)
+local graced = false
+for _, member in ipairs(expired) do
+  if member == GRACE then
+    graced = true
+  end
+end
 if #expired > 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
   redis.call('HDEL', KEYS[3], unpack(expired))
@@ -31,6 +39,7 @@ elseif op == 'disconnect' then
     redis.call('HDEL', KEYS[3], conn)
     if grace > 0 and redis.call('ZCARD', KEYS[2]) == 0 then
       redis.call('ZADD', KEYS[2], now + grace, GRACE)
+      redis.call('SET', KEYS[4], ARGV[5])
     end
   end
 end
@@ -52,13 +61,15 @@ elseif redis.call('ZSCORE', KEYS[2], GRACE) then
 end
 
 local earliest = 0
+local seen = ''
 if status == 'offline' then
   redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
   redis.call('ZREM', KEYS[5], user)
   redis.call('ZREM', KEYS[6], user)
-  if prev ~= 'offline' then
+  if prev ~= 'offline' and not graced then
     redis.call('SET', KEYS[4], ARGV[5])
   end
+  seen = redis.call('GET', KEYS[4]) or ''
 else
   earliest = tonumber(redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')[2])
   local last = tonumber(redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')[2])
@@ -74,4 +85,4 @@ local transition = ''
 if status ~= prev then
   transition = status
 end
-return {transition, status, earliest}
+return {transition, status, earliest, seen}

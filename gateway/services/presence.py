@@ -26,7 +26,6 @@ from caches import (
     SessionCache,
     keys,
 )
-from caches.models import utcnow
 from caches.redis import RedisClient
 from gateway.config import Settings
 from gateway.protocol import envelope, events
@@ -72,8 +71,7 @@ class PresenceService:
         """Publish a transition (nothing for NONE) to the user's watchers everywhere."""
         if update.transition is PresenceTransition.NONE:
             return
-        last_seen = utcnow() if update.status is PresenceStatus.OFFLINE else None
-        frame = events.presence(update.user_id, update.status, last_seen)
+        frame = events.presence(update.user_id, update.status, update.last_seen)
         self._metrics["presence_transitions"] += 1
         await self._publish(keys.presence_channel(update.user_id), envelope.pack(frame))
 

@@ -1,0 +1,164 @@
+"""The auto-pipelined clients: one write for many callers, redis-py's reply handling, the db
+index of the URL, failures that stay with their caller, and a Redis Cluster client."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import redis
+from redis.exceptions import DataError, NoScriptError, ResponseError
+
+from caches import PresenceCache, connect
+from caches.redis import EmbeddedRedis, RedisClient, find_server_binary
+from gateway.autopipe import auto_pipelined
+from tests.conftest import wait_for
+
+
+@contextlib.asynccontextmanager
+async def pipelined(base: RedisClient) -> AsyncIterator[RedisClient]:
+    client, sender = auto_pipelined(base, deadline=2.0)
+    runner = asyncio.create_task(sender.run())
+    try:
+        yield client
+    finally:
+        runner.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await runner
+
+
+async def test_many_callers_share_round_trips_and_get_their_own_replies(
+    redis_url: str, redis: RedisClient
+) -> None:
+    base = connect(f"{redis_url}?db=2" if redis_url.startswith("unix") else redis_url)
+    async with pipelined(base) as client:
+        await client.flushdb()
+        assert await asyncio.gather(*(client.set(f"k{i}", i) for i in range(200)))
+        assert await asyncio.gather(*(client.get(f"k{i}") for i in range(200))) == [
+            str(i) for i in range(200)
+        ]
+        assert await client.exists("k1", "k2", "missing") == 2  # callbacks: ints stay ints
+        assert await client.zadd("z", {"a": 1.5}) == 1
+        assert await client.zrange("z", 0, -1, withscores=True) == [("a", 1.5)]
+        # SCRIPT LOAD is two words on the wire.
+        sha = await client.script_load("return ARGV[1]")
+        assert await client.evalsha(sha, 0, "echo") == "echo"
+        with pytest.raises(NoScriptError):
+            await client.evalsha("0" * 40, 0)
+        # One caller's error is its own: the others in the same batch succeed.
+        results = await asyncio.gather(
+            client.incr("k1"), client.lpush("k2", "x"), client.incr("k1"), return_exceptions=True
+        )
+        assert results[0] == 2 and isinstance(results[1], ResponseError) and results[2] == 3
+        with pytest.raises(DataError):
+            await client.set("k", object())  # type: ignore[arg-type]
+        assert await client.get("k1") == "3"
+    if redis_url.startswith("unix"):
+        assert await base.dbsize() == 201  # k0..k199 and z
+        assert await redis.exists("k1") == 0  # db 2, not the fixture's db 0
+    await base.aclose()
+
+
+async def test_a_hung_server_fails_the_callers_within_the_deadline(tmp_path: object) -> None:
+
+    with EmbeddedRedis() as private:
+        base = connect(private.url)
+        client, sender = auto_pipelined(base, deadline=0.3)
+        runner = asyncio.create_task(sender.run())
+        try:
+            assert await client.set("k", "1")
+            os.kill(private.pid, signal.SIGSTOP)
+            try:
+                async with asyncio.timeout(0.3 + 0.5):  # the deadline, as a deadline
+                    with pytest.raises(redis.exceptions.RedisError):
+                        await client.get("k")
+            finally:
+                os.kill(private.pid, signal.SIGCONT)
+
+            async def answers() -> bool:
+                with contextlib.suppress(redis.exceptions.RedisError):
+                    return await client.get("k") == "1"
+                return False
+
+            await wait_for(answers)  # the lane reconnects once the server answers again
+        finally:
+            runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await runner
+            await base.aclose()
+
+
+def _free_cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is free and valid too."""
+    for _ in range(100):
+        port = random.randint(20000, 45000)
+        try:
+            for candidate in (port, port + 10000):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", candidate))
+        except OSError:
+            continue
+        return port
+    raise AssertionError("no free port pair")
+
+
+@pytest.fixture(scope="module")
+def cluster_url() -> Iterator[str]:
+    """A one-node Redis Cluster (every slot on one real valkey-server in cluster mode)."""
+    workdir = tempfile.mkdtemp(prefix="presence-gateway-cluster-")
+    port = _free_cluster_port()
+    proc = subprocess.Popen(
+        [
+            find_server_binary(),
+            "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
+            "--cluster-config-file", f"{workdir}/nodes.conf", "--dir", workdir,
+            "--save", "", "--appendonly", "no",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        admin = redis.Redis(host="127.0.0.1", port=port, decode_responses=True)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                admin.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)  # type: ignore[no-untyped-call]
+                break
+            except redis.exceptions.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        while "cluster_state:ok" not in admin.execute_command("CLUSTER", "INFO"):  # type: ignore[no-untyped-call]
+            if time.monotonic() > deadline:
+                raise AssertionError("the cluster did not come up")
+            time.sleep(0.05)
+        admin.close()
+        yield f"redis+cluster://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+async def test_auto_pipeline_on_a_cluster_client(cluster_url: str) -> None:
+    base = connect(cluster_url)
+    async with pipelined(base) as client:
+        keys = [f"user:{{{uuid.uuid4()}}}" for _ in range(50)]  # many slots
+        assert await asyncio.gather(*(client.set(k, k) for k in keys))
+        assert await asyncio.gather(*(client.get(k) for k in keys)) == keys
+        presence = PresenceCache(client)
+        conversation, user = uuid.uuid4(), uuid.uuid4()
+        assert await presence.set_typing(conversation, user, 10)
+        assert await presence.get_typing_users(conversation) == [user]
+    await base.aclose()
