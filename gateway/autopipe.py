@@ -63,21 +63,28 @@ def _fail(calls: collections.abc.Iterable[_Call], exc: BaseException) -> None:
             future.set_exception(exc)
 
 
-class _Lane:
-    """Standalone: one connection, many commands in flight, replies in order."""
+class _Queued:
+    """Callers queue their commands and wait; the sender takes what queued meanwhile."""
 
-    def __init__(self, base: aioredis.Redis, deadline: float) -> None:
-        self._base = base
-        self._deadline = deadline
+    def __init__(self) -> None:
         self._queue: list[_Call] = []
         self._wake = asyncio.Event()
-        self._inflight: collections.deque[tuple[_Call, float]] = collections.deque()
 
     async def call(self, args: tuple[Any, ...], options: dict[str, Any]) -> Any:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queue.append((args, options, future))
         self._wake.set()
         return await future
+
+
+class _Lane(_Queued):
+    """Standalone: one connection, many commands in flight, replies in order."""
+
+    def __init__(self, base: aioredis.Redis, deadline: float) -> None:
+        super().__init__()
+        self._base = base
+        self._deadline = deadline
+        self._inflight: collections.deque[tuple[_Call, float]] = collections.deque()
 
     async def run(self) -> None:
         backoff = 0.05
@@ -170,19 +177,12 @@ class _Lane:
                 raise RedisTimeoutError(f"Redis did not answer within {self._deadline}s")
 
 
-class _Batches:
+class _Batches(_Queued):
     """Cluster: each batch is a `client.pipeline()`, one in flight at a time."""
 
     def __init__(self, base: RedisCluster) -> None:
+        super().__init__()
         self._base = base
-        self._queue: list[_Call] = []
-        self._wake = asyncio.Event()
-
-    async def call(self, args: tuple[Any, ...], options: dict[str, Any]) -> Any:
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.append((args, options, future))
-        self._wake.set()
-        return await future
 
     async def run(self) -> None:
         while True:

@@ -4,12 +4,15 @@ independence the gateway relies on."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections import Counter
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
+from pathlib import Path
 from typing import Any
 
+import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from caches import PresenceCache, SessionCache, keys
@@ -91,17 +94,31 @@ def server(
     return clients, hub
 
 
-async def test_attach_subscribes_before_reading_memberships(
-    redis: RedisClient, tmp_path: Any
-) -> None:
-    store = await SqliteStore(str(tmp_path / "store.sqlite3")).open()
-    bus = MemoryBus(MemoryBroker())
-    created = uuid.uuid4()
-    clients, hub = server(redis, bus, RacingConversations(store, bus, created))
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    opened = await SqliteStore(str(tmp_path / "store.sqlite3")).open()
+    yield opened
+    await opened.close()
+
+
+@contextlib.asynccontextmanager
+async def running(bus: MemoryBus, hub: Hub) -> AsyncIterator[None]:
     runner = asyncio.create_task(bus.run(hub.deliver, _no_reassert))
     try:
         while not bus.connected:
             await asyncio.sleep(0)
+        yield
+    finally:
+        runner.cancel()
+
+
+async def test_attach_subscribes_before_reading_memberships(
+    redis: RedisClient, store: SqliteStore
+) -> None:
+    bus = MemoryBus(MemoryBroker())
+    created = uuid.uuid4()
+    clients, hub = server(redis, bus, RacingConversations(store, bus, created))
+    async with running(bus, hub):
         conn = RecordingConnection(client_state())
         assert await clients.attach(conn)
         assert hub.is_member(conn.user_id, created)
@@ -109,22 +126,15 @@ async def test_attach_subscribes_before_reading_memberships(
         assert conn.received == [
             {"type": "conversation.added", "conversation": {"id": str(created)}}
         ]
-    finally:
-        runner.cancel()
-        await store.close()
 
 
 async def test_detach_cuts_the_lease_even_when_typing_cleanup_fails(
-    redis: RedisClient, tmp_path: Any
+    redis: RedisClient, store: SqliteStore
 ) -> None:
-    store = await SqliteStore(str(tmp_path / "store.sqlite3")).open()
     bus = MemoryBus(MemoryBroker())
     conversations = ConversationService(store, bus.publish, lambda user, conversation: None)
     clients, hub = server(redis, bus, conversations, BrokenTyping(PresenceCache(redis), SETTINGS))
-    runner = asyncio.create_task(bus.run(hub.deliver, _no_reassert))
-    try:
-        while not bus.connected:
-            await asyncio.sleep(0)
+    async with running(bus, hub):
         conn = RecordingConnection(client_state())
         assert await clients.attach(conn)
         lease = await redis.zscore(keys.presence_leases(conn.user_id), conn.id)
@@ -135,6 +145,3 @@ async def test_detach_cuts_the_lease_even_when_typing_cleanup_fails(
         assert conn.id not in leases  # the connection's lease is gone; the grace one is short
         assert list(leases) == ["@grace"]
         assert leases["@grace"] <= (time.time() + SETTINGS.grace) * 1000 + 50
-    finally:
-        runner.cancel()
-        await store.close()

@@ -107,27 +107,27 @@ class Heartbeat:
 
 
 @dataclass(frozen=True, slots=True)
-class PresenceSubscribe:
+class _UserIds:
+    id: str | None
+    user_ids: tuple[uuid.UUID, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceSubscribe(_UserIds):
     TYPE: ClassVar[str] = "presence.subscribe"
     SCHEMA: ClassVar[Schema] = _USER_IDS
-    id: str | None
-    user_ids: tuple[uuid.UUID, ...]
 
 
 @dataclass(frozen=True, slots=True)
-class PresenceUnsubscribe:
+class PresenceUnsubscribe(_UserIds):
     TYPE: ClassVar[str] = "presence.unsubscribe"
     SCHEMA: ClassVar[Schema] = _USER_IDS
-    id: str | None
-    user_ids: tuple[uuid.UUID, ...]
 
 
 @dataclass(frozen=True, slots=True)
-class PresenceQuery:
+class PresenceQuery(_UserIds):
     TYPE: ClassVar[str] = "presence.query"
     SCHEMA: ClassVar[Schema] = _USER_IDS
-    id: str | None
-    user_ids: tuple[uuid.UUID, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,19 +143,21 @@ class PresenceSet:
 
 
 @dataclass(frozen=True, slots=True)
-class TypingStart:
-    TYPE: ClassVar[str] = "typing.start"
-    SCHEMA: ClassVar[Schema] = _CONVERSATION
+class _Conversation:
     id: str | None
     conversation_id: uuid.UUID
 
 
 @dataclass(frozen=True, slots=True)
-class TypingStop:
+class TypingStart(_Conversation):
+    TYPE: ClassVar[str] = "typing.start"
+    SCHEMA: ClassVar[Schema] = _CONVERSATION
+
+
+@dataclass(frozen=True, slots=True)
+class TypingStop(_Conversation):
     TYPE: ClassVar[str] = "typing.stop"
     SCHEMA: ClassVar[Schema] = _CONVERSATION
-    id: str | None
-    conversation_id: uuid.UUID
 
 
 @dataclass(frozen=True, slots=True)
