@@ -36,7 +36,7 @@ from redis.exceptions import DataError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from caches.redis import RedisClient
-from gateway.replies import ReplyStream
+from gateway.replies import ReplyStream, stream_writer
 from gateway.tasks import first_to_end
 
 __all__ = ["AutoPipeline", "auto_pipelined"]
@@ -73,8 +73,11 @@ class _Queued:
     async def call(self, args: tuple[Any, ...], options: dict[str, Any]) -> Any:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queue.append((args, options, future))
-        self._wake.set()
+        self._wakeup()
         return await future
+
+    def _wakeup(self) -> None:
+        self._wake.set()
 
 
 class _Lane(_Queued):
@@ -85,6 +88,14 @@ class _Lane(_Queued):
         self._base = base
         self._deadline = deadline
         self._inflight: collections.deque[tuple[_Call, float]] = collections.deque()
+        self._writer: asyncio.StreamWriter | None = None
+        self._flush_scheduled = False
+
+    def _wakeup(self) -> None:
+        # Everything issued in this loop iteration leaves in one write, right after it.
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
 
     async def run(self) -> None:
         backoff = 0.05
@@ -92,13 +103,16 @@ class _Lane(_Queued):
             connection = self._new_connection()
             try:
                 await connection.connect()  # type: ignore[no-untyped-call]
+                self._writer = stream_writer(connection)
                 backoff = 0.05
-                await first_to_end(self._write(connection), self._read(connection), self._watch())
+                self._flush()  # what queued while connecting
+                await first_to_end(self._read(connection), self._watch())
             except (RedisError, OSError, TimeoutError) as exc:
                 log.warning("auto-pipeline: Redis connection lost: %s", exc or type(exc).__name__)
             except Exception:  # the task's edge: a surprise fails what is in flight, not the lane
                 log.exception("auto-pipeline: unexpected failure; reconnecting")
             finally:
+                self._writer = None
                 lost = RedisConnectionError("Redis connection lost (auto-pipeline)")
                 _fail((call for call, _ in self._inflight), lost)
                 self._inflight.clear()
@@ -115,27 +129,27 @@ class _Lane(_Queued):
         kwargs = {**pool.connection_kwargs, "socket_timeout": None}
         return pool.connection_class(**kwargs)
 
-    async def _write(self, connection: AbstractConnection) -> None:
-        inflight = self._inflight
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            queue, self._queue = self._queue, []
-            packed: list[bytes] = []
-            now = time.monotonic()
-            for call in queue:
-                args, _, future = call
-                name = args[0]
-                if isinstance(name, str) and " " in name:  # "SCRIPT LOAD": words go apart
-                    args = (*name.split(), *args[1:])
-                try:
-                    packed.append(hiredis.pack_command(args))
-                except TypeError as exc:  # an argument redis-py would refuse too
-                    future.set_exception(DataError(str(exc)))
-                    continue
-                inflight.append((call, now))
-            if packed:
-                await connection.send_packed_command(packed, check_health=False)
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        writer = self._writer
+        if writer is None or writer.is_closing() or not self._queue:
+            return  # not connected: the queue waits for the connection, or fails with it
+        queue, self._queue = self._queue, []
+        packed: list[bytes] = []
+        now = time.monotonic()
+        for call in queue:
+            args, _, future = call
+            name = args[0]
+            if isinstance(name, str) and " " in name:  # "SCRIPT LOAD": words go apart
+                args = (*name.split(), *args[1:])
+            try:
+                packed.append(hiredis.pack_command(args))
+            except TypeError as exc:  # an argument redis-py would refuse too
+                future.set_exception(DataError(str(exc)))
+                continue
+            self._inflight.append((call, now))
+        if packed:
+            writer.write(b"".join(packed))
 
     async def _read(self, connection: AbstractConnection) -> None:
         stream = ReplyStream(connection)

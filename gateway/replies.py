@@ -1,8 +1,10 @@
-"""Replies read straight off a redis-py connection, parsed by hiredis in bulk.
+"""The hot paths' I/O on redis-py connections: replies parsed by hiredis in bulk, and the
+connection's stream for writes packed by hiredis.
 
 redis-py opens the connection (URL, TLS, ACL user, db index, RESP version), so everything the
-library honours is honoured; only the reading of replies skips its per-reply machinery, which
-costs several times what parsing does when every event of the gateway passes through it.
+library honours is honoured; only the per-command machinery is skipped, which costs several
+times what packing and parsing do when every event of the gateway passes through it. Use these
+only on a connection nothing else reads or writes.
 """
 
 from __future__ import annotations
@@ -16,13 +18,21 @@ from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import InvalidResponse
 
-__all__ = ["ReplyStream"]
+__all__ = ["ReplyStream", "stream_writer"]
 
 _READ_SIZE = 1 << 16
 
 
+def stream_writer(connection: AbstractConnection) -> asyncio.StreamWriter:
+    """The open connection's stream, to write commands already packed."""
+    writer = getattr(connection, "_writer", None)
+    if not isinstance(writer, asyncio.StreamWriter):
+        raise RedisConnectionError("connection is not open")
+    return writer
+
+
 class ReplyStream:
-    """Use only on a connection whose replies nothing else reads."""
+    """Replies in the order the server sends them."""
 
     def __init__(self, connection: AbstractConnection) -> None:
         reader = getattr(connection, "_reader", None)

@@ -2,16 +2,16 @@
 
 Two backends implement it: `RedisBus` (redis-py; one subscriber connection per process) and
 `MemoryBus` (in-process, for unit tests of the hub and the handlers). Both hand the hub the
-messages of one loop iteration as one batch, so the hub writes each connection once per batch.
+messages that arrived together (one socket read; one loop iteration) as one batch, so the hub
+writes each connection once per batch.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Protocol
 
-__all__ = ["Batcher", "Bus", "Delivery", "Reconnected"]
+__all__ = ["Bus", "Delivery", "Reconnected"]
 
 Delivery = Callable[[list[tuple[bytes, bytes]]], None]
 """Receives `(channel, payload)` pairs, in the order the bus received them."""
@@ -46,23 +46,3 @@ class Bus(Protocol):
     async def run(self, deliver: Delivery, reconnected: Reconnected) -> None:
         """Deliver messages until cancelled; the owner runs it in its task group."""
         ...
-
-
-class Batcher:
-    """Collects the messages received in one loop iteration and hands them over together."""
-
-    def __init__(self, deliver: Delivery) -> None:
-        self._deliver = deliver
-        self._pending: list[tuple[bytes, bytes]] = []
-        self._scheduled = False
-
-    def add(self, channel: bytes, payload: bytes) -> None:
-        self._pending.append((channel, payload))
-        if not self._scheduled:
-            self._scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
-
-    def _flush(self) -> None:
-        self._scheduled = False
-        batch, self._pending = self._pending, []
-        self._deliver(batch)

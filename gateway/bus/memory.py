@@ -6,9 +6,29 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 
-from gateway.bus.base import Batcher, Delivery, Reconnected
+from gateway.bus.base import Delivery, Reconnected
 
 __all__ = ["MemoryBroker", "MemoryBus"]
+
+
+class Batcher:
+    """Collects the messages received in one loop iteration and hands them over together."""
+
+    def __init__(self, deliver: Delivery) -> None:
+        self._deliver = deliver
+        self._pending: list[tuple[bytes, bytes]] = []
+        self._scheduled = False
+
+    def add(self, channel: bytes, payload: bytes) -> None:
+        self._pending.append((channel, payload))
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        batch, self._pending = self._pending, []
+        self._deliver(batch)
 
 
 class MemoryBroker:

@@ -31,7 +31,7 @@ from redis.exceptions import RedisError
 
 from caches import keys
 from caches.redis import RedisClient
-from gateway.bus.base import Batcher, Delivery, Reconnected
+from gateway.bus.base import Delivery, Reconnected
 from gateway.replies import ReplyStream
 from gateway.tasks import first_to_end
 
@@ -127,7 +127,6 @@ class RedisBus:
 
     async def run(self, deliver: Delivery, reconnected: Reconnected) -> None:
         """Keep the subscription up until cancelled."""
-        batcher = Batcher(deliver)
         backoff = _BACKOFF_START
         first = True
         while True:
@@ -143,7 +142,7 @@ class RedisBus:
                 assert connection is not None
                 self._last_echo = time.monotonic()
                 self.connected = True
-                tasks = [self._read(connection, batcher), self._probe(), self._write(pubsub)]
+                tasks = [self._read(connection, deliver), self._probe(), self._write(pubsub)]
                 if not first:
                     self.reconnects += 1
                     log.warning("bus: reconnected to Redis; re-asserting presence")
@@ -161,12 +160,12 @@ class RedisBus:
             await asyncio.sleep(backoff + secrets.randbelow(100) / 1000 * backoff)
             backoff = min(_BACKOFF_CAP, backoff * 2)
 
-    async def _read(self, connection: Connection, batcher: Batcher) -> None:
+    async def _read(self, connection: Connection, deliver: Delivery) -> None:
         stream = ReplyStream(connection)
-        add = batcher.add
         probe = self._probe_key
         while True:
-            # Every message of one socket read reaches the batcher in the same loop iteration.
+            # The messages of one socket read go to the hub as one batch, at once.
+            batch = []
             for reply in await stream.read():
                 if isinstance(reply, Exception):
                     raise BusLost(f"Redis error on pub/sub: {reply}")
@@ -177,9 +176,14 @@ class RedisBus:
                         self._last_echo = time.monotonic()
                         self.echoes += 1
                     else:
-                        add(channel, reply[2])
+                        batch.append((channel, reply[2]))
                 elif kind == b"subscribe":
                     self._confirm(reply[1])
+            if batch:
+                try:
+                    deliver(batch)
+                except Exception:  # the hub's edge: one bad batch never ends the subscription
+                    log.exception("bus: delivering %d messages failed", len(batch))
 
     def _confirm(self, channel: bytes) -> None:
         self._unconfirmed.discard(channel)
