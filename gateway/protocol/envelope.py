@@ -49,9 +49,8 @@ def unpack(payload: bytes) -> Envelope:
     second = payload.find(_SEP, first + 1)
     if first < 0 or second < 0:
         raise ValueError("not an envelope")
-    join = payload[first + 1 : second]
+    if second == first + 1:  # no control part: the common case, no UUID to parse
+        return Envelope(payload[:first], None, payload[second + 1 :])
     return Envelope(
-        payload[:first],
-        uuid.UUID(join.decode()) if join else None,
-        payload[second + 1 :],
+        payload[:first], uuid.UUID(payload[first + 1 : second].decode()), payload[second + 1 :]
     )
