@@ -13,10 +13,15 @@ from redis.exceptions import NoScriptError, ResponseError
 
 from caches.redis import RedisClient
 
-__all__ = ["TTL", "Script", "pipeline", "run_idempotent", "ttl_ms"]
+__all__ = ["TTL", "Script", "pipeline", "run_idempotent", "text", "ttl_ms"]
 
 TTL = timedelta | int | float
 """A TTL: a timedelta, or seconds."""
+
+
+def text(value: object) -> str:
+    """A reply as text, whether the caller's client decodes responses or not."""
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def ttl_ms(ttl: TTL) -> int:

@@ -39,7 +39,10 @@ class PresenceStatus(enum.StrEnum):
     OFFLINE = "offline"
 
 
-STATUS_BY_VALUE: dict[str | None, PresenceStatus] = {s.value: s for s in PresenceStatus}
+STATUS_BY_VALUE: dict[str | bytes | None, PresenceStatus] = {
+    **{s.value: s for s in PresenceStatus},
+    **{s.value.encode(): s for s in PresenceStatus},  # from a client that does not decode
+}
 
 
 class PresenceTransition(enum.StrEnum):
@@ -82,6 +85,8 @@ def from_ms(ms: int | float) -> datetime:
 
 def parse_time(value: Any) -> datetime:
     """An RFC 3339 string (or datetime) as an aware UTC datetime; ValueError otherwise."""
+    if isinstance(value, bytes):
+        value = value.decode()
     if isinstance(value, datetime):
         moment = value
     elif isinstance(value, str):

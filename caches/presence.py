@@ -18,7 +18,7 @@ from typing import Any
 from redis.asyncio.cluster import RedisCluster
 
 from caches import keys
-from caches._base import TTL, Script, pipeline, run_idempotent, ttl_ms
+from caches._base import TTL, Script, pipeline, run_idempotent, text, ttl_ms
 from caches.models import (
     STATUS_BY_VALUE,
     PresenceStatus,
@@ -108,7 +108,7 @@ class PresenceCache:
 
     async def get_status(self, user_id: uuid.UUID) -> PresenceStatus:
         raw = await self._redis.get(keys.presence(user_id))
-        return PresenceStatus(str(raw)) if raw else PresenceStatus.OFFLINE
+        return STATUS_BY_VALUE.get(raw, PresenceStatus.OFFLINE)
 
     async def set_offline(self, user_id: uuid.UUID) -> None:
         """Force a user offline now (every lease dropped) and record last seen."""
@@ -162,7 +162,7 @@ class PresenceCache:
     async def get_online_users(self) -> list[uuid.UUID]:
         """Users whose presence has not expired, from the index (no key scan)."""
         members = await self._redis.zrangebyscore(keys.PRESENCE_ONLINE, f"({_now_ms()}", "+inf")
-        return [uuid.UUID(str(m)) for m in members]
+        return [uuid.UUID(text(m)) for m in members]
 
     async def get_online_count(self) -> int:
         return int(await self._redis.zcount(keys.PRESENCE_ONLINE, f"({_now_ms()}", "+inf"))
@@ -204,7 +204,7 @@ class PresenceCache:
         members = await self._redis.zrangebyscore(
             keys.typing_index(conversation_id), f"({_now_ms()}", "+inf"
         )
-        return [uuid.UUID(str(m)) for m in members]
+        return [uuid.UUID(text(m)) for m in members]
 
     async def clear_typing(
         self,
@@ -276,7 +276,7 @@ class PresenceCache:
         """
         now = _now_ms()
         due = [
-            str(u)
+            text(u)
             for u in await self._redis.zrangebyscore(
                 keys.PRESENCE_DEADLINES, "-inf", now, start=0, num=limit
             )
@@ -345,8 +345,8 @@ class PresenceCache:
         transition, status, earliest, seen = raw
         return PresenceUpdate(
             user_id=user,
-            transition=PresenceTransition(str(transition) or "none"),
-            status=PresenceStatus(str(status)),
+            transition=PresenceTransition(text(transition) or "none"),
+            status=PresenceStatus(text(status)),
             next_check=from_ms(int(earliest)) if int(earliest) else None,
             last_seen=parse_time(seen) if seen else None,
         )

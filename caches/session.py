@@ -6,7 +6,7 @@ import uuid
 from datetime import timedelta
 
 from caches import keys
-from caches._base import TTL, Script, pipeline, ttl_ms
+from caches._base import TTL, Script, pipeline, text, ttl_ms
 from caches.models import Revocation, SessionData, decode, encode, to_iso, utcnow
 from caches.redis import RedisClient
 
@@ -118,7 +118,7 @@ class SessionCache:
     async def get_user_sessions(self, user_id: uuid.UUID) -> dict[str, SessionData]:
         """Every live session of a user (all devices), by session id; prunes expired ones."""
         index = keys.user_sessions(user_id)
-        session_ids = sorted(str(s) for s in await self._redis.smembers(index))
+        session_ids = sorted(text(s) for s in await self._redis.smembers(index))
         if not session_ids:
             return {}
         pipe = pipeline(self._redis, transaction=False)
@@ -136,7 +136,7 @@ class SessionCache:
     async def delete_user_sessions(self, user_id: uuid.UUID) -> int:
         """Log a user out everywhere; returns how many sessions were deleted."""
         index = keys.user_sessions(user_id)
-        session_ids = sorted(str(s) for s in await self._redis.smembers(index))
+        session_ids = sorted(text(s) for s in await self._redis.smembers(index))
         pipe = pipeline(self._redis, transaction=False)
         for session_id in session_ids:
             pipe.delete(keys.session(session_id))

@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
+import redis.asyncio as aioredis
 
 from caches.redis import RedisClient, configured_or_embedded, connect
 
@@ -25,6 +26,26 @@ def redis_url() -> Iterator[str]:
 @pytest.fixture
 async def redis(redis_url: str) -> AsyncIterator[RedisClient]:
     client = connect(redis_url)
+    await client.flushdb()
+    yield client
+    await client.aclose()
+
+
+CLIENT_KINDS = ["caches.connect", "from_url", "from_url-resp3"]
+"""How users build the client they hand the caches: ours (decoding), redis-py's defaults (bytes
+replies), and redis-py's defaults speaking RESP3."""
+
+
+@pytest.fixture(params=CLIENT_KINDS)
+async def any_redis(request: pytest.FixtureRequest, redis_url: str) -> AsyncIterator[RedisClient]:
+    """A flushed client of each kind users build; cache tests run once per kind."""
+    client: RedisClient
+    if request.param == "caches.connect":
+        client = connect(redis_url)
+    elif request.param == "from_url":
+        client = aioredis.Redis.from_url(redis_url)
+    else:
+        client = aioredis.Redis.from_url(redis_url, protocol=3)
     await client.flushdb()
     yield client
     await client.aclose()

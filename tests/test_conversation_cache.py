@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
+import pytest
+
 from caches import CachedConversation, ConversationCache
 from caches.models import utcnow
 from caches.redis import RedisClient
@@ -26,6 +28,12 @@ def conv(minutes: int, *, pinned: bool = False, unread: int = 0) -> CachedConver
 def names(convs: list[CachedConversation] | None) -> list[str]:
     assert convs is not None
     return [c.name for c in convs]
+
+
+@pytest.fixture
+def redis(any_redis: RedisClient) -> RedisClient:
+    """Every test here runs with each kind of client users build (see conftest)."""
+    return any_redis
 
 
 async def test_sorted_pinned_first_then_newest(redis: RedisClient) -> None:

@@ -28,6 +28,12 @@ def make(conv: uuid.UUID, n: int, status: str = "sent") -> CachedMessage:
     )
 
 
+@pytest.fixture
+def redis(any_redis: RedisClient) -> RedisClient:
+    """Every test here runs with each kind of client users build (see conftest)."""
+    return any_redis
+
+
 async def test_set_get_message_with_ttl(redis: RedisClient) -> None:
     cache = MessageCache(redis)
     msg = make(uuid.uuid4(), 1)

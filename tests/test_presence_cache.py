@@ -6,13 +6,22 @@ import asyncio
 import functools
 import uuid
 
+import pytest
+
 from caches import PresenceCache, PresenceStatus, PresenceTransition, keys
+from caches._base import text
 from caches.models import utcnow
 from caches.redis import RedisClient, connect
 from tests.conftest import MS, wait_for
 
 ONLINE, AWAY, OFFLINE = PresenceStatus.ONLINE, PresenceStatus.AWAY, PresenceStatus.OFFLINE
 NONE = PresenceTransition.NONE
+
+
+@pytest.fixture
+def redis(any_redis: RedisClient) -> RedisClient:
+    """Every test here runs with each kind of client users build (see conftest)."""
+    return any_redis
 
 
 async def test_spec_online_offline_and_last_seen(redis: RedisClient) -> None:
@@ -238,7 +247,7 @@ async def test_typing_announcement_published_atomically_only_when_announced(
         while True:
             msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
             if msg is not None:
-                return str(msg["data"])
+                return text(msg["data"])
 
     assert await cache.set_typing(conv, ann, announce=("ch:test", b"start-1"))
     assert not await cache.set_typing(conv, ann, announce=("ch:test", b"start-2"))

@@ -5,11 +5,19 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import pytest
 from redis.asyncio.client import PubSub
 
 from caches import SessionCache, SessionData, keys
+from caches._base import text
 from caches.redis import RedisClient
 from tests.conftest import MS, wait_for
+
+
+@pytest.fixture
+def redis(any_redis: RedisClient) -> RedisClient:
+    """Every test here runs with each kind of client users build (see conftest)."""
+    return any_redis
 
 
 async def test_set_get_delete(redis: RedisClient) -> None:
@@ -101,7 +109,7 @@ async def _next_message(pubsub: PubSub) -> str:
     while True:
         msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
         if msg is not None:
-            return str(msg["data"])
+            return text(msg["data"])
 
 
 async def test_revocations_are_published(redis: RedisClient) -> None:
