@@ -10,10 +10,12 @@ from caches._base import TTL, Script, ttl_ms
 from caches.models import CachedConversation, decode, encode, to_iso, to_ms
 from caches.redis import RedisClient
 
-__all__ = ["DEFAULT_CONVERSATION_TTL", "DEFAULT_LOAD_FENCE", "ConversationCache"]
+__all__ = ["DEFAULT_CONVERSATION_TTL", "ConversationCache"]
 
 DEFAULT_CONVERSATION_TTL = timedelta(minutes=10)
-DEFAULT_LOAD_FENCE = timedelta(seconds=5)
+# A list's write version outlives any fill that could have read it (a fill holding a version
+# that has since expired and restarted from 0 would be taken for current).
+_VERSION_TTL_MS = 24 * 3_600_000
 # Sort score = pinned weight + last message epoch ms: pinned conversations sort above every
 # unpinned one, and the sum stays exact in a double (< 2**53).
 _PINNED_WEIGHT = 10**13
@@ -34,41 +36,56 @@ class ConversationCache:
 
     A read returns None (a miss) unless the list was loaded with `set_user_conversations` and can
     answer the whole request. Writes change a loaded list in place and never create a partial
-    one. Every write also sets a short fence: a load inside it is refused, because it may have
-    been read from the store before that write and would bring stale data back.
+    one, and each bumps the list's version. A fill that read the store after taking
+    `fill_version` is refused when a write came in between (it could bring stale data back);
+    any other fill succeeds, however often the list is written.
     """
 
-    def __init__(self, client: RedisClient, *, load_fence: TTL = DEFAULT_LOAD_FENCE) -> None:
+    def __init__(self, client: RedisClient) -> None:
         self._redis = client
-        self._fence_ms = ttl_ms(load_fence)
 
-    def _keys(self, user_id: uuid.UUID) -> list[str]:
+    def _keys(self, user_id: uuid.UUID | str) -> list[str]:
         return [
             keys.user_conversations(user_id),
             keys.user_conversation_data(user_id),
-            keys.user_conversations_fence(user_id),
+            keys.user_conversations_version(user_id),
         ]
+
+    async def fill_version(self, user_id: uuid.UUID | str) -> int:
+        """The list's write version: take it *before* reading the store after a miss, and pass
+        it to `set_user_conversations` so the fill is refused if a write came in between."""
+        raw = await self._redis.get(keys.user_conversations_version(user_id))
+        return int(raw) if raw is not None else 0
 
     async def set_user_conversations(
         self,
-        user_id: uuid.UUID,
+        user_id: uuid.UUID | str,
         conversations: list[CachedConversation],
         ttl: TTL = DEFAULT_CONVERSATION_TTL,
         *,
-        complete: bool = False,
+        complete: bool = True,
+        version: int | None = None,
     ) -> bool:
-        """Install the list read from the store; False when refused by a racing write's fence.
+        """Cache the user's conversation list (the spec's call); False when refused.
 
         Args:
-            complete: True when `conversations` is every conversation of the user.
+            complete: the list is every conversation of the user (the spec's meaning, and the
+                default); False for one page of a longer list, which then answers only reads it
+                covers, and leaves the total unread count unknown.
+            version: from `fill_version`, taken before the store read: the fill is refused when
+                the list was written since. Without it the list is installed unconditionally.
         """
-        args: list[str | int] = [ttl_ms(ttl), "1" if complete else "0"]
+        args: list[str | int] = [
+            ttl_ms(ttl),
+            "1" if complete else "0",
+            "" if version is None else str(version),
+        ]
         for conv in conversations:
             args += [str(conv.id), _score(conv), encode(conv)]
         return bool(await _LOAD(self._redis, self._keys(user_id), args))
 
     async def get_user_conversations(
-        self, user_id: uuid.UUID, limit: int = 50
+        self, user_id: uuid.UUID | str, limit: int = 50
     ) -> list[CachedConversation] | None:
         """Pinned first, then by last message, newest first; None on a miss."""
         if limit <= 0:
@@ -79,21 +96,21 @@ class ConversationCache:
         return [decode(CachedConversation, raw) for raw in raws]
 
     async def _write(
-        self, user_id: uuid.UUID, op: str, conversation_id: uuid.UUID, *extra: str | int
+        self, user_id: uuid.UUID | str, op: str, conversation_id: uuid.UUID | str, *extra: str | int
     ) -> int | None:
         conv = str(keys.valid_uuid(conversation_id, "conversation_id"))
         result = await _WRITE(
             self._redis,
             self._keys(user_id),
-            [op, conv, self._fence_ms, _PINNED_WEIGHT, *extra],
+            [op, conv, _VERSION_TTL_MS, _PINNED_WEIGHT, *extra],
         )
         return None if int(result) < 0 else int(result)
 
     async def update_last_message(
         self,
-        user_id: uuid.UUID,
-        conversation_id: uuid.UUID,
-        message_id: str,
+        user_id: uuid.UUID | str,
+        conversation_id: uuid.UUID | str,
+        message_id: str | uuid.UUID,
         text: str,
         at: datetime,
     ) -> None:
@@ -101,29 +118,37 @@ class ConversationCache:
         mid = keys.valid_id(message_id, "message_id")
         await self._write(user_id, "last", conversation_id, mid, text, to_iso(at), to_ms(at))
 
-    async def increment_unread(self, user_id: uuid.UUID, conversation_id: uuid.UUID) -> int | None:
+    async def increment_unread(
+        self, user_id: uuid.UUID | str, conversation_id: uuid.UUID | str
+    ) -> int | None:
         """Returns the new count, or None when the list is not cached."""
         return await self._write(user_id, "incr", conversation_id)
 
-    async def reset_unread(self, user_id: uuid.UUID, conversation_id: uuid.UUID) -> None:
+    async def reset_unread(
+        self, user_id: uuid.UUID | str, conversation_id: uuid.UUID | str
+    ) -> None:
         await self._write(user_id, "reset", conversation_id)
 
-    async def get_total_unread_count(self, user_id: uuid.UUID) -> int | None:
+    async def get_total_unread_count(self, user_id: uuid.UUID | str) -> int | None:
         """Sum over every conversation; None unless the complete list is cached."""
         total = await _UNREAD(self._redis, [keys.user_conversation_data(user_id)], [])
         return None if total is None else int(total)
 
     async def set_pinned(
-        self, user_id: uuid.UUID, conversation_id: uuid.UUID, pinned: bool
+        self, user_id: uuid.UUID | str, conversation_id: uuid.UUID | str, pinned: bool
     ) -> None:
         await self._write(user_id, "pin", conversation_id, "1" if pinned else "0")
 
-    async def set_muted(self, user_id: uuid.UUID, conversation_id: uuid.UUID, muted: bool) -> None:
+    async def set_muted(
+        self, user_id: uuid.UUID | str, conversation_id: uuid.UUID | str, muted: bool
+    ) -> None:
         await self._write(user_id, "mute", conversation_id, "1" if muted else "0")
 
-    async def remove_conversation(self, user_id: uuid.UUID, conversation_id: uuid.UUID) -> None:
+    async def remove_conversation(
+        self, user_id: uuid.UUID | str, conversation_id: uuid.UUID | str
+    ) -> None:
         await self._write(user_id, "remove", conversation_id)
 
-    async def delete_user_conversations(self, user_id: uuid.UUID) -> None:
+    async def delete_user_conversations(self, user_id: uuid.UUID | str) -> None:
         """Drop the whole list (e.g. on logout); the next read misses."""
         await self._redis.delete(*self._keys(user_id)[:2])

@@ -40,7 +40,7 @@ __all__ = [
     "user_channel",
     "user_conversation_data",
     "user_conversations",
-    "user_conversations_fence",
+    "user_conversations_version",
     "user_session",
     "user_sessions",
     "valid_id",
@@ -172,9 +172,10 @@ def user_conversation_data(user_id: uuid.UUID | str) -> str:
     return f"conversations:user:data:{{{_u(user_id, 'user_id')}}}"
 
 
-def user_conversations_fence(user_id: uuid.UUID | str) -> str:
-    """Set briefly by every write, so a load read from the store before it cannot land after it."""
-    return f"conversations:user:fence:{{{_u(user_id, 'user_id')}}}"
+def user_conversations_version(user_id: uuid.UUID | str) -> str:
+    """Counter bumped by every write to the list: a fill carrying an older version (its store
+    read came before a write) is refused."""
+    return f"conversations:user:version:{{{_u(user_id, 'user_id')}}}"
 
 
 # Gateway instances

@@ -62,21 +62,21 @@ class MessageCache:
         _status_rank(msg.status)
         await self._redis.set(keys.message(msg.id), encode(msg), px=ttl_ms(ttl))
 
-    async def get_message(self, message_id: str) -> CachedMessage | None:
+    async def get_message(self, message_id: str | uuid.UUID) -> CachedMessage | None:
         raw = await self._redis.get(keys.message(message_id))
         return None if raw is None else decode(CachedMessage, raw)
 
     async def add_message_to_conversation(
-        self, conversation_id: uuid.UUID, msg: CachedMessage
+        self, conversation_id: uuid.UUID | str, msg: CachedMessage
     ) -> None:
         """Add a just-sent message to its conversation's list (one atomic step with the cap)."""
-        if keys.valid_uuid(conversation_id) != msg.conversation_id:
+        if keys.valid_uuid(conversation_id, "conversation_id") != msg.conversation_id:
             raise ValueError("msg.conversation_id differs from conversation_id")
         await self._merge(conversation_id, "add", [msg], complete=False, ms=self._list_ttl_ms)
 
     async def set_conversation_messages(
         self,
-        conversation_id: uuid.UUID,
+        conversation_id: uuid.UUID | str,
         messages: list[CachedMessage],
         ttl: TTL = DEFAULT_MESSAGE_TTL,
         *,
@@ -93,15 +93,16 @@ class MessageCache:
 
     async def _merge(
         self,
-        conversation_id: uuid.UUID,
+        conversation_id: uuid.UUID | str,
         mode: str,
         messages: list[CachedMessage],
         *,
         complete: bool,
         ms: int,
     ) -> None:
+        conversation = keys.valid_uuid(conversation_id, "conversation_id")
         for msg in messages:
-            if msg.conversation_id != conversation_id:
+            if msg.conversation_id != conversation:
                 raise ValueError(f"message {msg.id} belongs to another conversation")
         await _MERGE(
             self._redis,
@@ -113,7 +114,7 @@ class MessageCache:
         )
 
     async def get_conversation_messages(
-        self, conversation_id: uuid.UUID, limit: int = 50
+        self, conversation_id: uuid.UUID | str, limit: int = 50
     ) -> list[CachedMessage] | None:
         """The newest `limit` messages, oldest first; None on a miss (load from the store)."""
         if limit <= 0:
@@ -131,7 +132,11 @@ class MessageCache:
         return [decode(CachedMessage, raw) for raw in raws]
 
     async def update_message_status(
-        self, message_id: str, status: str, *, conversation_id: uuid.UUID | None = None
+        self,
+        message_id: str | uuid.UUID,
+        status: str,
+        *,
+        conversation_id: uuid.UUID | str | None = None,
     ) -> bool:
         """Move a message's status forward (sent -> delivered -> read), never back.
 
@@ -149,35 +154,42 @@ class MessageCache:
         results = await run_idempotent(self._redis, calls)
         return any(results)
 
-    async def increment_unread_count(self, conversation_id: uuid.UUID, user_id: uuid.UUID) -> int:
+    async def increment_unread_count(
+        self, conversation_id: uuid.UUID | str, user_id: uuid.UUID | str
+    ) -> int:
         return int(await self._redis.incr(keys.unread(conversation_id, user_id)))
 
-    async def get_unread_count(self, conversation_id: uuid.UUID, user_id: uuid.UUID) -> int:
+    async def get_unread_count(
+        self, conversation_id: uuid.UUID | str, user_id: uuid.UUID | str
+    ) -> int:
         raw = await self._redis.get(keys.unread(conversation_id, user_id))
         return int(raw) if raw else 0
 
-    async def reset_unread_count(self, conversation_id: uuid.UUID, user_id: uuid.UUID) -> None:
+    async def reset_unread_count(
+        self, conversation_id: uuid.UUID | str, user_id: uuid.UUID | str
+    ) -> None:
         await self._redis.delete(keys.unread(conversation_id, user_id))
 
-    async def _conversation_of(self, message_id: str) -> uuid.UUID | None:
+    async def _conversation_of(self, message_id: str | uuid.UUID) -> uuid.UUID | None:
         """The conversation of a cached message (None when it is not cached)."""
         cached = await self.get_message(message_id)
         return cached.conversation_id if cached else None
 
     async def delete_message(
-        self, message_id: str, *, conversation_id: uuid.UUID | None = None
+        self, message_id: str | uuid.UUID, *, conversation_id: uuid.UUID | str | None = None
     ) -> None:
         """Drop a message from the cache, and from its conversation's list when that is known."""
         if conversation_id is None:
             conversation_id = await self._conversation_of(message_id)
         pipe = pipeline(self._redis, transaction=False)
-        pipe.delete(keys.message(message_id))
+        mid = keys.valid_id(message_id, "message_id")
+        pipe.delete(keys.message(mid))
         if conversation_id is not None:
-            pipe.zrem(keys.conversation_messages(conversation_id), message_id)
-            pipe.hdel(keys.conversation_message_bodies(conversation_id), message_id)
+            pipe.zrem(keys.conversation_messages(conversation_id), mid)
+            pipe.hdel(keys.conversation_message_bodies(conversation_id), mid)
         await pipe.execute()
 
-    async def delete_conversation_messages(self, conversation_id: uuid.UUID) -> None:
+    async def delete_conversation_messages(self, conversation_id: uuid.UUID | str) -> None:
         await self._redis.delete(
             keys.conversation_messages(conversation_id),
             keys.conversation_message_bodies(conversation_id),

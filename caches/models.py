@@ -12,6 +12,8 @@ from typing import Any, TypeVar
 
 import orjson
 
+from caches.keys import valid_id, valid_uuid
+
 __all__ = [
     "MESSAGE_STATUS_RANK",
     "STATUS_BY_VALUE",
@@ -117,6 +119,9 @@ class SessionData:
     created_at: datetime = dataclasses.field(default_factory=utcnow)
     last_activity: datetime = dataclasses.field(default_factory=utcnow)
 
+    def __post_init__(self) -> None:
+        self.user_id = valid_uuid(self.user_id, "user_id")
+
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> SessionData:
         return cls(
@@ -140,6 +145,13 @@ class CachedMessage:
     created_at: datetime = dataclasses.field(default_factory=utcnow)
     seq: int | None = None
     client_msg_id: str | None = None
+
+    def __post_init__(self) -> None:
+        # The spec's ids are UUIDs; a UUID or its text is accepted, and the id is kept as text
+        # (message ids may also be any opaque id of `keys.valid_id`'s form).
+        self.id = valid_id(self.id, "id")
+        self.conversation_id = valid_uuid(self.conversation_id, "conversation_id")
+        self.sender_id = valid_uuid(self.sender_id, "sender_id")
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> CachedMessage:
@@ -168,6 +180,11 @@ class CachedConversation:
     unread_count: int = 0
     is_pinned: bool = False
     is_muted: bool = False
+
+    def __post_init__(self) -> None:
+        self.id = valid_uuid(self.id, "id")
+        if self.last_message_id is not None:
+            self.last_message_id = valid_id(self.last_message_id, "last_message_id")
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> CachedConversation:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -68,8 +69,13 @@ class PresenceUpdate:
     """Once offline: when the user was last connected."""
 
 
-def _user_ids(user_ids: list[uuid.UUID]) -> list[uuid.UUID]:
+def _user_ids(user_ids: Sequence[uuid.UUID | str]) -> list[uuid.UUID]:
     return [u if type(u) is uuid.UUID else keys.valid_uuid(u, "user_id") for u in user_ids]
+
+
+def _user(user_id: uuid.UUID | str) -> str:
+    """The canonical text of a user id, as index members spell it."""
+    return str(keys.valid_uuid(user_id, "user_id"))
 
 
 def _now_ms() -> int:
@@ -84,33 +90,35 @@ class PresenceCache:
 
     # The spec's single-key API
 
-    async def set_online(self, user_id: uuid.UUID, ttl: TTL = DEFAULT_PRESENCE_TTL) -> None:
+    async def set_online(self, user_id: uuid.UUID | str, ttl: TTL = DEFAULT_PRESENCE_TTL) -> None:
         ms = ttl_ms(ttl)
         pipe = pipeline(self._redis)
         pipe.set(keys.presence(user_id), PresenceStatus.ONLINE.value, px=ms)
-        pipe.zadd(keys.PRESENCE_ONLINE, {str(user_id): _now_ms() + ms})
+        pipe.zadd(keys.PRESENCE_ONLINE, {_user(user_id): _now_ms() + ms})
         await pipe.execute()
 
-    async def extend_online(self, user_id: uuid.UUID, ttl: TTL = DEFAULT_PRESENCE_TTL) -> bool:
+    async def extend_online(
+        self, user_id: uuid.UUID | str, ttl: TTL = DEFAULT_PRESENCE_TTL
+    ) -> bool:
         """Heartbeat: push the expiry to now + ttl; False when the user was not online."""
         ms = ttl_ms(ttl)
         pipe = pipeline(self._redis)
         pipe.pexpire(keys.presence(user_id), ms)
-        pipe.zadd(keys.PRESENCE_ONLINE, {str(user_id): _now_ms() + ms}, xx=True)
+        pipe.zadd(keys.PRESENCE_ONLINE, {_user(user_id): _now_ms() + ms}, xx=True)
         extended, _ = await pipe.execute()
         if not extended:
-            await self._redis.zrem(keys.PRESENCE_ONLINE, str(user_id))
+            await self._redis.zrem(keys.PRESENCE_ONLINE, _user(user_id))
         return bool(extended)
 
-    async def is_online(self, user_id: uuid.UUID) -> bool:
+    async def is_online(self, user_id: uuid.UUID | str) -> bool:
         """True while the user is connected (status online or away)."""
         return bool(await self._redis.exists(keys.presence(user_id)))
 
-    async def get_status(self, user_id: uuid.UUID) -> PresenceStatus:
+    async def get_status(self, user_id: uuid.UUID | str) -> PresenceStatus:
         raw = await self._redis.get(keys.presence(user_id))
         return STATUS_BY_VALUE.get(raw, PresenceStatus.OFFLINE)
 
-    async def set_offline(self, user_id: uuid.UUID) -> None:
+    async def set_offline(self, user_id: uuid.UUID | str) -> None:
         """Force a user offline now (every lease dropped) and record last seen."""
         user = str(keys.valid_uuid(user_id, "user_id"))
         pipe = pipeline(self._redis)
@@ -122,11 +130,13 @@ class PresenceCache:
         pipe.zrem(keys.PRESENCE_DEADLINES, user)
         await pipe.execute()
 
-    async def get_last_seen(self, user_id: uuid.UUID) -> datetime | None:
+    async def get_last_seen(self, user_id: uuid.UUID | str) -> datetime | None:
         raw = await self._redis.get(keys.lastseen(user_id))
         return parse_time(raw) if raw else None
 
-    async def get_bulk_status(self, user_ids: list[uuid.UUID]) -> dict[uuid.UUID, PresenceStatus]:
+    async def get_bulk_status(
+        self, user_ids: Sequence[uuid.UUID | str]
+    ) -> dict[uuid.UUID, PresenceStatus]:
         """Status of many users in one round trip (MGET)."""
         ids = _user_ids(user_ids)
         if not ids:
@@ -136,7 +146,7 @@ class PresenceCache:
         return dict(zip(ids, statuses, strict=True))
 
     async def get_bulk_presence(
-        self, user_ids: list[uuid.UUID]
+        self, user_ids: Sequence[uuid.UUID | str]
     ) -> dict[uuid.UUID, tuple[PresenceStatus, datetime | None]]:
         """Status and last seen of many users in one round trip; last seen is None while a
         user is online or away (it is when they were last connected)."""
@@ -171,8 +181,8 @@ class PresenceCache:
 
     async def set_typing(
         self,
-        conversation_id: uuid.UUID,
-        user_id: uuid.UUID,
+        conversation_id: uuid.UUID | str,
+        user_id: uuid.UUID | str,
         ttl: TTL = DEFAULT_TYPING_TTL,
         *,
         throttle: TTL | None = None,
@@ -196,10 +206,10 @@ class PresenceCache:
         )
         return bool(announced)
 
-    async def is_typing(self, conversation_id: uuid.UUID, user_id: uuid.UUID) -> bool:
+    async def is_typing(self, conversation_id: uuid.UUID | str, user_id: uuid.UUID | str) -> bool:
         return bool(await self._redis.exists(keys.typing(conversation_id, user_id)))
 
-    async def get_typing_users(self, conversation_id: uuid.UUID) -> list[uuid.UUID]:
+    async def get_typing_users(self, conversation_id: uuid.UUID | str) -> list[uuid.UUID]:
         """Who is typing now (one round trip; an expired typer is never returned)."""
         members = await self._redis.zrangebyscore(
             keys.typing_index(conversation_id), f"({_now_ms()}", "+inf"
@@ -208,8 +218,8 @@ class PresenceCache:
 
     async def clear_typing(
         self,
-        conversation_id: uuid.UUID,
-        user_id: uuid.UUID,
+        conversation_id: uuid.UUID | str,
+        user_id: uuid.UUID | str,
         *,
         announce: Announcement | None = None,
     ) -> bool:
@@ -229,7 +239,7 @@ class PresenceCache:
 
     async def renew(
         self,
-        user_id: uuid.UUID,
+        user_id: uuid.UUID | str,
         connection_id: str,
         lease: TTL = DEFAULT_LEASE_TTL,
         *,
@@ -247,7 +257,7 @@ class PresenceCache:
 
     async def set_away(
         self,
-        user_id: uuid.UUID,
+        user_id: uuid.UUID | str,
         connection_id: str,
         away: bool,
         lease: TTL = DEFAULT_LEASE_TTL,
@@ -256,7 +266,7 @@ class PresenceCache:
         return await self.renew(user_id, connection_id, lease, away=away)
 
     async def disconnect(
-        self, user_id: uuid.UUID, connection_id: str, grace: TTL | None = DEFAULT_GRACE
+        self, user_id: uuid.UUID | str, connection_id: str, grace: TTL | None = DEFAULT_GRACE
     ) -> PresenceUpdate:
         """A connection closed. The user's last one leaves a grace lease instead of going offline
         at once, so a reconnect inside the grace causes no offline/online flap; `expire` or
@@ -264,7 +274,7 @@ class PresenceCache:
         grace_ms = 0 if grace is None else ttl_ms(grace)
         return await self._step("disconnect", user_id, connection_id, 0, grace_ms, False)
 
-    async def expire(self, user_id: uuid.UUID) -> PresenceUpdate:
+    async def expire(self, user_id: uuid.UUID | str) -> PresenceUpdate:
         """Re-evaluate one user after leases may have lapsed (e.g. at the end of a grace)."""
         return await self._step("expire", user_id, "-", 0, 0, False)
 
@@ -296,7 +306,7 @@ class PresenceCache:
     async def _step(
         self,
         op: str,
-        user_id: uuid.UUID,
+        user_id: uuid.UUID | str,
         connection_id: str,
         lease_ms: int,
         grace_ms: int,

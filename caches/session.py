@@ -115,7 +115,7 @@ class SessionCache:
     async def is_token_blacklisted(self, token_id: str) -> bool:
         return bool(await self._redis.exists(keys.blacklist_token(token_id)))
 
-    async def get_user_sessions(self, user_id: uuid.UUID) -> dict[str, SessionData]:
+    async def get_user_sessions(self, user_id: uuid.UUID | str) -> dict[str, SessionData]:
         """Every live session of a user (all devices), by session id; prunes expired ones."""
         index = keys.user_sessions(user_id)
         session_ids = sorted(text(s) for s in await self._redis.smembers(index))
@@ -133,7 +133,7 @@ class SessionCache:
             await self._redis.srem(index, *gone)
         return found
 
-    async def delete_user_sessions(self, user_id: uuid.UUID) -> int:
+    async def delete_user_sessions(self, user_id: uuid.UUID | str) -> int:
         """Log a user out everywhere; returns how many sessions were deleted."""
         index = keys.user_sessions(user_id)
         session_ids = sorted(text(s) for s in await self._redis.smembers(index))

@@ -172,7 +172,8 @@ async def _last_message_case(client: RedisClient) -> tuple[Op, Op]:
         user, conv = users[n % len(users)], convs[n % len(convs)]
         data = keys.user_conversation_data(user)
         pipe = client.pipeline(transaction=True)
-        pipe.set(keys.user_conversations_fence(user), "1", px=5000)
+        pipe.incr(keys.user_conversations_version(user))
+        pipe.pexpire(keys.user_conversations_version(user), 86_400_000)
         pipe.hget(data, "@loaded")
         pipe.hget(data, str(conv.id))
         pipe.zscore(keys.user_conversations(user), str(conv.id))

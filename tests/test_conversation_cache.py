@@ -1,7 +1,8 @@
-"""ConversationCache against a real server: order, unread, pin/mute, cache-aside fences."""
+"""ConversationCache against a real server: order, unread, pin/mute, version-guarded fills."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import timedelta
 
@@ -10,7 +11,6 @@ import pytest
 from caches import CachedConversation, ConversationCache
 from caches.models import utcnow
 from caches.redis import RedisClient
-from tests.conftest import MS, wait_for
 
 T0 = utcnow()
 
@@ -52,13 +52,13 @@ async def test_miss_vs_empty_and_partial(redis: RedisClient) -> None:
     await cache.set_user_conversations(user, [], complete=True)
     assert await cache.get_user_conversations(user) == []
     other = uuid.uuid4()
-    await cache.set_user_conversations(other, [conv(1), conv(2)])  # newest 2 of more
+    await cache.set_user_conversations(other, [conv(1), conv(2)], complete=False)  # a page
     assert names(await cache.get_user_conversations(other, 2)) == ["c2", "c1"]
     assert await cache.get_user_conversations(other, 3) is None
 
 
 async def test_update_last_message_resorts(redis: RedisClient) -> None:
-    cache = ConversationCache(redis, load_fence=1 * MS)
+    cache = ConversationCache(redis)
     user = uuid.uuid4()
     old, new = conv(1), conv(2)
     await cache.set_user_conversations(user, [old, new], complete=True)
@@ -120,17 +120,71 @@ async def test_update_of_unknown_conversation_drops_the_list(redis: RedisClient)
     assert await cache.get_user_conversations(user) is None
 
 
-async def test_load_after_racing_write_is_refused_until_fence_ends(redis: RedisClient) -> None:
-    """A store read from before a write cannot overwrite it; a later load is accepted."""
-    cache = ConversationCache(redis, load_fence=1000 * MS)
+async def test_fill_from_before_a_write_is_refused_a_fresh_one_installs(
+    redis: RedisClient,
+) -> None:
+    """A store read taken before a write can never overwrite that write."""
+    cache = ConversationCache(redis)
     user = uuid.uuid4()
     stale = conv(1)
-    await cache.increment_unread(user, stale.id)  # write lands while nothing is cached
-    assert await cache.set_user_conversations(user, [stale], complete=True) is False
+    version = await cache.fill_version(user)  # miss: version first, then the store read
+    await cache.increment_unread(user, stale.id)  # a write lands during the store read
+    assert await cache.set_user_conversations(user, [stale], version=version) is False
     assert await cache.get_user_conversations(user) is None
-
-    async def accepted() -> bool:
-        return await cache.set_user_conversations(user, [stale], complete=True)
-
-    await wait_for(accepted)
+    fresh = await cache.fill_version(user)  # the next miss reads after the write
+    assert await cache.set_user_conversations(user, [stale], version=fresh) is True
     assert names(await cache.get_user_conversations(user)) == ["c1"]
+
+
+async def test_writes_never_keep_a_list_out_of_the_cache(redis: RedisClient) -> None:
+    """Unlike a time fence, a list written often is cached by the first fill that no write
+    raced; and writes to it from then on land in it."""
+    cache = ConversationCache(redis)
+    user = uuid.uuid4()
+    a = conv(1)
+    for _ in range(20):
+        await cache.increment_unread(user, a.id)  # writes before any fill
+        version = await cache.fill_version(user)
+        assert await cache.set_user_conversations(user, [a], version=version)
+    await cache.increment_unread(user, a.id)
+    got = await cache.get_user_conversations(user)
+    assert got is not None and got[0].unread_count == 1
+
+
+async def test_concurrent_fills_and_writes_never_lose_a_write(redis: RedisClient) -> None:
+    """Fills racing writes: whatever installs, the cached count is never below the writes
+    that came after the fill's store read (here, the store is the write counter itself)."""
+    cache = ConversationCache(redis)
+    user = uuid.uuid4()
+    a = conv(1)
+    writes = 0
+
+    async def writer() -> None:
+        nonlocal writes
+        for _ in range(50):
+            writes += 1
+            await cache.increment_unread(user, a.id)
+            await asyncio.sleep(0)
+
+    async def filler() -> None:
+        for _ in range(50):
+            version = await cache.fill_version(user)
+            snapshot = CachedConversation(id=a.id, name="c1", unread_count=writes)  # store read
+            await asyncio.sleep(0)
+            await cache.set_user_conversations(user, [snapshot], version=version)
+
+    await asyncio.gather(writer(), filler(), filler())
+    got = await cache.get_user_conversations(user)
+    assert got is None or got[0].unread_count == writes
+
+
+async def test_spec_call_caches_the_whole_list(redis: RedisClient) -> None:
+    """As in the spec: set the list, then the total unread count answers."""
+    cache = ConversationCache(redis)
+    user = uuid.uuid4()
+    a, b = conv(1), conv(2)
+    a.unread_count, b.unread_count = 2, 3
+    assert await cache.set_user_conversations(user, [a, b], 600)
+    assert await cache.get_total_unread_count(user) == 5
+    assert await cache.set_user_conversations(user, [a], 600, complete=False)  # a page
+    assert await cache.get_total_unread_count(user) is None

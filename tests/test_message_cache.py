@@ -180,4 +180,4 @@ async def test_wrong_conversation_rejected(redis: RedisClient) -> None:
     with pytest.raises(ValueError, match="conversation"):
         await cache.add_message_to_conversation(uuid.uuid4(), make(uuid.uuid4(), 1))
     with pytest.raises(ValueError, match="conversation_id"):
-        await cache.get_conversation_messages("nope", 5)  # type: ignore[arg-type]
+        await cache.get_conversation_messages("nope", 5)

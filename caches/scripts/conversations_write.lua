@@ -1,15 +1,16 @@
 -- Apply one change to one conversation of a user's cached list.
 -- KEYS[1] conversations:user:{u}         zset conversation id -> sort score
 -- KEYS[2] conversations:user:data:{u}    hash conversation id -> JSON; '@loaded', '@complete'
--- KEYS[3] conversations:user:fence:{u}   set here for the fence window
--- ARGV: op, conversation id, fence ms, pinned weight, then by op:
+-- KEYS[3] conversations:user:version:{u}  bumped here, so fills read before it are refused
+-- ARGV: op, conversation id, version ttl ms, pinned weight, then by op:
 --   'last' message id, text, at RFC 3339, at ms | 'incr' | 'reset' | 'pin' 0/1 | 'mute' 0/1
 --   | 'remove'
 -- Returns the conversation's unread count after the change, or -1 when the list is not cached
 -- (nothing partial is created) or did not hold the conversation (the list is then dropped, since
 -- it is no longer complete for that user).
 local op, id, weight = ARGV[1], ARGV[2], tonumber(ARGV[4])
-redis.call('SET', KEYS[3], '1', 'PX', ARGV[3])
+redis.call('INCR', KEYS[3])
+redis.call('PEXPIRE', KEYS[3], ARGV[3])
 if redis.call('HGET', KEYS[2], '@loaded') ~= '1' then
   return -1
 end
