@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from caches.redis import configured_or_embedded, connect
 from loadtest.bench_caches import CaseResult, run_cases
 from loadtest.bench_fanout import FanoutResult, IdleResult, run_fanout, run_idle
+from loadtest.bench_fill import FillResult, run_fill_cases
 from loadtest.stats import median
 
 
@@ -30,8 +31,10 @@ async def caches_main(args: argparse.Namespace) -> None:
     with configured_or_embedded(os.environ.get("GATEWAY_REDIS_URL")) as url:
         client = connect(url)
         runs: list[list[CaseResult]] = []
+        fills: list[list[FillResult]] = []
         for _ in range(args.runs):
             runs.append(await run_cases(client, args.seconds, args.concurrency))
+            fills.append(await run_fill_cases(client, seconds=max(args.seconds, 3.0)))
         await client.aclose()
     print(
         f"caches benchmark: {machine()}; {args.runs} runs x {args.seconds}s per case, "
@@ -54,6 +57,18 @@ async def caches_main(args: argparse.Namespace) -> None:
             f"| {median([c.raw.p50_ms for c in cases]):7.3f} "
             f"| {median([c.raw.p99_ms for c in cases]):7.3f} "
             f"| {median([c.ratio for c in cases]):5.2f} |"
+        )
+    print(
+        "\ncache-aside under writes: the list written every 100 ms, 8 readers "
+        "(get -> miss -> fill version -> 2 ms store read -> fill); medians over runs"
+    )
+    print("| list | reads | hit rate | cached list matches the store |\n|---|---|---|---|")
+    for index, fill in enumerate(fills[0]):
+        per_run = [run[index] for run in fills]
+        print(
+            f"| {fill.name} | {median([float(r.reads) for r in per_run]):,.0f} "
+            f"| {median([r.hit_rate for r in per_run]):.1%} "
+            f"| {'yes' if all(r.consistent for r in per_run) else 'NO'} |"
         )
 
 
