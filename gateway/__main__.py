@@ -12,6 +12,7 @@ from gateway.auth import dev_secret, mint_token
 from gateway.config import ConfigError, Settings, add_arguments, load
 from gateway.logs import configure
 from gateway.runtime import embedded_url
+from gateway.store import StoreOpenError
 
 __all__ = ["main"]
 
@@ -29,7 +30,11 @@ def _serve(settings: Settings) -> int:
 
     configure(settings.log_level)
     _install_uvloop()
-    asyncio.run(run(settings))
+    try:
+        asyncio.run(run(settings))
+    except StoreOpenError as exc:
+        print(f"presence-gateway: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

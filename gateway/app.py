@@ -42,6 +42,20 @@ async def run(settings: Settings, on_ready: Callable[[str], None] | None = None)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    # First, so a store that cannot be opened stops start-up before anything else starts.
+    store = await SqliteStore(settings.store).open()
+    try:
+        await _serve(settings, store, stop, on_ready)
+    finally:
+        await store.close()
+
+
+async def _serve(
+    settings: Settings,
+    store: SqliteStore,
+    stop: asyncio.Event,
+    on_ready: Callable[[str], None] | None,
+) -> None:
     budget = settings.redis_timeout
     with redis_url(settings.redis_url) as url:
         # Every connection comes from the same parsed URL and bounds.
@@ -56,7 +70,6 @@ async def run(settings: Settings, on_ready: Callable[[str], None] | None = None)
         )
         assert isinstance(subscriber, aioredis.Redis)  # the settings refuse a cluster URL
         client, pipeline = auto_pipelined(redis, budget)
-        store = await SqliteStore(settings.store).open()
         metrics: Counter[str] = Counter()
         bus = RedisBus(subscriber, client, settings.instance_id, settings.probe_interval, budget)
         hub = Hub(bus, budget)
@@ -155,7 +168,6 @@ async def run(settings: Settings, on_ready: Callable[[str], None] | None = None)
                 await cancel_and_wait(background)
         finally:
             spawner.tasks = None
-            await store.close()
             await subscriber.aclose()
             await redis.aclose()
 

@@ -7,11 +7,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-__all__ = ["Conversation", "Store", "StoreError"]
+__all__ = ["Conversation", "Store", "StoreError", "StoreOpenError"]
 
 
 class StoreError(Exception):
     """The system of record failed or refused a write."""
+
+
+class StoreOpenError(StoreError):
+    """The store could not be opened at start-up; the message names the file and the cause."""
 
 
 @dataclass(frozen=True, slots=True)

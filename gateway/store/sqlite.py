@@ -1,37 +1,31 @@
-"""SQLite store: one file, one dedicated thread, so no call blocks the event loop."""
+"""SQLite store: one file, one dedicated thread, so no call blocks the event loop.
+
+Any number of processes on one host may open the same file at the same moment (a fleet
+restart, a compose `up`): each waits for the others' locks up to a busy timeout, WAL is switched
+on by whichever gets there first, and the migrations run in one immediate transaction, so each
+is applied exactly once. Instances on several hosts need a network store (PostgreSQL).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import TypeVar
 
-from gateway.store.base import Conversation, StoreError
+from gateway.store.base import Conversation, StoreError, StoreOpenError
+from gateway.store.migrations import MIGRATIONS, SCHEMA_VERSION
 
 __all__ = ["SqliteStore"]
 
 _T = TypeVar("_T")
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS conversations (
-    id TEXT PRIMARY KEY,
-    type TEXT NOT NULL CHECK (type IN ('direct', 'group')),
-    name TEXT NOT NULL DEFAULT '',
-    created_by TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    direct_key TEXT UNIQUE
-);
-CREATE TABLE IF NOT EXISTS members (
-    conversation_id TEXT NOT NULL REFERENCES conversations(id),
-    user_id TEXT NOT NULL,
-    PRIMARY KEY (conversation_id, user_id)
-);
-CREATE INDEX IF NOT EXISTS members_by_user ON members(user_id);
-"""
+_BUSY_TIMEOUT = 10.0
+"""Seconds a statement waits for another process's lock before the store gives up."""
 
 
 class SqliteStore:
@@ -43,16 +37,72 @@ class SqliteStore:
         self._db: sqlite3.Connection | None = None
 
     async def open(self) -> SqliteStore:
-        await self._run(self._open)
+        """Open (creating it if need be) and migrate.
+
+        Raises:
+            StoreOpenError: the file cannot be opened or migrated; the message names the file
+                and the cause, fit for one line.
+        """
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._open)
+        except sqlite3.Error as exc:
+            self._executor.shutdown(wait=False)
+            raise StoreOpenError(f"cannot open the store {self._path}: {exc}") from exc
         return self
 
     def _open(self) -> None:
-        db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.execute("PRAGMA foreign_keys=ON")
-        db.executescript(_SCHEMA)
+        db = sqlite3.connect(
+            self._path, timeout=_BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
+        )
+        try:
+            db.execute(f"PRAGMA busy_timeout={int(_BUSY_TIMEOUT * 1000)}")
+            self._enable_wal(db)
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA foreign_keys=ON")
+            self._migrate(db)
+        except BaseException:
+            db.close()
+            raise
         self._db = db
+
+    @staticmethod
+    def _enable_wal(db: sqlite3.Connection) -> None:
+        # Changing the journal mode takes an exclusive lock and does not always wait through
+        # the busy handler: retry until the deadline while another process holds the file.
+        deadline = time.monotonic() + _BUSY_TIMEOUT
+        while True:
+            try:
+                mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+        if str(mode).lower() != "wal":
+            raise sqlite3.OperationalError(f"journal mode is {mode}, WAL could not be set")
+
+    @staticmethod
+    def _migrate(db: sqlite3.Connection) -> None:
+        db.execute("BEGIN IMMEDIATE")  # one migrator at a time; the others wait, then skip
+        try:
+            version = int(db.execute("PRAGMA user_version").fetchone()[0])
+            if version > SCHEMA_VERSION:
+                raise sqlite3.DatabaseError(
+                    f"schema version {version} is newer than this gateway's {SCHEMA_VERSION}"
+                )
+            for script in MIGRATIONS[version:]:
+                for statement in script.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    @property
+    def schema_version(self) -> int:
+        return int(self.db.execute("PRAGMA user_version").fetchone()[0])
 
     async def _run(self, work: Callable[[], _T]) -> _T:
         try:

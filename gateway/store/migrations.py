@@ -1,0 +1,33 @@
+"""The SQLite schema as ordered migrations; `PRAGMA user_version` says which are applied.
+
+Append a migration to add tables or columns; never edit one that has shipped.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION"]
+
+MIGRATIONS: Final[tuple[str, ...]] = (
+    # 1: conversations and their members
+    """
+    CREATE TABLE IF NOT EXISTS conversations (
+        id TEXT PRIMARY KEY,
+        type TEXT NOT NULL CHECK (type IN ('direct', 'group')),
+        name TEXT NOT NULL DEFAULT '',
+        created_by TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        direct_key TEXT UNIQUE
+    );
+    CREATE TABLE IF NOT EXISTS members (
+        conversation_id TEXT NOT NULL REFERENCES conversations(id),
+        user_id TEXT NOT NULL,
+        PRIMARY KEY (conversation_id, user_id)
+    );
+    CREATE INDEX IF NOT EXISTS members_by_user ON members(user_id);
+    """,
+)
+
+SCHEMA_VERSION: Final = len(MIGRATIONS)
+"""The version a store is at once every migration is applied."""
