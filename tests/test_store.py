@@ -10,12 +10,14 @@ import subprocess
 import sys
 import textwrap
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from gateway.store import SqliteStore, StoreOpenError
 from gateway.store.migrations import SCHEMA_VERSION
+from tests.gateways import start_gateway
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -134,3 +136,18 @@ async def test_a_locked_store_waits_for_the_lock_then_opens(tmp_path: Path) -> N
     store = await asyncio.wait_for(opening, 10)
     assert store.schema_version == SCHEMA_VERSION
     await store.close()
+
+
+def test_gateways_started_at_the_same_moment_on_one_store_all_serve(
+    redis_url: str, tmp_path: Path
+) -> None:
+    with ThreadPoolExecutor(4) as pool:
+        starting = [pool.submit(start_gateway, redis_url, tmp_path, f"gw{n}") for n in range(4)]
+        started = [future.result(timeout=60) for future in starting]
+    try:
+        assert len({gw.url for gw in started}) == 4
+        for gw in started:
+            assert gw.proc.poll() is None, gw.log()
+    finally:
+        for gw in started:
+            gw.stop()
