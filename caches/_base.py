@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from datetime import timedelta
 from importlib import resources
@@ -67,6 +68,12 @@ async def run_idempotent(
     A NOSCRIPT answer (the server restarted) loads the scripts and runs the whole batch again,
     which is why every call must be safe to repeat.
     """
+    if isinstance(client, RedisCluster):
+        # A cluster client's pipelines refuse scripts: the calls go out concurrently instead,
+        # each to its slot's node (Script reloads on NOSCRIPT by itself).
+        return list(
+            await asyncio.gather(*(script(client, keys, args) for script, keys, args in calls))
+        )
     for attempt in range(2):
         pipe = pipeline(client, transaction=False)
         for script, keys, args in calls:

@@ -87,6 +87,7 @@ class PresenceCache:
 
     def __init__(self, client: RedisClient) -> None:
         self._redis = client
+        self._cluster = isinstance(client, RedisCluster)
 
     # The spec's single-key API
 
@@ -293,14 +294,13 @@ class PresenceCache:
         ]
         if not due:
             return []
+        users = [uuid.UUID(u) for u in due]
         results = await run_idempotent(
             self._redis,
-            [
-                (_UPDATE, *self._step_call("expire", uuid.UUID(u), "-", now, 0, 0, False))
-                for u in due
-            ],
+            [(_UPDATE, *self._step_call("expire", u, "-", now, 0, 0, False)) for u in users],
         )
-        updates = [self._update(uuid.UUID(u), raw) for u, raw in zip(due, results, strict=True)]
+        await self._index_on_cluster(list(zip(users, results, strict=True)))
+        updates = [self._update(u, raw) for u, raw in zip(users, results, strict=True)]
         return [u for u in updates if u.transition is not PresenceTransition.NONE]
 
     async def _step(
@@ -316,10 +316,31 @@ class PresenceCache:
         call_keys, args = self._step_call(
             op, user, connection_id, _now_ms(), lease_ms, grace_ms, away
         )
-        return self._update(user, await _UPDATE(self._redis, call_keys, args))
+        raw = await _UPDATE(self._redis, call_keys, args)
+        await self._index_on_cluster([(user, raw)])
+        return self._update(user, raw)
 
-    @staticmethod
+    async def _index_on_cluster(self, steps: list[tuple[uuid.UUID, list[Any]]]) -> None:
+        """On Redis Cluster the global indexes live in another slot than a user's keys, so the
+        step leaves them out and they follow here, from the expiries it returned: one
+        pipeline, right after the step. (Not atomic with it: a step racing another instance's
+        may leave an index entry stale for up to one lease; readers check the user's own keys.)"""
+        if not self._cluster or not steps:
+            return
+        pipe = pipeline(self._redis, transaction=False)
+        for user, raw in steps:
+            member = str(user)
+            earliest, last = int(raw[2]), int(raw[4])
+            if last:
+                pipe.zadd(keys.PRESENCE_ONLINE, {member: last})
+                pipe.zadd(keys.PRESENCE_DEADLINES, {member: earliest})
+            else:
+                pipe.zrem(keys.PRESENCE_ONLINE, member)
+                pipe.zrem(keys.PRESENCE_DEADLINES, member)
+        await pipe.execute()
+
     def _step_call(
+        self,
         op: str,
         user: uuid.UUID,
         connection_id: str,
@@ -334,9 +355,9 @@ class PresenceCache:
             keys.presence_leases(user),
             keys.presence_conns(user),
             keys.lastseen(user),
-            keys.PRESENCE_ONLINE,
-            keys.PRESENCE_DEADLINES,
         ]
+        if not self._cluster:  # one slot for all: the indexes change in the same step
+            call_keys += [keys.PRESENCE_ONLINE, keys.PRESENCE_DEADLINES]
         args: list[str | int] = [
             op,
             str(user),
@@ -351,8 +372,8 @@ class PresenceCache:
         return call_keys, args
 
     @staticmethod
-    def _update(user: uuid.UUID, raw: list[str | int]) -> PresenceUpdate:
-        transition, status, earliest, seen = raw
+    def _update(user: uuid.UUID, raw: list[Any]) -> PresenceUpdate:
+        transition, status, earliest, seen, _ = raw
         return PresenceUpdate(
             user_id=user,
             transition=PresenceTransition(text(transition) or "none"),

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from typing import Any
+
+from redis.asyncio.cluster import RedisCluster
 
 from caches import keys
 from caches._base import TTL, Script, pipeline, text, ttl_ms
@@ -101,16 +104,14 @@ class SessionCache:
         if session is not None:
             pipe.delete(keys.user_session(session.user_id, session_id))
             pipe.srem(keys.user_sessions(session.user_id), session_id)
-        pipe.publish(keys.REVOCATIONS_CHANNEL, Revocation(session_id=session_id).to_json())
-        results = await pipe.execute()
+        results = await self._execute_and_announce(pipe, [Revocation(session_id=session_id)])
         return bool(results[0])
 
     async def invalidate_token(self, token_id: str, ttl: TTL = timedelta(hours=24)) -> None:
         """Blacklist a token id (`jti`) for `ttl` (at least the token's remaining lifetime)."""
         pipe = pipeline(self._redis, transaction=False)
         pipe.set(keys.blacklist_token(token_id), "1", px=ttl_ms(ttl))
-        pipe.publish(keys.REVOCATIONS_CHANNEL, Revocation(token_id=token_id).to_json())
-        await pipe.execute()
+        await self._execute_and_announce(pipe, [Revocation(token_id=token_id)])
 
     async def is_token_blacklisted(self, token_id: str) -> bool:
         return bool(await self._redis.exists(keys.blacklist_token(token_id)))
@@ -141,7 +142,21 @@ class SessionCache:
         for session_id in session_ids:
             pipe.delete(keys.session(session_id))
             pipe.delete(keys.user_session(user_id, session_id))
-            pipe.publish(keys.REVOCATIONS_CHANNEL, Revocation(session_id=session_id).to_json())
         pipe.delete(index)
+        revocations = [Revocation(session_id=session_id) for session_id in session_ids]
+        results = await self._execute_and_announce(pipe, revocations)
+        return sum(int(r) for r in results[0 : 2 * len(session_ids) : 2])
+
+    async def _execute_and_announce(self, pipe: Any, revocations: list[Revocation]) -> list[Any]:
+        """Run `pipe`, then publish the revocations: in the same round trip where the client
+        allows it; a cluster client (whose pipelines refuse PUBLISH) publishes right after.
+        Returns the pipeline's own results."""
+        if isinstance(self._redis, RedisCluster):
+            results: list[Any] = await pipe.execute()
+            for revocation in revocations:
+                await self._redis.publish(keys.REVOCATIONS_CHANNEL, revocation.to_json())
+            return results
+        for revocation in revocations:
+            pipe.publish(keys.REVOCATIONS_CHANNEL, revocation.to_json())
         results = await pipe.execute()
-        return sum(int(r) for r in results[0:-1:3])
+        return results[: len(results) - len(revocations)]

@@ -174,11 +174,11 @@ def _validate(settings: Settings) -> None:
     if not 0 <= settings.port < 65536:
         raise ConfigError("--port / GATEWAY_PORT: must be 0-65535")
     if settings.redis_url.startswith("redis+cluster://") or "cluster=true" in settings.redis_url:
-        # The presence scripts keep global indexes beside each user's keys: one script, one
-        # slot, which a cluster cannot give them. Refuse rather than fail on every connect.
+        # The bus has no sharded pub/sub backend yet (SSUBSCRIBE/SPUBLISH on ClusterPubSub).
+        # Refuse rather than fail on every connect.
         raise ConfigError(
             "--redis-url / GATEWAY_REDIS_URL: Redis Cluster is not supported by the gateway yet "
-            "(the caches library's single-key calls are); use a standalone or replicated Redis"
+            "(the caches library supports it); use a standalone or replicated Redis"
         )
     if settings.log_level not in ("debug", "info", "warning", "error"):
         raise ConfigError("--log-level / GATEWAY_LOG_LEVEL: debug, info, warning or error")

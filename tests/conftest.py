@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
+import shutil
+import socket
+import subprocess
+import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
 import redis.asyncio as aioredis
+from redis import Redis as SyncRedis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
-from caches.redis import RedisClient, configured_or_embedded, connect
+from caches.redis import RedisClient, configured_or_embedded, connect, find_server_binary
 
 MS = 0.001
 """One millisecond, in seconds: the suite's time unit."""
@@ -31,7 +38,7 @@ async def redis(redis_url: str) -> AsyncIterator[RedisClient]:
     await client.aclose()
 
 
-CLIENT_KINDS = ["caches.connect", "from_url", "from_url-resp3"]
+CLIENT_KINDS = ["caches.connect", "from_url", "from_url-resp3", "cluster"]
 """How users build the client they hand the caches: ours (decoding), redis-py's defaults (bytes
 replies), and redis-py's defaults speaking RESP3."""
 
@@ -44,6 +51,8 @@ async def any_redis(request: pytest.FixtureRequest, redis_url: str) -> AsyncIter
         client = connect(redis_url)
     elif request.param == "from_url":
         client = aioredis.Redis.from_url(redis_url)
+    elif request.param == "cluster":
+        client = connect(request.getfixturevalue("cluster_url"))
     else:
         client = aioredis.Redis.from_url(redis_url, protocol=3)
     await client.flushdb()
@@ -60,3 +69,55 @@ async def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         await asyncio.sleep(interval)
+
+
+def _free_cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is free and valid too."""
+    for _ in range(100):
+        port = random.randint(20000, 45000)
+        try:
+            for candidate in (port, port + 10000):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", candidate))
+        except OSError:
+            continue
+        return port
+    raise AssertionError("no free port pair")
+
+
+@pytest.fixture(scope="session")
+def cluster_url() -> Iterator[str]:
+    """A one-node Redis Cluster (every slot on one real valkey-server in cluster mode)."""
+    workdir = tempfile.mkdtemp(prefix="presence-gateway-cluster-")
+    port = _free_cluster_port()
+    proc = subprocess.Popen(
+        [
+            find_server_binary(),
+            "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
+            "--cluster-config-file", f"{workdir}/nodes.conf", "--dir", workdir,
+            "--save", "", "--appendonly", "no",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        admin = SyncRedis(host="127.0.0.1", port=port, decode_responses=True)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                admin.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)  # type: ignore[no-untyped-call]
+                break
+            except RedisConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        while "cluster_state:ok" not in admin.execute_command("CLUSTER", "INFO"):  # type: ignore[no-untyped-call]
+            if time.monotonic() > deadline:
+                raise AssertionError("the cluster did not come up")
+            time.sleep(0.05)
+        admin.close()
+        yield f"redis+cluster://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        shutil.rmtree(workdir, ignore_errors=True)

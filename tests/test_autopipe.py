@@ -6,22 +6,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import random
-import shutil
 import signal
-import socket
-import subprocess
-import tempfile
-import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 import redis
 from redis.exceptions import DataError, NoScriptError, ResponseError
 
 from caches import PresenceCache, connect
-from caches.redis import EmbeddedRedis, RedisClient, find_server_binary
+from caches.redis import EmbeddedRedis, RedisClient
 from gateway.autopipe import auto_pipelined
 from tests.conftest import wait_for
 
@@ -97,58 +91,6 @@ async def test_a_hung_server_fails_the_callers_within_the_deadline(tmp_path: obj
             with contextlib.suppress(asyncio.CancelledError):
                 await runner
             await base.aclose()
-
-
-def _free_cluster_port() -> int:
-    """A free port whose cluster bus port (port + 10000) is free and valid too."""
-    for _ in range(100):
-        port = random.randint(20000, 45000)
-        try:
-            for candidate in (port, port + 10000):
-                with socket.socket() as sock:
-                    sock.bind(("127.0.0.1", candidate))
-        except OSError:
-            continue
-        return port
-    raise AssertionError("no free port pair")
-
-
-@pytest.fixture(scope="module")
-def cluster_url() -> Iterator[str]:
-    """A one-node Redis Cluster (every slot on one real valkey-server in cluster mode)."""
-    workdir = tempfile.mkdtemp(prefix="presence-gateway-cluster-")
-    port = _free_cluster_port()
-    proc = subprocess.Popen(
-        [
-            find_server_binary(),
-            "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
-            "--cluster-config-file", f"{workdir}/nodes.conf", "--dir", workdir,
-            "--save", "", "--appendonly", "no",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        admin = redis.Redis(host="127.0.0.1", port=port, decode_responses=True)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                admin.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)  # type: ignore[no-untyped-call]
-                break
-            except redis.exceptions.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-        while "cluster_state:ok" not in admin.execute_command("CLUSTER", "INFO"):  # type: ignore[no-untyped-call]
-            if time.monotonic() > deadline:
-                raise AssertionError("the cluster did not come up")
-            time.sleep(0.05)
-        admin.close()
-        yield f"redis+cluster://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 async def test_auto_pipeline_on_a_cluster_client(cluster_url: str) -> None:

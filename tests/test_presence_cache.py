@@ -192,36 +192,29 @@ async def test_away_only_when_every_connection_is_away(redis: RedisClient) -> No
     assert (await cache.heartbeat(user, "phone", away=False)).status is ONLINE
 
 
-async def test_sweep_by_two_instances_announces_each_user_once(
-    redis: RedisClient, redis_url: str
-) -> None:
+async def test_sweep_by_two_instances_announces_each_user_once(redis: RedisClient) -> None:
     """Leases of a dead instance expire; two sweepers running at once report each user once."""
-    clients = [connect(redis_url), connect(redis_url)]
-    caches = [PresenceCache(c) for c in clients]
+    caches = [PresenceCache(redis), PresenceCache(redis)]
     users = [uuid.uuid4() for _ in range(30)]
     survivor = uuid.uuid4()
-    try:
-        for user in users:
-            await caches[0].connect(user, "dead-instance", 1000 * MS)
-        await caches[1].connect(survivor, "live", 60)
-        assert await caches[1].get_online_count() == 31
-        seen: list[uuid.UUID] = []
+    for user in users:
+        await caches[0].connect(user, "dead-instance", 1000 * MS)
+    await caches[1].connect(survivor, "live", 60)
+    assert await caches[1].get_online_count() == 31
+    seen: list[uuid.UUID] = []
 
-        async def all_swept() -> bool:
-            batches = await asyncio.gather(caches[0].sweep(limit=7), caches[1].sweep(limit=7))
-            for batch in batches:
-                for update in batch:
-                    assert update.transition is PresenceTransition.WENT_OFFLINE
-                    seen.append(update.user_id)
-            return len(seen) >= len(users)
+    async def all_swept() -> bool:
+        batches = await asyncio.gather(caches[0].sweep(limit=7), caches[1].sweep(limit=7))
+        for batch in batches:
+            for update in batch:
+                assert update.transition is PresenceTransition.WENT_OFFLINE
+                seen.append(update.user_id)
+        return len(seen) >= len(users)
 
-        await wait_for(all_swept)
-        assert sorted(seen) == sorted(users)
-        assert await caches[0].get_online_users() == [survivor]
-        assert await caches[0].sweep() == []
-    finally:
-        for c in clients:
-            await c.aclose()
+    await wait_for(all_swept)
+    assert sorted(seen) == sorted(users)
+    assert await caches[0].get_online_users() == [survivor]
+    assert await caches[0].sweep() == []
 
 
 async def test_heartbeat_reasserts_a_lost_lease(redis: RedisClient) -> None:

@@ -7,11 +7,14 @@
 --                              lapsed without one (a dead instance)
 -- KEYS[5] presence:online      zset user -> presence expiry ms (the last lease's)
 -- KEYS[6] presence:deadlines   zset user -> earliest lease expiry ms (scanned by the sweep)
+--         KEYS[5] and KEYS[6] are left out on Redis Cluster (another slot than the user's):
+--         the caller then updates them from the returned expiries.
 -- ARGV: op ('renew' | 'disconnect' | 'expire'), user id, connection id, now ms, now RFC 3339,
 --       lease ms, grace ms, connection state ('a' active | 'w' away; renew only),
 --       key retention ms (how long the bookkeeping outlives the last lease, for the sweep)
--- Returns {transition, status, earliest lease expiry ms or 0, last seen or ''}; transition is
--- the new status when it changed, '' otherwise; last seen only once offline.
+-- Returns {transition, status, earliest lease expiry ms or 0, last seen or '', last lease
+-- expiry ms or 0}; transition is the new status when it changed, '' otherwise; last seen only
+-- once offline.
 local op, user, conn = ARGV[1], ARGV[2], ARGV[3]
 local now, lease, grace = tonumber(ARGV[4]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local retention = tonumber(ARGV[9])
@@ -60,29 +63,34 @@ elseif redis.call('ZSCORE', KEYS[2], GRACE) then
   status = prev
 end
 
-local earliest = 0
+local indexed = #KEYS >= 6
+local earliest, last = 0, 0
 local seen = ''
 if status == 'offline' then
   redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
-  redis.call('ZREM', KEYS[5], user)
-  redis.call('ZREM', KEYS[6], user)
+  if indexed then
+    redis.call('ZREM', KEYS[5], user)
+    redis.call('ZREM', KEYS[6], user)
+  end
   if prev ~= 'offline' and not graced then
     redis.call('SET', KEYS[4], ARGV[5])
   end
   seen = redis.call('GET', KEYS[4]) or ''
 else
   earliest = tonumber(redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')[2])
-  local last = tonumber(redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')[2])
+  last = tonumber(redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')[2])
   redis.call('SET', KEYS[1], status, 'PX', math.max(1, last - now))
   redis.call('HSET', KEYS[3], '@status', status)
   redis.call('PEXPIRE', KEYS[2], last - now + retention)
   redis.call('PEXPIRE', KEYS[3], last - now + retention)
-  redis.call('ZADD', KEYS[5], last, user)
-  redis.call('ZADD', KEYS[6], earliest, user)
+  if indexed then
+    redis.call('ZADD', KEYS[5], last, user)
+    redis.call('ZADD', KEYS[6], earliest, user)
+  end
 end
 
 local transition = ''
 if status ~= prev then
   transition = status
 end
-return {transition, status, earliest, seen}
+return {transition, status, earliest, seen, last}
