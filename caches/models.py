@@ -124,14 +124,14 @@ class SessionData:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> SessionData:
-        return cls(
-            user_id=_uuid(raw["user_id"]),
-            wallet_address=str(raw.get("wallet_address", "")),
-            username=str(raw.get("username", "")),
-            display_name=str(raw.get("display_name", "")),
-            created_at=parse_time(raw["created_at"]),
-            last_activity=parse_time(raw["last_activity"]),
-        )
+        model = cls.__new__(cls)  # the cache's own JSON: already valid, no re-checks
+        model.user_id = _uuid(raw["user_id"])
+        model.wallet_address = str(raw.get("wallet_address", ""))
+        model.username = str(raw.get("username", ""))
+        model.display_name = str(raw.get("display_name", ""))
+        model.created_at = parse_time(raw["created_at"])
+        model.last_activity = parse_time(raw["last_activity"])
+        return model
 
 
 @dataclass(slots=True)
@@ -156,17 +156,17 @@ class CachedMessage:
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> CachedMessage:
         seq = raw.get("seq")
-        return cls(
-            id=str(raw["id"]),
-            conversation_id=_uuid(raw["conversation_id"]),
-            sender_id=_uuid(raw["sender_id"]),
-            content=str(raw["content"]),
-            content_type=str(raw.get("content_type", "text")),
-            status=str(raw.get("status", "sent")),
-            created_at=parse_time(raw["created_at"]),
-            seq=int(seq) if seq is not None else None,
-            client_msg_id=raw.get("client_msg_id"),
-        )
+        model = cls.__new__(cls)  # the cache's own JSON: already valid, no re-checks
+        model.id = str(raw["id"])
+        model.conversation_id = _uuid(raw["conversation_id"])
+        model.sender_id = _uuid(raw["sender_id"])
+        model.content = str(raw["content"])
+        model.content_type = str(raw.get("content_type", "text"))
+        model.status = str(raw.get("status", "sent"))
+        model.created_at = parse_time(raw["created_at"])
+        model.seq = int(seq) if seq is not None else None
+        model.client_msg_id = raw.get("client_msg_id")
+        return model
 
 
 @dataclass(slots=True)
@@ -188,17 +188,17 @@ class CachedConversation:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> CachedConversation:
-        return cls(
-            id=_uuid(raw["id"]),
-            type=str(raw.get("type", "direct")),
-            name=str(raw.get("name", "")),
-            last_message_id=raw.get("last_message_id"),
-            last_message_text=str(raw.get("last_message_text", "")),
-            last_message_at=_opt_time(raw.get("last_message_at")),
-            unread_count=int(raw.get("unread_count", 0)),
-            is_pinned=bool(raw.get("is_pinned", False)),
-            is_muted=bool(raw.get("is_muted", False)),
-        )
+        model = cls.__new__(cls)  # the cache's own JSON: already valid, no re-checks
+        model.id = _uuid(raw["id"])
+        model.type = str(raw.get("type", "direct"))
+        model.name = str(raw.get("name", ""))
+        model.last_message_id = raw.get("last_message_id")
+        model.last_message_text = str(raw.get("last_message_text", ""))
+        model.last_message_at = _opt_time(raw.get("last_message_at"))
+        model.unread_count = int(raw.get("unread_count", 0))
+        model.is_pinned = bool(raw.get("is_pinned", False))
+        model.is_muted = bool(raw.get("is_muted", False))
+        return model
 
 
 @dataclass(frozen=True, slots=True)
