@@ -13,10 +13,10 @@ import asyncio
 import dataclasses
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from caches import CachedConversation, CachedMessage, ConversationCache, MessageCache
-from caches.models import utcnow
 from caches.redis import RedisClient
 
 __all__ = ["FillResult", "run_fill_cases"]
@@ -43,12 +43,13 @@ class _Load:
     read_every: float = 0.005
 
 
-async def _conversation_case(client: RedisClient, load: _Load) -> FillResult:
-    cache = ConversationCache(client)
-    user = uuid.uuid4()
-    store = {
-        c.id: c for c in (CachedConversation(id=uuid.uuid4(), name=f"c{n}") for n in range(20))
-    }
+async def _drive(
+    load: _Load,
+    write: Callable[[int], Awaitable[None]],
+    hit: Callable[[], Awaitable[bool]],
+    fill: Callable[[], Awaitable[None]],
+) -> tuple[int, int]:
+    """One writer every `write_every`, `readers` cache-aside readers; (reads, hits)."""
     reads = hits = 0
     deadline = time.monotonic() + load.seconds
 
@@ -56,25 +57,45 @@ async def _conversation_case(client: RedisClient, load: _Load) -> FillResult:
         n = 0
         while time.monotonic() < deadline:
             n += 1
-            conv = list(store.values())[n % len(store)]
-            conv.unread_count += 1  # the store first, then the cache
-            await cache.increment_unread(user, conv.id)
+            await write(n)
             await asyncio.sleep(load.write_every)
 
     async def reader() -> None:
         nonlocal reads, hits
         while time.monotonic() < deadline:
             reads += 1
-            if await cache.get_user_conversations(user, 50) is not None:
+            if await hit():
                 hits += 1
             else:
-                version = await cache.fill_version(user)
-                await asyncio.sleep(load.store_ms / 1000)
-                snapshot = [dataclasses.replace(c) for c in store.values()]
-                await cache.set_user_conversations(user, snapshot, version=version)
+                await fill()
             await asyncio.sleep(load.read_every)
 
     await asyncio.gather(writer(), *(reader() for _ in range(load.readers)))
+    return reads, hits
+
+
+async def _conversation_case(client: RedisClient, load: _Load) -> FillResult:
+    cache = ConversationCache(client)
+    user = uuid.uuid4()
+    store = {
+        c.id: c for c in (CachedConversation(id=uuid.uuid4(), name=f"c{n}") for n in range(20))
+    }
+
+    async def write(n: int) -> None:
+        conv = list(store.values())[n % len(store)]
+        conv.unread_count += 1  # the store first, then the cache
+        await cache.increment_unread(user, conv.id)
+
+    async def hit() -> bool:
+        return await cache.get_user_conversations(user, 50) is not None
+
+    async def fill() -> None:
+        version = await cache.fill_version(user)  # before the store read
+        await asyncio.sleep(load.store_ms / 1000)
+        snapshot = [dataclasses.replace(c) for c in store.values()]
+        await cache.set_user_conversations(user, snapshot, version=version)
+
+    reads, hits = await _drive(load, write, hit, fill)
     cached = await cache.get_user_conversations(user, 50)
     consistent = cached is None or all(c.unread_count == store[c.id].unread_count for c in cached)
     return FillResult("conversation list", reads, hits, consistent)
@@ -84,42 +105,22 @@ async def _message_case(client: RedisClient, load: _Load) -> FillResult:
     cache = MessageCache(client)
     conversation, sender = uuid.uuid4(), uuid.uuid4()
     store: list[CachedMessage] = []
-    reads = hits = 0
-    deadline = time.monotonic() + load.seconds
 
-    def message(n: int) -> CachedMessage:
-        return CachedMessage(
-            id=f"m{n}",
-            conversation_id=conversation,
-            sender_id=sender,
-            content="hi",
-            created_at=utcnow(),
+    async def write(n: int) -> None:
+        msg = CachedMessage(
+            id=f"m{n}", conversation_id=conversation, sender_id=sender, content="hi"
         )
+        store.append(msg)  # the store first, then the cache
+        await cache.add_message_to_conversation(conversation, msg)
 
-    async def writer() -> None:
-        n = 0
-        while time.monotonic() < deadline:
-            n += 1
-            msg = message(n)
-            store.append(msg)  # the store first, then the cache
-            await cache.add_message_to_conversation(conversation, msg)
-            await asyncio.sleep(load.write_every)
+    async def hit() -> bool:
+        return await cache.get_conversation_messages(conversation, 50) is not None
 
-    async def reader() -> None:
-        nonlocal reads, hits
-        while time.monotonic() < deadline:
-            reads += 1
-            if await cache.get_conversation_messages(conversation, 50) is not None:
-                hits += 1
-            else:
-                await asyncio.sleep(load.store_ms / 1000)
-                newest = store[-50:]
-                await cache.set_conversation_messages(
-                    conversation, newest, complete=len(store) < 50
-                )
-            await asyncio.sleep(load.read_every)
+    async def fill() -> None:
+        await asyncio.sleep(load.store_ms / 1000)
+        await cache.set_conversation_messages(conversation, store[-50:], complete=len(store) < 50)
 
-    await asyncio.gather(writer(), *(reader() for _ in range(load.readers)))
+    reads, hits = await _drive(load, write, hit, fill)
     cached = await cache.get_conversation_messages(conversation, 50)
     consistent = cached is None or [m.id for m in cached] == [m.id for m in store[-len(cached) :]]
     return FillResult("message list", reads, hits, consistent)
