@@ -8,6 +8,7 @@ import contextlib
 import dataclasses
 import logging
 import signal
+import uuid
 from collections import Counter
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -16,7 +17,14 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 from websockets.asyncio.server import Server, serve
 
-from caches import ClientOptions, PresenceCache, SessionCache, connect
+from caches import (
+    ClientOptions,
+    ConversationCache,
+    MessageCache,
+    PresenceCache,
+    SessionCache,
+    connect,
+)
 from gateway.auth import Authenticator, TokenVerifier
 from gateway.autopipe import auto_pipelined
 from gateway.bus import RedisBus
@@ -27,7 +35,12 @@ from gateway.logs import redacting_logger
 from gateway.metrics import render
 from gateway.realtime import ClientServer, Hub
 from gateway.runtime import redis_url
-from gateway.services import ConversationService, PresenceService, TypingService
+from gateway.services import (
+    ConversationService,
+    MessageService,
+    PresenceService,
+    TypingService,
+)
 from gateway.store import SqliteStore
 from gateway.tasks import cancel_and_wait
 
@@ -81,13 +94,30 @@ async def _serve(
         typing = TypingService(presence_cache, settings)
         conversations = ConversationService(store, bus.publish, hub.add_membership)
         authenticator = Authenticator(TokenVerifier(settings), sessions)
+
+        async def members_of(conversation_id: uuid.UUID) -> tuple[uuid.UUID, ...]:
+            found = await store.get_conversation(conversation_id)
+            return found.member_ids if found is not None else ()
+
+        messages = MessageService(
+            store,
+            MessageCache(client),
+            ConversationCache(client),
+            bus.publish,
+            members_of,
+            typing.stop,
+            side_budget=budget / 4,
+        )
         requests = RequestBudget(budget)
         context = HandlerContext(
             presence=presence,
             typing=typing,
             conversations=conversations,
+            messages=messages,
             topics=hub,
-            limits=Limits(max_watched=settings.max_watched),
+            limits=Limits(
+                max_watched=settings.max_watched, max_message_bytes=settings.max_message_bytes
+            ),
             metrics=metrics,
             budget=requests,
         )

@@ -63,6 +63,7 @@ class Settings:
         50, "rejected frames within 10 s before the connection is closed 4008"
     )
     max_watched: int = _setting(1000, "users one connection may watch")
+    max_message_bytes: int = _setting(4096, "largest message content in UTF-8 bytes")
     send_buffer_limit: int = _setting(
         1 << 20, "bytes queued to one client before it is closed as a slow consumer (4009)"
     )
@@ -165,6 +166,7 @@ def _validate(settings: Settings) -> None:
             "rate_burst",
             "rate_limit_close_after",
             "max_watched",
+            "max_message_bytes",
             "send_buffer_limit",
             "probe_interval",
         ],

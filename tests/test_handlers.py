@@ -8,6 +8,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -18,6 +19,7 @@ from caches import PresenceStatus
 from gateway.handlers import HandlerContext, Limits, Outcome, RequestBudget, dispatch
 from gateway.protocol import Close
 from gateway.state import ClientState
+from gateway.store import NotAMember, Receipt, StoredMessage
 from tests.fakes import client_state
 
 
@@ -63,6 +65,40 @@ class RecordingConversations:
         return {"id": "c1", "type": kind, "member_ids": [str(creator), *map(str, others)]}, True
 
 
+class RecordingMessages:
+    """Accepts every send once per client_msg_id; members are whoever the test says."""
+
+    def __init__(self, members: set[uuid.UUID] | None = None) -> None:
+        self.members = members
+        self.sent: dict[str, StoredMessage] = {}
+        self.receipts: list[tuple[uuid.UUID, bool]] = []
+
+    async def send(
+        self,
+        client: ClientState,
+        conversation_id: uuid.UUID,
+        client_msg_id: str,
+        content: str,
+        content_type: str,
+    ) -> tuple[StoredMessage, bool]:
+        if self.members is not None and client.user_id not in self.members:
+            raise NotAMember("not a member of this conversation")
+        if client_msg_id in self.sent:
+            return self.sent[client_msg_id], False
+        msg = StoredMessage(
+            uuid.uuid4(), conversation_id, len(self.sent) + 1, client.user_id, client_msg_id,
+            content, content_type, datetime.now(UTC),
+        )  # fmt: skip
+        self.sent[client_msg_id] = msg
+        return msg, True
+
+    async def receipt(
+        self, client: ClientState, conversation_id: uuid.UUID, message_id: uuid.UUID, read: bool
+    ) -> Receipt:
+        self.receipts.append((message_id, read))
+        return Receipt(conversation_id, client.user_id, 3, 3 if read else 0, True)
+
+
 class RecordingTopics:
     def __init__(self, memberships: set[tuple[uuid.UUID, uuid.UUID]] | None = None) -> None:
         self.memberships = memberships or set()
@@ -88,16 +124,22 @@ def context(
     topics: RecordingTopics | None = None,
     budget: float = 5.0,
     max_watched: int = 3,
+    messages: RecordingMessages | None = None,
 ) -> HandlerContext:
     return HandlerContext(
         presence=presence or RecordingPresence(),
         typing=RecordingTyping(),
         conversations=RecordingConversations(),
+        messages=messages or RecordingMessages(),
         topics=topics or RecordingTopics(),
-        limits=Limits(max_watched=max_watched),
+        limits=Limits(max_watched=max_watched, max_message_bytes=16),
         metrics=Counter(),
         budget=RequestBudget(budget),
     )
+
+
+def frame(frame_type: str, **fields: object) -> str:
+    return orjson.dumps({"type": frame_type, **fields}).decode()
 
 
 def reply(outcome: Outcome) -> dict[str, Any]:
@@ -219,3 +261,64 @@ async def test_a_real_cancellation_is_not_mistaken_for_the_budget() -> None:
     request.cancel()
     with pytest.raises(asyncio.CancelledError):
         await request
+
+
+async def test_send_acks_the_stored_message_and_a_retry_gets_the_same() -> None:
+    ctx = context()
+    client = client_state()
+    room = uuid.uuid4()
+    send = {"conversation_id": str(room), "client_msg_id": "c1", "content": "hi"}
+    first = reply(await dispatch(ctx, client, frame("message.send", id="s1", **send)))
+    again = reply(await dispatch(ctx, client, frame("message.send", id="s2", **send)))
+    assert first["created"] is True and again["created"] is False
+    assert first["message"] == again["message"]
+    assert first["message"]["content_type"] == "text" and first["message"]["seq"] == 1
+
+
+@pytest.mark.parametrize(
+    ("fields", "code", "message"),
+    [
+        ('"content":"x","client_msg_id":""', "invalid_field", "client_msg_id"),
+        ('"content":"' + "x" * 17 + '","client_msg_id":"c"', "invalid_field", "at most 16 bytes"),
+        ('"content":"   ","client_msg_id":"c"', "invalid_field", "blank"),
+        ('"content":"x","client_msg_id":"c","content_type":"exe"', "invalid_field", "content_type"),
+        ('"content":7,"client_msg_id":"c"', "invalid_field", "content"),
+    ],
+)
+async def test_send_refuses_bad_content_with_clear_errors(
+    fields: str, code: str, message: str
+) -> None:
+    raw = f'{{"type":"message.send","id":"b","conversation_id":"{uuid.uuid4()}",{fields}}}'
+    answer = reply(await dispatch(context(), client_state(), raw))
+    assert answer["code"] == code and message in answer["message"]
+
+
+async def test_non_members_are_refused_every_message_frame() -> None:
+    ctx = context(messages=RecordingMessages(members=set()))
+    room, message = uuid.uuid4(), uuid.uuid4()
+    for raw in (
+        f'{{"type":"message.send","id":"x","conversation_id":"{room}","client_msg_id":"c","content":"hi"}}',
+        f'{{"type":"message.delivered","id":"x","conversation_id":"{room}","message_id":"{message}"}}',
+        f'{{"type":"message.read","id":"x","conversation_id":"{room}","message_id":"{message}"}}',
+    ):
+        if "send" not in raw:
+            ctx = context(messages=_RefusingReceipts())
+        assert reply(await dispatch(ctx, client_state(), raw))["code"] == "forbidden"
+
+
+class _RefusingReceipts(RecordingMessages):
+    async def receipt(
+        self, client: ClientState, conversation_id: uuid.UUID, message_id: uuid.UUID, read: bool
+    ) -> Receipt:
+        raise NotAMember("not a member of this conversation")
+
+
+async def test_receipts_ack_the_watermarks() -> None:
+    messages = RecordingMessages()
+    ctx = context(messages=messages)
+    room, message = uuid.uuid4(), uuid.uuid4()
+    raw = f'{{"type":"message.read","id":"r","conversation_id":"{room}","message_id":"{message}"}}'
+    assert reply(await dispatch(ctx, client_state(), raw)) == {
+        "type": "ack", "id": "r", "delivered_seq": 3, "read_seq": 3,
+    }  # fmt: skip
+    assert messages.receipts == [(message, True)]

@@ -27,6 +27,7 @@ from gateway.services import ConversationService, PresenceService, TypingService
 from gateway.state import ClientState
 from gateway.store import SqliteStore
 from tests.fakes import RecordingConnection, client_state
+from tests.test_handlers import RecordingMessages
 
 SETTINGS = Settings(
     jwt_secret="lifecycle-test-secret-0123456789abcdef", grace=0.2, instance_id="lc"
@@ -85,7 +86,14 @@ def server(
     )
     typing = typing or TypingService(PresenceCache(redis), SETTINGS)
     context = HandlerContext(
-        presence, typing, conversations, hub, Limits(10), metrics, RequestBudget(1.0)
+        presence,
+        typing,
+        conversations,
+        RecordingMessages(),
+        hub,
+        Limits(10),
+        metrics,
+        RequestBudget(1.0),
     )
     authenticator = Authenticator(TokenVerifier(SETTINGS), SessionCache(redis))
     clients = ClientServer(

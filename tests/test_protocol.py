@@ -35,6 +35,9 @@ def test_every_frame_type_has_one_class() -> None:
         "typing.start",
         "typing.stop",
         "conversation.create",
+        "message.send",
+        "message.delivered",
+        "message.read",
     }
     assert all(cls.TYPE == name for name, cls in frames.FRAME_TYPES.items())
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from gateway.handlers import conversations, presence, typing
+from gateway.handlers import conversations, messages, presence, typing
 from gateway.handlers.budget import RequestBudget
 from gateway.handlers.context import HandlerContext, Limits, Outcome
 from gateway.protocol import ErrorCode, ProtocolError, decode, events, frames
@@ -36,6 +36,9 @@ HANDLERS: dict[type[frames.ClientFrame], Handler] = {
     frames.TypingStart: typing.start,
     frames.TypingStop: typing.stop,
     frames.ConversationCreate: conversations.create,
+    frames.MessageSend: messages.send,
+    frames.MessageDelivered: messages.delivered,
+    frames.MessageRead: messages.read,
 }
 
 

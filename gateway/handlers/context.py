@@ -12,11 +12,13 @@ from caches import PresenceStatus
 from gateway.handlers.budget import RequestBudget
 from gateway.protocol import Close
 from gateway.state import ClientState
+from gateway.store import Receipt, StoredMessage
 
 __all__ = [
     "ConversationsPort",
     "HandlerContext",
     "Limits",
+    "MessagesPort",
     "Outcome",
     "PresencePort",
     "TopicsPort",
@@ -44,6 +46,21 @@ class ConversationsPort(Protocol):
     ) -> tuple[dict[str, object], bool]: ...
 
 
+class MessagesPort(Protocol):
+    async def send(
+        self,
+        client: ClientState,
+        conversation_id: uuid.UUID,
+        client_msg_id: str,
+        content: str,
+        content_type: str,
+    ) -> tuple[StoredMessage, bool]: ...
+
+    async def receipt(
+        self, client: ClientState, conversation_id: uuid.UUID, message_id: uuid.UUID, read: bool
+    ) -> Receipt: ...
+
+
 class TopicsPort(Protocol):
     """The local registry, as handlers see it: memberships and presence watches."""
 
@@ -59,6 +76,7 @@ class TopicsPort(Protocol):
 @dataclass(frozen=True, slots=True)
 class Limits:
     max_watched: int
+    max_message_bytes: int = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +84,7 @@ class HandlerContext:
     presence: PresencePort
     typing: TypingPort
     conversations: ConversationsPort
+    messages: MessagesPort
     topics: TopicsPort
     limits: Limits
     metrics: Counter[str]

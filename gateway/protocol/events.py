@@ -24,6 +24,9 @@ __all__ = [
     "error",
     "heartbeat_ack",
     "hello",
+    "message_new",
+    "message_read",
+    "message_status",
     "presence",
     "presence_entry",
     "reconnect",
@@ -122,6 +125,33 @@ def typing(
 
 def conversation_added(conversation: dict[str, object]) -> bytes:
     return encode({"type": "conversation.added", "conversation": conversation})
+
+
+def message_new(message: dict[str, object]) -> bytes:
+    return encode({"type": "message.new", "message": message})
+
+
+def message_status(
+    conversation_id: uuid.UUID, message_id: uuid.UUID, seq: int, user_id: uuid.UUID, status: str
+) -> bytes:
+    """A member's devices received messages up to `seq` (`status`: delivered)."""
+    return encode(
+        {
+            "type": "message.status",
+            "conversation_id": conversation_id,
+            "message_id": message_id,
+            "seq": seq,
+            "user_id": user_id,
+            "status": status,
+        }
+    )
+
+
+def message_read(conversation_id: uuid.UUID, user_id: uuid.UUID, seq: int) -> bytes:
+    """A member read everything up to `seq` (their other devices clear their unread too)."""
+    return encode(
+        {"type": "message.read", "conversation_id": conversation_id, "user_id": user_id, "seq": seq}
+    )
 
 
 def session_revoked(reason: str = REVOKED) -> bytes:

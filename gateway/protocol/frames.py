@@ -21,11 +21,15 @@ __all__ = [
     "MAX_MEMBERS",
     "MAX_NAME_LENGTH",
     "MAX_USER_IDS",
+    "CONTENT_TYPES",
     "Auth",
     "ClientFrame",
     "ConversationCreate",
     "FRAME_TYPES",
     "Heartbeat",
+    "MessageDelivered",
+    "MessageRead",
+    "MessageSend",
     "PresenceQuery",
     "PresenceSet",
     "PresenceSubscribe",
@@ -176,6 +180,50 @@ class ConversationCreate:
     name: str = ""
 
 
+CONTENT_TYPES: Final = ("text", "markdown", "image", "file")
+"""`image` and `file` carry a URL (or the client's JSON describing the upload) as content."""
+
+
+@dataclass(frozen=True, slots=True)
+class MessageSend:
+    TYPE: ClassVar[str] = "message.send"
+    SCHEMA: ClassVar[Schema] = {
+        "conversation_id": _uuid,
+        "client_msg_id": _string(MAX_ID_LENGTH),
+        # The byte limit is the server's setting, checked by the handler.
+        "content": _string(1 << 20),
+        "content_type": _choice(*CONTENT_TYPES),
+    }
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset({"content_type"})
+    id: str | None
+    conversation_id: uuid.UUID
+    client_msg_id: str
+    content: str
+    content_type: str = "text"
+
+
+@dataclass(frozen=True, slots=True)
+class _Receipt:
+    id: str | None
+    conversation_id: uuid.UUID
+    message_id: uuid.UUID
+
+
+_RECEIPT: Schema = {"conversation_id": _uuid, "message_id": _uuid}
+
+
+@dataclass(frozen=True, slots=True)
+class MessageDelivered(_Receipt):
+    TYPE: ClassVar[str] = "message.delivered"
+    SCHEMA: ClassVar[Schema] = _RECEIPT
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRead(_Receipt):
+    TYPE: ClassVar[str] = "message.read"
+    SCHEMA: ClassVar[Schema] = _RECEIPT
+
+
 ClientFrame = (
     Auth
     | Heartbeat
@@ -186,6 +234,9 @@ ClientFrame = (
     | TypingStart
     | TypingStop
     | ConversationCreate
+    | MessageSend
+    | MessageDelivered
+    | MessageRead
 )
 
 FRAME_TYPES: Final[dict[str, type[ClientFrame]]] = {
@@ -200,6 +251,9 @@ FRAME_TYPES: Final[dict[str, type[ClientFrame]]] = {
         TypingStart,
         TypingStop,
         ConversationCreate,
+        MessageSend,
+        MessageDelivered,
+        MessageRead,
     )
 }
 

@@ -109,6 +109,7 @@ class ClientServer:
                         "rate_limit": settings.rate_limit,
                         "rate_burst": settings.rate_burst,
                         "max_watched": settings.max_watched,
+                        "max_message_bytes": settings.max_message_bytes,
                     },
                 )
             )

@@ -1,6 +1,23 @@
 """The system of record: conversations and members (a `Store` protocol; SQLite by default)."""
 
-from gateway.store.base import Conversation, Store, StoreError, StoreOpenError
+from gateway.store.base import (
+    Conversation,
+    NotAMember,
+    Receipt,
+    Store,
+    StoredMessage,
+    StoreError,
+    StoreOpenError,
+)
 from gateway.store.sqlite import SqliteStore
 
-__all__ = ["Conversation", "SqliteStore", "Store", "StoreError", "StoreOpenError"]
+__all__ = [
+    "Conversation",
+    "NotAMember",
+    "Receipt",
+    "SqliteStore",
+    "Store",
+    "StoreError",
+    "StoreOpenError",
+    "StoredMessage",
+]

@@ -7,7 +7,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-__all__ = ["Conversation", "Store", "StoreError", "StoreOpenError"]
+__all__ = [
+    "Conversation",
+    "NotAMember",
+    "Receipt",
+    "Store",
+    "StoreError",
+    "StoreOpenError",
+    "StoredMessage",
+]
 
 
 class StoreError(Exception):
@@ -16,6 +24,10 @@ class StoreError(Exception):
 
 class StoreOpenError(StoreError):
     """The store could not be opened at start-up; the message names the file and the cause."""
+
+
+class NotAMember(StoreError):
+    """The user is not a member of the conversation (or it does not exist)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +50,43 @@ class Conversation:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    id: uuid.UUID
+    conversation_id: uuid.UUID
+    seq: int
+    sender_id: uuid.UUID
+    client_msg_id: str
+    content: str
+    content_type: str
+    created_at: datetime
+
+    def as_wire(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "conversation_id": self.conversation_id,
+            "seq": self.seq,
+            "sender_id": self.sender_id,
+            "client_msg_id": self.client_msg_id,
+            "content": self.content,
+            "content_type": self.content_type,
+            "created_at": self.created_at,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """A member's watermarks in a conversation after a receipt: everything up to `delivered_seq`
+    reached one of their devices, everything up to `read_seq` was read."""
+
+    conversation_id: uuid.UUID
+    user_id: uuid.UUID
+    delivered_seq: int
+    read_seq: int
+    moved: bool
+    """False when the receipt was at or behind the watermark (nothing changed)."""
+
+
 class Store(Protocol):
     async def create_conversation(
         self, kind: str, creator: uuid.UUID, member_ids: list[uuid.UUID], name: str
@@ -51,5 +100,34 @@ class Store(Protocol):
     async def get_conversation(self, conversation_id: uuid.UUID) -> Conversation | None: ...
 
     async def user_conversation_ids(self, user_id: uuid.UUID) -> set[uuid.UUID]: ...
+
+    async def send_message(
+        self,
+        conversation_id: uuid.UUID,
+        sender_id: uuid.UUID,
+        client_msg_id: str,
+        content: str,
+        content_type: str,
+    ) -> tuple[StoredMessage, bool]:
+        """Persist a message with the conversation's next seq (gap-free, unique, whatever the
+        number of writers); a retry of (sender, client_msg_id) returns the stored message.
+
+        Returns the message and whether this call created it.
+
+        Raises:
+            NotAMember: the sender is not a member of the conversation.
+        """
+        ...
+
+    async def receipt(
+        self, conversation_id: uuid.UUID, user_id: uuid.UUID, message_id: uuid.UUID, read: bool
+    ) -> tuple[Receipt, StoredMessage]:
+        """Move the member's delivered (and, for `read`, read) watermark up to the message's
+        seq; never backwards.
+
+        Raises:
+            NotAMember: not a member, or the message is not in the conversation.
+        """
+        ...
 
     async def close(self) -> None: ...

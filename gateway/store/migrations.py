@@ -27,6 +27,24 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     );
     CREATE INDEX IF NOT EXISTS members_by_user ON members(user_id);
     """,
+    # 2: messages with a per-conversation sequence, idempotent per sender; receipt watermarks
+    """
+    ALTER TABLE conversations ADD COLUMN last_seq INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE members ADD COLUMN delivered_seq INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE members ADD COLUMN read_seq INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE messages (
+        id TEXT PRIMARY KEY,
+        conversation_id TEXT NOT NULL REFERENCES conversations(id),
+        seq INTEGER NOT NULL,
+        sender_id TEXT NOT NULL,
+        client_msg_id TEXT NOT NULL,
+        content TEXT NOT NULL,
+        content_type TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        UNIQUE (conversation_id, seq),
+        UNIQUE (sender_id, client_msg_id)
+    );
+    """,
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)

@@ -17,7 +17,14 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import TypeVar
 
-from gateway.store.base import Conversation, StoreError, StoreOpenError
+from gateway.store.base import (
+    Conversation,
+    NotAMember,
+    Receipt,
+    StoredMessage,
+    StoreError,
+    StoreOpenError,
+)
 from gateway.store.migrations import MIGRATIONS, SCHEMA_VERSION
 
 __all__ = ["SqliteStore"]
@@ -26,6 +33,24 @@ _T = TypeVar("_T")
 
 _BUSY_TIMEOUT = 10.0
 """Seconds a statement waits for another process's lock before the store gives up."""
+
+
+_MESSAGE_COLUMNS = (
+    "id, conversation_id, seq, sender_id, client_msg_id, content, content_type, created_at"
+)
+
+
+def _message(row: tuple[str, str, int, str, str, str, str, str]) -> StoredMessage:
+    return StoredMessage(
+        id=uuid.UUID(row[0]),
+        conversation_id=uuid.UUID(row[1]),
+        seq=int(row[2]),
+        sender_id=uuid.UUID(row[3]),
+        client_msg_id=row[4],
+        content=row[5],
+        content_type=row[6],
+        created_at=datetime.fromisoformat(row[7]),
+    )
 
 
 class SqliteStore:
@@ -205,6 +230,127 @@ class SqliteStore:
             ).fetchall()
         )
         return {uuid.UUID(r[0]) for r in rows}
+
+    async def send_message(
+        self,
+        conversation_id: uuid.UUID,
+        sender_id: uuid.UUID,
+        client_msg_id: str,
+        content: str,
+        content_type: str,
+    ) -> tuple[StoredMessage, bool]:
+        return await self._run(
+            lambda: self._send(conversation_id, sender_id, client_msg_id, content, content_type)
+        )
+
+    def _send(
+        self,
+        conversation_id: uuid.UUID,
+        sender_id: uuid.UUID,
+        client_msg_id: str,
+        content: str,
+        content_type: str,
+    ) -> tuple[StoredMessage, bool]:
+        db = self.db
+        # One writer at a time across every process on the file: seqs are gap-free and unique.
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            row = db.execute(
+                f"SELECT {_MESSAGE_COLUMNS} FROM messages"
+                " WHERE sender_id = ? AND client_msg_id = ?",
+                (str(sender_id), client_msg_id),
+            ).fetchone()
+            if row is not None:  # a retry: the stored message, nothing new
+                db.execute("COMMIT")
+                return _message(row), False
+            self._check_member(conversation_id, sender_id)
+            (seq,) = db.execute(
+                "UPDATE conversations SET last_seq = last_seq + 1 WHERE id = ? RETURNING last_seq",
+                (str(conversation_id),),
+            ).fetchone()
+            msg = StoredMessage(
+                id=uuid.uuid4(),
+                conversation_id=conversation_id,
+                seq=int(seq),
+                sender_id=sender_id,
+                client_msg_id=client_msg_id,
+                content=content,
+                content_type=content_type,
+                created_at=datetime.now(UTC),
+            )
+            db.execute(
+                f"INSERT INTO messages ({_MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    str(msg.id),
+                    str(conversation_id),
+                    msg.seq,
+                    str(sender_id),
+                    client_msg_id,
+                    content,
+                    content_type,
+                    msg.created_at.isoformat(),
+                ),
+            )
+            # The sender has read (and received) their own message.
+            db.execute(
+                "UPDATE members SET delivered_seq = MAX(delivered_seq, ?),"
+                " read_seq = MAX(read_seq, ?) WHERE conversation_id = ? AND user_id = ?",
+                (msg.seq, msg.seq, str(conversation_id), str(sender_id)),
+            )
+            db.execute("COMMIT")
+            return msg, True
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def _check_member(self, conversation_id: uuid.UUID, user_id: uuid.UUID) -> None:
+        if (
+            self.db.execute(
+                "SELECT 1 FROM members WHERE conversation_id = ? AND user_id = ?",
+                (str(conversation_id), str(user_id)),
+            ).fetchone()
+            is None
+        ):
+            raise NotAMember("not a member of this conversation")
+
+    async def receipt(
+        self, conversation_id: uuid.UUID, user_id: uuid.UUID, message_id: uuid.UUID, read: bool
+    ) -> tuple[Receipt, StoredMessage]:
+        return await self._run(lambda: self._receipt(conversation_id, user_id, message_id, read))
+
+    def _receipt(
+        self, conversation_id: uuid.UUID, user_id: uuid.UUID, message_id: uuid.UUID, read: bool
+    ) -> tuple[Receipt, StoredMessage]:
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            self._check_member(conversation_id, user_id)
+            row = db.execute(
+                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = ? AND conversation_id = ?",
+                (str(message_id), str(conversation_id)),
+            ).fetchone()
+            if row is None:
+                raise NotAMember("no such message in this conversation")
+            msg = _message(row)
+            before = db.execute(
+                "SELECT delivered_seq, read_seq FROM members"
+                " WHERE conversation_id = ? AND user_id = ?",
+                (str(conversation_id), str(user_id)),
+            ).fetchone()
+            delivered = max(int(before[0]), msg.seq)
+            read_seq = max(int(before[1]), msg.seq) if read else int(before[1])
+            moved = (delivered, read_seq) != (int(before[0]), int(before[1]))
+            if moved:
+                db.execute(
+                    "UPDATE members SET delivered_seq = ?, read_seq = ?"
+                    " WHERE conversation_id = ? AND user_id = ?",
+                    (delivered, read_seq, str(conversation_id), str(user_id)),
+                )
+            db.execute("COMMIT")
+            return Receipt(conversation_id, user_id, delivered, read_seq, moved), msg
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
 
     async def close(self) -> None:
         if self._db is not None:

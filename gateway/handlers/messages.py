@@ -1,0 +1,47 @@
+"""Message handlers: send, and receipts (delivered, read)."""
+
+from __future__ import annotations
+
+from gateway.handlers.context import HandlerContext, Outcome
+from gateway.protocol import ErrorCode, ProtocolError, events
+from gateway.protocol.frames import MessageDelivered, MessageRead, MessageSend
+from gateway.state import ClientState
+from gateway.store import NotAMember
+
+__all__ = ["delivered", "read", "send"]
+
+
+async def send(ctx: HandlerContext, client: ClientState, frame: MessageSend) -> Outcome:
+    """Persist and fan out; the ack carries the stored message (the same one on a retry)."""
+    limit = ctx.limits.max_message_bytes
+    if len(frame.content.encode()) > limit:
+        raise ProtocolError(ErrorCode.INVALID_FIELD, f"content: at most {limit} bytes", frame.id)
+    if not frame.content.strip():
+        raise ProtocolError(ErrorCode.INVALID_FIELD, "content: must not be blank", frame.id)
+    try:
+        msg, created = await ctx.messages.send(
+            client, frame.conversation_id, frame.client_msg_id, frame.content, frame.content_type
+        )
+    except NotAMember as exc:
+        raise ProtocolError(ErrorCode.FORBIDDEN, str(exc), frame.id) from None
+    return Outcome(events.ack(frame.id, message=msg.as_wire(), created=created))
+
+
+async def _receipt(
+    ctx: HandlerContext, client: ClientState, frame: MessageDelivered | MessageRead, read: bool
+) -> Outcome:
+    try:
+        receipt = await ctx.messages.receipt(client, frame.conversation_id, frame.message_id, read)
+    except NotAMember as exc:
+        raise ProtocolError(ErrorCode.FORBIDDEN, str(exc), frame.id) from None
+    return Outcome(
+        events.ack(frame.id, delivered_seq=receipt.delivered_seq, read_seq=receipt.read_seq)
+    )
+
+
+async def delivered(ctx: HandlerContext, client: ClientState, frame: MessageDelivered) -> Outcome:
+    return await _receipt(ctx, client, frame, read=False)
+
+
+async def read(ctx: HandlerContext, client: ClientState, frame: MessageRead) -> Outcome:
+    return await _receipt(ctx, client, frame, read=True)

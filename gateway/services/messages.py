@@ -1,0 +1,143 @@
+"""Messaging: the store first (the system of record), then the caches, then the bus.
+
+A send is committed to the store with its seq before anything else happens; the caches are
+written through as the spec orders it (message, the conversation's list, every member's cached
+conversation list and unread counters) and the event is published once. A cache or bus failure
+is logged and never fails the send: the message is durable, and clients recover what a lost
+event did not bring with `messages.list` after the last seq they saw.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+
+from redis.exceptions import RedisError
+
+from caches import CachedMessage, ConversationCache, MessageCache, keys
+from gateway.protocol import envelope, events
+from gateway.services.presence import Publish
+from gateway.state import ClientState
+from gateway.store import Receipt, Store, StoredMessage
+
+__all__ = ["MessageService"]
+
+log = logging.getLogger(__name__)
+
+
+class MessageService:
+    def __init__(
+        self,
+        store: Store,
+        messages: MessageCache,
+        conversations: ConversationCache,
+        publish: Publish,
+        members: Callable[[uuid.UUID], Awaitable[tuple[uuid.UUID, ...]]],
+        stop_typing: Callable[[ClientState, uuid.UUID], Awaitable[bool]],
+        side_budget: float,
+    ) -> None:
+        self._store = store
+        self._messages = messages
+        self._conversations = conversations
+        self._publish = publish
+        self._members = members
+        self._stop_typing = stop_typing
+        self._side_budget = side_budget
+
+    async def send(
+        self,
+        client: ClientState,
+        conversation_id: uuid.UUID,
+        client_msg_id: str,
+        content: str,
+        content_type: str,
+    ) -> tuple[StoredMessage, bool]:
+        """Persist, write through, publish `message.new`; a retry returns the stored message.
+
+        Raises:
+            NotAMember: the sender is not a member (from the store).
+        """
+        msg, created = await self._store.send_message(
+            conversation_id, client.user_id, client_msg_id, content, content_type
+        )
+        if created:
+            await self._quietly("write-through", self._write_through(msg))
+            frame = events.message_new(msg.as_wire())
+            await self._quietly(
+                "publish",
+                self._publish(keys.conversation_channel(conversation_id), envelope.pack(frame)),
+            )
+            await self._quietly("typing cleanup", self._stop_typing(client, conversation_id))
+        return msg, created
+
+    async def _write_through(self, msg: StoredMessage) -> None:
+        cached = CachedMessage(
+            id=str(msg.id),
+            conversation_id=msg.conversation_id,
+            sender_id=msg.sender_id,
+            content=msg.content,
+            content_type=msg.content_type,
+            created_at=msg.created_at,
+            seq=msg.seq,
+            client_msg_id=msg.client_msg_id,
+        )
+        members = await self._members(msg.conversation_id)
+        # Issued together: the auto-pipeline sends them in one round trip, whatever the
+        # member count; members whose list is not cached cost one no-op script call.
+        await asyncio.gather(
+            self._messages.set_message(cached),
+            self._messages.add_message_to_conversation(msg.conversation_id, cached),
+            *(
+                self._conversations.update_last_message(
+                    member, msg.conversation_id, str(msg.id), msg.content, msg.created_at
+                )
+                for member in members
+            ),
+            *(
+                self._conversations.increment_unread(member, msg.conversation_id)
+                for member in members
+                if member != msg.sender_id
+            ),
+        )
+
+    async def receipt(
+        self, client: ClientState, conversation_id: uuid.UUID, message_id: uuid.UUID, read: bool
+    ) -> Receipt:
+        """Move the reader's watermark (never backwards) and tell the conversation.
+
+        Raises:
+            NotAMember: not a member, or no such message in the conversation.
+        """
+        receipt, msg = await self._store.receipt(conversation_id, client.user_id, message_id, read)
+        if not receipt.moved:
+            return receipt
+        status = "read" if read else "delivered"
+        channel = keys.conversation_channel(conversation_id)
+        if read:
+            frame = events.message_read(conversation_id, client.user_id, receipt.read_seq)
+            await self._quietly("unread reset", self._reset_unread(client, conversation_id))
+        else:
+            frame = events.message_status(conversation_id, msg.id, msg.seq, client.user_id, status)
+        await self._quietly(
+            "status",
+            self._messages.update_message_status(msg.id, status, conversation_id=conversation_id),
+        )
+        await self._quietly("publish", self._publish(channel, envelope.pack(frame)))
+        return receipt
+
+    async def _reset_unread(self, client: ClientState, conversation_id: uuid.UUID) -> None:
+        await asyncio.gather(
+            self._messages.reset_unread_count(conversation_id, client.user_id),
+            self._conversations.reset_unread(client.user_id, conversation_id),
+        )
+
+    async def _quietly(self, what: str, work: Awaitable[object]) -> None:
+        """A cache or bus step after the store committed: bounded, and never the request's
+        failure (the store has the truth; clients recover from it)."""
+        try:
+            async with asyncio.timeout(self._side_budget):
+                await work
+        except (RedisError, TimeoutError) as exc:
+            log.warning("messaging %s skipped: Redis unavailable: %s", what, exc or "timeout")

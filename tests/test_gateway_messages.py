@@ -1,0 +1,153 @@
+"""Messaging through two real gateway instances: persisted first, seq without gaps, idempotent
+retries, fan-out to every member's connections, receipts as watermarks."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+
+from caches import MessageCache
+from caches.redis import RedisClient
+from gateway.client import GatewayClient
+from tests.gateways import client_for, gateways
+
+
+async def _direct(a: GatewayClient, other: uuid.UUID) -> str:
+    created = await a.request("conversation.create", kind="direct", member_ids=[str(other)])
+    return str(created["conversation"]["id"])
+
+
+async def test_send_persists_acks_and_reaches_every_members_connection(
+    redis: RedisClient, redis_url: str, tmp_path: Path
+) -> None:
+    with gateways(redis_url, tmp_path, 2) as (gw1, gw2):
+        ann, bob = uuid.uuid4(), uuid.uuid4()
+        a = await client_for(redis, gw1, ann)
+        a_tab = await client_for(redis, gw2, ann)
+        b = await client_for(redis, gw2, bob)
+        room = await _direct(a, bob)
+        for client in (a_tab, b):
+            await client.next_event("conversation.added")
+        ack = await a.request(
+            "message.send", conversation_id=room, client_msg_id="c-1", content="hello"
+        )
+        message = ack["message"]
+        assert ack["created"] is True and message["seq"] == 1
+        assert message["sender_id"] == str(ann) and message["content_type"] == "text"
+        for client in (b, a_tab):  # the sender's other tab too
+            assert (await client.next_event("message.new"))["message"] == message
+        # Written through to the message cache.
+        cached = await MessageCache(redis).get_message(message["id"])
+        assert cached is not None and cached.seq == 1 and cached.content == "hello"
+        # A retry returns the same message and publishes nothing new.
+        retry = await a.request(
+            "message.send", conversation_id=room, client_msg_id="c-1", content="hello"
+        )
+        assert retry["created"] is False and retry["message"] == message
+        second = await b.request(
+            "message.send", conversation_id=room, client_msg_id="c-1", content="yes"
+        )
+        assert second["message"]["seq"] == 2  # another sender's c-1 is another message
+        assert (await a_tab.next_event("message.new"))["message"]["seq"] == 2
+        for client in (a, a_tab, b):
+            await client.close()
+
+
+async def test_concurrent_senders_on_both_instances_get_gap_free_seqs(
+    redis: RedisClient, redis_url: str, tmp_path: Path
+) -> None:
+    with gateways(redis_url, tmp_path, 2) as (gw1, gw2):
+        ann, bob, cat = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+        a = await client_for(redis, gw1, ann)
+        b = await client_for(redis, gw2, bob)
+        c = await client_for(redis, gw1, cat)
+        created = await a.request(
+            "conversation.create", kind="group", member_ids=[str(bob), str(cat)], name="g"
+        )
+        room = created["conversation"]["id"]
+        await c.next_event("conversation.added")
+        per_sender = 40
+
+        async def burst(client: GatewayClient, tag: str) -> list[int]:
+            acks = await asyncio.gather(
+                *(
+                    client.request(
+                        "message.send", conversation_id=room, client_msg_id=f"{tag}{n}",
+                        content=f"{tag} {n}",
+                    )
+                    for n in range(per_sender)
+                )
+            )  # fmt: skip
+            return [ack["message"]["seq"] for ack in acks]
+
+        seqs = await asyncio.gather(burst(a, "a"), burst(b, "b"))
+        total = 2 * per_sender
+        assert sorted(seqs[0] + seqs[1]) == list(range(1, total + 1))
+        seen = [(await c.next_event("message.new"))["message"]["seq"] for _ in range(total)]
+        assert sorted(seen) == list(range(1, total + 1))  # every one, none twice
+        for client in (a, b, c):
+            await client.close()
+
+
+async def test_receipts_move_watermarks_forward_only_and_tell_the_conversation(
+    redis: RedisClient, redis_url: str, tmp_path: Path
+) -> None:
+    with gateways(redis_url, tmp_path, 2) as (gw1, gw2):
+        ann, bob = uuid.uuid4(), uuid.uuid4()
+        a = await client_for(redis, gw1, ann)
+        b = await client_for(redis, gw2, bob)
+        b_phone = await client_for(redis, gw1, bob)
+        room = await _direct(a, bob)
+        sent = [
+            (
+                await a.request(
+                    "message.send", conversation_id=room, client_msg_id=f"m{n}", content=f"{n}"
+                )
+            )["message"]
+            for n in range(3)
+        ]
+        delivered = await b.request(
+            "message.delivered", conversation_id=room, message_id=sent[1]["id"]
+        )
+        assert (delivered["delivered_seq"], delivered["read_seq"]) == (2, 0)
+        status = await a.next_event("message.status")
+        assert (status["user_id"], status["seq"], status["status"]) == (str(bob), 2, "delivered")
+        read = await b.request("message.read", conversation_id=room, message_id=sent[2]["id"])
+        assert (read["delivered_seq"], read["read_seq"]) == (3, 3)
+        for client in (a, b_phone):  # the sender, and the reader's other device
+            event = await client.next_event("message.read")
+            assert (event["user_id"], event["seq"]) == (str(bob), 3)
+        older = await b.request("message.read", conversation_id=room, message_id=sent[0]["id"])
+        assert older["read_seq"] == 3  # never backwards
+        # Nothing was announced for it: the next receipt event is for the next real move.
+        await a.request("message.send", conversation_id=room, client_msg_id="m3", content="3")
+        news = [(await b.next_event("message.new"))["message"] for _ in range(4)]
+        assert [m["seq"] for m in news] == [1, 2, 3, 4]
+        await b.request("message.read", conversation_id=room, message_id=news[-1]["id"])
+        assert (await a.next_event("message.read"))["seq"] == 4
+        cached = await MessageCache(redis).get_message(sent[2]["id"])
+        assert cached is not None and cached.status == "read"
+        for client in (a, b, b_phone):
+            await client.close()
+
+
+async def test_a_non_member_can_neither_send_nor_receipt(
+    redis: RedisClient, redis_url: str, tmp_path: Path
+) -> None:
+    with gateways(redis_url, tmp_path, 1) as (gw,):
+        ann, bob = uuid.uuid4(), uuid.uuid4()
+        a = await client_for(redis, gw, ann)
+        eve = await client_for(redis, gw)
+        room = await _direct(a, bob)
+        sent = await a.request("message.send", conversation_id=room, client_msg_id="x", content="x")
+        for frame, fields in (
+            ("message.send", {"client_msg_id": "e", "content": "hi"}),
+            ("message.read", {"message_id": sent["message"]["id"]}),
+            ("message.delivered", {"message_id": sent["message"]["id"]}),
+        ):
+            await eve.send(frame, id="e1", conversation_id=room, **fields)
+            error = await eve.next_event("error")
+            assert (error["code"], error["id"]) == ("forbidden", "e1")
+        for client in (a, eve):
+            await client.close()
