@@ -107,6 +107,7 @@ async def _serve(
             members_of,
             typing.stop,
             side_budget=budget / 4,
+            metrics=metrics,
         )
         requests = RequestBudget(budget)
         context = HandlerContext(

@@ -98,6 +98,16 @@ class RecordingMessages:
         self.receipts.append((message_id, read))
         return Receipt(conversation_id, client.user_id, 3, 3 if read else 0, True)
 
+    async def history(
+        self,
+        conversation_id: uuid.UUID,
+        limit: int,
+        before_seq: int | None,
+        after_seq: int | None,
+    ) -> tuple[list[dict[str, object]], bool]:
+        page = [m.as_wire() for m in self.sent.values()][:limit]
+        return page, len(self.sent) > limit
+
 
 class RecordingTopics:
     def __init__(self, memberships: set[tuple[uuid.UUID, uuid.UUID]] | None = None) -> None:
@@ -322,3 +332,27 @@ async def test_receipts_ack_the_watermarks() -> None:
         "type": "ack", "id": "r", "delivered_seq": 3, "read_seq": 3,
     }  # fmt: skip
     assert messages.receipts == [(message, True)]
+
+
+async def test_history_for_members_only_and_one_direction_at_a_time() -> None:
+    client = client_state()
+    room = uuid.uuid4()
+    member = context(topics=RecordingTopics({(client.user_id, room)}))
+    answer = reply(
+        await dispatch(member, client, frame("messages.list", id="h", conversation_id=str(room)))
+    )
+    assert answer == {"type": "ack", "id": "h", "messages": [], "has_more": False}
+    both = frame("messages.list", id="h", conversation_id=str(room), before_seq=5, after_seq=1)
+    assert "one or the other" in reply(await dispatch(member, client, both))["message"]
+    for bad in (
+        {"limit": 0},
+        {"limit": 101},
+        {"after_seq": -1},
+        {"before_seq": "5"},
+        {"limit": True},
+    ):
+        raw = frame("messages.list", id="h", conversation_id=str(room), **bad)
+        assert reply(await dispatch(member, client, raw))["code"] == "invalid_field"
+    outsider = context()
+    raw = frame("messages.list", id="h", conversation_id=str(room))
+    assert reply(await dispatch(outsider, client, raw))["code"] == "forbidden"

@@ -38,6 +38,7 @@ def test_every_frame_type_has_one_class() -> None:
         "message.send",
         "message.delivered",
         "message.read",
+        "messages.list",
     }
     assert all(cls.TYPE == name for name, cls in frames.FRAME_TYPES.items())
 

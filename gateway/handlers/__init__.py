@@ -39,6 +39,7 @@ HANDLERS: dict[type[frames.ClientFrame], Handler] = {
     frames.MessageSend: messages.send,
     frames.MessageDelivered: messages.delivered,
     frames.MessageRead: messages.read,
+    frames.MessagesList: messages.history,
 }
 
 

@@ -60,6 +60,14 @@ class MessagesPort(Protocol):
         self, client: ClientState, conversation_id: uuid.UUID, message_id: uuid.UUID, read: bool
     ) -> Receipt: ...
 
+    async def history(
+        self,
+        conversation_id: uuid.UUID,
+        limit: int,
+        before_seq: int | None,
+        after_seq: int | None,
+    ) -> tuple[list[dict[str, object]], bool]: ...
+
 
 class TopicsPort(Protocol):
     """The local registry, as handlers see it: memberships and presence watches."""

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from gateway.handlers.context import HandlerContext, Outcome
 from gateway.protocol import ErrorCode, ProtocolError, events
-from gateway.protocol.frames import MessageDelivered, MessageRead, MessageSend
+from gateway.protocol.frames import MessageDelivered, MessageRead, MessageSend, MessagesList
 from gateway.state import ClientState
 from gateway.store import NotAMember
 
-__all__ = ["delivered", "read", "send"]
+__all__ = ["delivered", "history", "read", "send"]
 
 
 async def send(ctx: HandlerContext, client: ClientState, frame: MessageSend) -> Outcome:
@@ -45,3 +45,17 @@ async def delivered(ctx: HandlerContext, client: ClientState, frame: MessageDeli
 
 async def read(ctx: HandlerContext, client: ClientState, frame: MessageRead) -> Outcome:
     return await _receipt(ctx, client, frame, read=True)
+
+
+async def history(ctx: HandlerContext, client: ClientState, frame: MessagesList) -> Outcome:
+    """A page of history; `after_seq` is the recovery path (everything after what was seen)."""
+    if frame.before_seq is not None and frame.after_seq is not None:
+        raise ProtocolError(
+            ErrorCode.INVALID_FIELD, "before_seq, after_seq: one or the other", frame.id
+        )
+    if not ctx.topics.is_member(client.user_id, frame.conversation_id):
+        raise ProtocolError(ErrorCode.FORBIDDEN, "not a member of this conversation", frame.id)
+    page, more = await ctx.messages.history(
+        frame.conversation_id, frame.limit, frame.before_seq, frame.after_seq
+    )
+    return Outcome(events.ack(frame.id, messages=page, has_more=more))

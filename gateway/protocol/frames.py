@@ -17,6 +17,7 @@ import orjson
 from gateway.protocol.codes import ErrorCode, ProtocolError
 
 __all__ = [
+    "MAX_HISTORY",
     "MAX_ID_LENGTH",
     "MAX_MEMBERS",
     "MAX_NAME_LENGTH",
@@ -30,6 +31,7 @@ __all__ = [
     "MessageDelivered",
     "MessageRead",
     "MessageSend",
+    "MessagesList",
     "PresenceQuery",
     "PresenceSet",
     "PresenceSubscribe",
@@ -90,6 +92,18 @@ def _choice(*options: str) -> Validator:
 
     return check
 
+
+def _int_range(low: int, high: int) -> Validator:
+    def check(value: Any) -> int:
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise ValueError(f"must be an integer from {low} to {high}")
+        return value
+
+    return check
+
+
+MAX_HISTORY: Final = 100
+_SEQ = _int_range(0, 2**53)
 
 _CONVERSATION: Schema = {"conversation_id": _uuid}
 _USER_IDS: Schema = {"user_ids": _uuid_list(MAX_USER_IDS)}
@@ -224,6 +238,23 @@ class MessageRead(_Receipt):
     SCHEMA: ClassVar[Schema] = _RECEIPT
 
 
+@dataclass(frozen=True, slots=True)
+class MessagesList:
+    TYPE: ClassVar[str] = "messages.list"
+    SCHEMA: ClassVar[Schema] = {
+        "conversation_id": _uuid,
+        "limit": _int_range(1, MAX_HISTORY),
+        "before_seq": _SEQ,
+        "after_seq": _SEQ,
+    }
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset({"limit", "before_seq", "after_seq"})
+    id: str | None
+    conversation_id: uuid.UUID
+    limit: int = 50
+    before_seq: int | None = None
+    after_seq: int | None = None
+
+
 ClientFrame = (
     Auth
     | Heartbeat
@@ -237,6 +268,7 @@ ClientFrame = (
     | MessageSend
     | MessageDelivered
     | MessageRead
+    | MessagesList
 )
 
 FRAME_TYPES: Final[dict[str, type[ClientFrame]]] = {
@@ -254,6 +286,7 @@ FRAME_TYPES: Final[dict[str, type[ClientFrame]]] = {
         MessageSend,
         MessageDelivered,
         MessageRead,
+        MessagesList,
     )
 }
 

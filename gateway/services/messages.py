@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable
 
 from redis.exceptions import RedisError
@@ -37,6 +38,7 @@ class MessageService:
         members: Callable[[uuid.UUID], Awaitable[tuple[uuid.UUID, ...]]],
         stop_typing: Callable[[ClientState, uuid.UUID], Awaitable[bool]],
         side_budget: float,
+        metrics: Counter[str],
     ) -> None:
         self._store = store
         self._messages = messages
@@ -45,6 +47,7 @@ class MessageService:
         self._members = members
         self._stop_typing = stop_typing
         self._side_budget = side_budget
+        self._metrics = metrics
 
     async def send(
         self,
@@ -72,17 +75,47 @@ class MessageService:
             await self._quietly("typing cleanup", self._stop_typing(client, conversation_id))
         return msg, created
 
-    async def _write_through(self, msg: StoredMessage) -> None:
-        cached = CachedMessage(
-            id=str(msg.id),
-            conversation_id=msg.conversation_id,
-            sender_id=msg.sender_id,
-            content=msg.content,
-            content_type=msg.content_type,
-            created_at=msg.created_at,
-            seq=msg.seq,
-            client_msg_id=msg.client_msg_id,
+    async def history(
+        self,
+        conversation_id: uuid.UUID,
+        limit: int,
+        before_seq: int | None,
+        after_seq: int | None,
+    ) -> tuple[list[dict[str, object]], bool]:
+        """A page of messages in seq order and whether more lie beyond it. The newest page is
+        cache-aside (cache, else store then fill); pages by seq come from the store."""
+        newest = before_seq is None and after_seq is None
+        if newest:
+            cached = await self._cached_page(conversation_id, limit)
+            if cached is not None:
+                self._metrics["history_cache_hits"] += 1
+                return [_wire(m) for m in cached], bool(cached) and (cached[0].seq or 0) > 1
+        self._metrics["history_store_reads"] += 1
+        page, more = await self._store.list_messages(
+            conversation_id, limit, before_seq=before_seq, after_seq=after_seq
         )
+        if newest:
+            fill = self._messages.set_conversation_messages(
+                conversation_id, [_cached(m) for m in page], complete=not more
+            )
+            await self._quietly("history fill", fill)
+        return [m.as_wire() for m in page], more
+
+    async def _cached_page(
+        self, conversation_id: uuid.UUID, limit: int
+    ) -> list[CachedMessage] | None:
+        try:
+            async with asyncio.timeout(self._side_budget):
+                cached = await self._messages.get_conversation_messages(conversation_id, limit)
+        except (RedisError, TimeoutError) as exc:
+            log.warning("history from the store: Redis unavailable: %s", exc or "timeout")
+            return None
+        if cached is None or any(m.seq is None for m in cached):
+            return None  # a miss, or a list some other writer filled without seqs
+        return cached
+
+    async def _write_through(self, msg: StoredMessage) -> None:
+        cached = _cached(msg)
         members = await self._members(msg.conversation_id)
         # Issued together: the auto-pipeline sends them in one round trip, whatever the
         # member count; members whose list is not cached cost one no-op script call.
@@ -141,3 +174,30 @@ class MessageService:
                 await work
         except (RedisError, TimeoutError) as exc:
             log.warning("messaging %s skipped: Redis unavailable: %s", what, exc or "timeout")
+
+
+def _cached(msg: StoredMessage) -> CachedMessage:
+    return CachedMessage(
+        id=str(msg.id),
+        conversation_id=msg.conversation_id,
+        sender_id=msg.sender_id,
+        content=msg.content,
+        content_type=msg.content_type,
+        created_at=msg.created_at,
+        seq=msg.seq,
+        client_msg_id=msg.client_msg_id,
+    )
+
+
+def _wire(msg: CachedMessage) -> dict[str, object]:
+    """A cached message as the store's `as_wire` spells it."""
+    return {
+        "id": uuid.UUID(msg.id),
+        "conversation_id": msg.conversation_id,
+        "seq": msg.seq,
+        "sender_id": msg.sender_id,
+        "client_msg_id": msg.client_msg_id,
+        "content": msg.content,
+        "content_type": msg.content_type,
+        "created_at": msg.created_at,
+    }

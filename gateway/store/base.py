@@ -119,6 +119,19 @@ class Store(Protocol):
         """
         ...
 
+    async def list_messages(
+        self,
+        conversation_id: uuid.UUID,
+        limit: int,
+        *,
+        before_seq: int | None = None,
+        after_seq: int | None = None,
+    ) -> tuple[list[StoredMessage], bool]:
+        """Up to `limit` messages in seq order: the first ones after `after_seq`, else the last
+        ones before `before_seq`, else the newest; and whether more lie beyond the page (after
+        it for `after_seq`, before it otherwise)."""
+        ...
+
     async def receipt(
         self, conversation_id: uuid.UUID, user_id: uuid.UUID, message_id: uuid.UUID, read: bool
     ) -> tuple[Receipt, StoredMessage]:

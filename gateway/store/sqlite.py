@@ -313,6 +313,38 @@ class SqliteStore:
         ):
             raise NotAMember("not a member of this conversation")
 
+    async def list_messages(
+        self,
+        conversation_id: uuid.UUID,
+        limit: int,
+        *,
+        before_seq: int | None = None,
+        after_seq: int | None = None,
+    ) -> tuple[list[StoredMessage], bool]:
+        return await self._run(lambda: self._list(conversation_id, limit, before_seq, after_seq))
+
+    def _list(
+        self,
+        conversation_id: uuid.UUID,
+        limit: int,
+        before_seq: int | None,
+        after_seq: int | None,
+    ) -> tuple[list[StoredMessage], bool]:
+        select = f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ?"
+        if after_seq is not None:
+            rows = self.db.execute(
+                f"{select} AND seq > ? ORDER BY seq ASC LIMIT ?",
+                (str(conversation_id), after_seq, limit + 1),
+            ).fetchall()
+            return [_message(r) for r in rows[:limit]], len(rows) > limit
+        bound = before_seq if before_seq is not None else 2**62
+        rows = self.db.execute(
+            f"{select} AND seq < ? ORDER BY seq DESC LIMIT ?",
+            (str(conversation_id), bound, limit + 1),
+        ).fetchall()
+        page = [_message(r) for r in reversed(rows[:limit])]
+        return page, len(rows) > limit
+
     async def receipt(
         self, conversation_id: uuid.UUID, user_id: uuid.UUID, message_id: uuid.UUID, read: bool
     ) -> tuple[Receipt, StoredMessage]:
