@@ -33,6 +33,7 @@ from gateway.handlers import HandlerContext, Limits, RequestBudget
 from gateway.http import HttpRoutes
 from gateway.logs import redacting_logger
 from gateway.metrics import render
+from gateway.protocol import events
 from gateway.realtime import ClientServer, Hub
 from gateway.runtime import redis_url
 from gateway.services import (
@@ -159,13 +160,19 @@ async def _serve(
                 metrics,
             )
 
+        async def reconnected() -> None:
+            # Messages published while the bus was away never reach this instance: say so
+            # first, so clients recover from the store, then take the leases again.
+            hub.broadcast(events.resync())
+            await presence.reassert()
+
         routes = HttpRoutes(readiness, metrics_text, authenticator, presence_cache, budget)
         try:
             async with asyncio.TaskGroup() as tasks:
                 spawner.tasks = tasks
                 background = [
                     tasks.create_task(pipeline.run()),
-                    tasks.create_task(bus.run(hub.deliver, presence.reassert)),
+                    tasks.create_task(bus.run(hub.deliver, reconnected)),
                     tasks.create_task(presence.maintain()),
                     tasks.create_task(clients.watch_silence()),
                     tasks.create_task(requests.enforce()),

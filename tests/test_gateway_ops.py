@@ -120,6 +120,8 @@ async def test_redis_restart_under_live_connections(tmp_path: Path) -> None:
             return ready and all(s.value == "online" for s in statuses.values())
 
         await wait_for(back, timeout=15)
+        for client in (a, b):  # told that live events may have been lost meanwhile
+            assert (await client.next_event("resync"))["reason"]
         assert (await a.request("heartbeat"))["type"] == "heartbeat_ack"
         await a.send("typing.start", conversation_id=conv)
         assert (await b.next_event("typing"))["user_id"] == str(ann)

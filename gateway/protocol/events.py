@@ -30,6 +30,7 @@ __all__ = [
     "presence",
     "presence_entry",
     "reconnect",
+    "resync",
     "session_revoked",
     "text_frame",
     "typing",
@@ -152,6 +153,14 @@ def message_read(conversation_id: uuid.UUID, user_id: uuid.UUID, seq: int) -> by
     return encode(
         {"type": "message.read", "conversation_id": conversation_id, "user_id": user_id, "seq": seq}
     )
+
+
+RESYNC_BUS_GAP = "the instance lost its pub/sub connection; events may have been missed"
+
+
+def resync(reason: str = RESYNC_BUS_GAP) -> bytes:
+    """Live events may have been lost: recover with `messages.list` after the last seen seq."""
+    return encode({"type": "resync", "reason": reason})
 
 
 def session_revoked(reason: str = REVOKED) -> bytes:

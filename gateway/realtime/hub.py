@@ -156,6 +156,15 @@ class Hub:
             del self._topics[key]
             self._bus.unsubscribe(channel)
 
+    def broadcast(self, payload: bytes) -> None:
+        """Send one server frame to every local connection (encoded and framed once)."""
+        frame = events.text_frame(payload)
+        for conn in self.all_connections():
+            if conn.deflate:
+                conn.send_compressed(payload)
+            else:
+                conn.send_frame(frame)
+
     def all_connections(self) -> Iterator[Connection]:
         return iter(list(self.connections.values()))
 
