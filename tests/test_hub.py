@@ -185,3 +185,50 @@ async def test_malformed_bus_message_is_dropped_and_the_rest_delivered(
             await wait_for(delivered)
         assert ann.received == [{"type": "ok"}]
         assert "malformed bus message" in caplog.text and "malformed revocation" in caplog.text
+
+
+async def test_a_conversations_messages_are_delivered_in_seq_order() -> None:
+    async with instances(1) as (broker, (hub,), _):
+        room = uuid.uuid4()
+        ann = connect(hub, uuid.uuid4(), room)
+        channel = keys.conversation_channel(room)
+
+        def publish(seq: int) -> None:
+            frame = events.encode({"type": "message.new", "seq": seq})
+            broker.publish(channel, envelope.pack(frame, seq=seq))
+
+        async def received(count: int) -> bool:
+            return len(ann.received) >= count
+
+        publish(1)
+        await wait_for(lambda: received(1))
+        publish(3)  # ahead of 2: held
+        publish(4)
+        await asyncio.sleep(0)
+        publish(2)  # a later batch
+        await wait_for(lambda: received(4))
+        assert [f["seq"] for f in ann.received] == [1, 2, 3, 4]
+
+
+async def test_a_lost_seq_holds_the_next_ones_only_briefly() -> None:
+    broker = MemoryBroker()
+    bus = MemoryBus(broker)
+    hub = Hub(bus, 1.0, hold=0.05)
+    runner = asyncio.create_task(bus.run(hub.deliver, _no_reassert))
+    try:
+        while not bus.connected:
+            await asyncio.sleep(0)
+        room = uuid.uuid4()
+        ann = connect(hub, uuid.uuid4(), room)
+        channel = keys.conversation_channel(room)
+        for seq in (1, 3, 5, 4):  # 2 never comes
+            frame = events.encode({"type": "message.new", "seq": seq})
+            broker.publish(channel, envelope.pack(frame, seq=seq))
+
+        async def all_four() -> bool:
+            return len(ann.received) == 4
+
+        await wait_for(all_four, timeout=2)
+        assert [f["seq"] for f in ann.received] == [1, 3, 4, 5]
+    finally:
+        runner.cancel()

@@ -94,15 +94,17 @@ def test_encoders() -> None:
 
 def test_envelope_round_trip() -> None:
     user, conversation = uuid.uuid4(), uuid.uuid4()
-    packed = envelope.pack(b'{"type":"x"}', exclude=user, join=conversation)
+    packed = envelope.pack(b'{"type":"x"}', exclude=user, join=conversation, seq=7)
     assert envelope.unpack(packed) == envelope.Envelope(
-        str(user).encode(), conversation, b'{"type":"x"}'
+        str(user).encode(), conversation, 7, b'{"type":"x"}'
     )
-    plain = envelope.unpack(envelope.pack(b"{}"))
-    assert (plain.exclude, plain.join, plain.frame) == (b"", None, b"{}")
+    plain = envelope.unpack(envelope.pack(b"{|}"))  # a frame may contain the separator
+    assert (plain.exclude, plain.join, plain.seq, plain.frame) == (b"", None, None, b"{|}")
 
 
-@pytest.mark.parametrize("payload", [b"", b"no separators", b"a|b", b"|not-a-uuid|{}"])
+@pytest.mark.parametrize(
+    "payload", [b"", b"no separators", b"a|b", b"a|b|c", b"|not-a-uuid||{}", b"||x|{}"]
+)
 def test_envelope_rejects_what_it_did_not_pack(payload: bytes) -> None:
     with pytest.raises(ValueError):
         envelope.unpack(payload)

@@ -13,6 +13,7 @@ channel the user), so routing never parses a channel name.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Iterable, Iterator
@@ -30,12 +31,16 @@ log = logging.getLogger(__name__)
 
 
 class _Topic:
-    __slots__ = ("members", "user")
+    __slots__ = ("held", "members", "next_seq", "user")
 
     def __init__(self, user: uuid.UUID | None) -> None:
         self.members: set[Connection] = set()
         self.user = user
         """Set on a user's own channel: control messages there apply to this user."""
+        self.next_seq: int | None = None
+        """A conversation's next message seq to deliver (known from the first one seen)."""
+        self.held: dict[int, tuple[bytes, bytes]] | None = None
+        """Messages that arrived ahead of `next_seq`: seq -> (exclude, frame)."""
 
 
 # One entry per connection: the connection itself while it is its key's only one (the common
@@ -73,9 +78,10 @@ def _indexed(index: _Index, key: str | None) -> list[Connection]:
 class Hub:
     """Owns the process's connections; subscribes the bus on first interest, not after last."""
 
-    def __init__(self, bus: Bus, budget: float) -> None:
+    def __init__(self, bus: Bus, budget: float, hold: float = 0.25) -> None:
         self._bus = bus
         self._budget = budget
+        self._hold = hold
         self.connections: dict[str, Connection] = {}
         self.by_user: dict[uuid.UUID, set[Connection]] = {}
         self.user_conversations: dict[uuid.UUID, set[uuid.UUID]] = {}
@@ -234,8 +240,47 @@ class Hub:
             self.add_membership(topic.user, message.join)
         if not message.frame:
             return
-        exclude = message.exclude
-        body = message.frame
+        if message.seq is not None:
+            self._in_order(topic, message.seq, message.exclude, message.frame)
+        else:
+            self._send(topic, message.exclude, message.frame)
+
+    def _in_order(self, topic: _Topic, seq: int, exclude: bytes, body: bytes) -> None:
+        """Deliver a conversation's messages in seq order: two instances that commit seq 5 and
+        6 at the same moment may publish 6 first; 6 is then held until 5 arrives, or for
+        `hold` seconds at most (5 was lost: clients recover it from history)."""
+        expected = topic.next_seq
+        if expected is None or seq <= expected:  # first seen, in order, or a late one
+            self._send(topic, exclude, body)
+            if expected is None or seq == expected:
+                topic.next_seq = seq + 1
+                self._release_ready(topic)
+            return
+        if topic.held is None:
+            topic.held = {}
+            asyncio.get_running_loop().call_later(self._hold, self._release_all, topic)
+        topic.held[seq] = (exclude, body)
+
+    def _release_ready(self, topic: _Topic) -> None:
+        held = topic.held
+        while held and topic.next_seq in held:
+            exclude, body = held.pop(topic.next_seq)
+            self._send(topic, exclude, body)
+            topic.next_seq += 1
+        if held is not None and not held:
+            topic.held = None
+
+    def _release_all(self, topic: _Topic) -> None:
+        held, topic.held = topic.held, None
+        if not held:
+            return
+        self._batched = False  # a timer, not a bus batch: write at once
+        for seq in sorted(held):
+            exclude, body = held[seq]
+            self._send(topic, exclude, body)
+        topic.next_seq = max(held) + 1
+
+    def _send(self, topic: _Topic, exclude: bytes, body: bytes) -> None:
         frame = events.text_frame(body)
         if not self._batched:
             sent = 0

@@ -70,7 +70,9 @@ class MessageService:
             frame = events.message_new(msg.as_wire())
             await self._quietly(
                 "publish",
-                self._publish(keys.conversation_channel(conversation_id), envelope.pack(frame)),
+                self._publish(
+                    keys.conversation_channel(conversation_id), envelope.pack(frame, seq=msg.seq)
+                ),
             )
             await self._quietly("typing cleanup", self._stop_typing(client, conversation_id))
         return msg, created
