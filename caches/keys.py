@@ -115,7 +115,7 @@ def message(message_id: str | uuid.UUID) -> str:
 
 
 def conversation_messages(conversation_id: uuid.UUID | str) -> str:
-    """Sorted set: message id -> created_at epoch ms (the spec's conversation list)."""
+    """Sorted set: message id -> seq, or created_at epoch ms without one (the spec's list)."""
     return f"conversation:messages:{{{_u(conversation_id, 'conversation_id')}}}"
 
 

@@ -34,14 +34,21 @@ def _merge_args(messages: list[CachedMessage]) -> list[Any]:
     args: list[Any] = []
     for msg in messages:
         keys.valid_id(msg.id, "message_id")
-        args += [msg.id, to_ms(msg.created_at), _status_rank(msg.status), encode(msg)]
+        args += [msg.id, _order(msg), _status_rank(msg.status), encode(msg)]
     return args
+
+
+def _order(msg: CachedMessage) -> int:
+    """The list's sort score: the conversation's seq when the message has one (messages sent in
+    the same millisecond keep their order), else `created_at` in epoch ms (the spec's order)."""
+    return msg.seq if msg.seq is not None else to_ms(msg.created_at)
 
 
 class MessageCache:
     """The spec's MessageCache.
 
-    A conversation's list is ordered by `created_at` and holds the newest `cap` messages. It is
+    A conversation's list is ordered by `seq` (messages that carry one, as the gateway's do) or
+    else by `created_at`, and holds the newest `cap` messages. It is
     cache-aside safe: a read returns None (a miss) unless the list was loaded from the store with
     `set_conversation_messages` and can answer the whole request; an add to a list that was never
     loaded is kept for a concurrent load to merge with, but never served on its own.

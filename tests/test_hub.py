@@ -47,7 +47,7 @@ def connect(
 ) -> RecordingConnection:
     conn = RecordingConnection(client_state(user, **ids))
     hub.add(conn)
-    hub.set_memberships(user, conversations)
+    hub.set_memberships(user, dict.fromkeys(conversations, 0))
     return conn
 
 

@@ -43,7 +43,7 @@ class RacingConversations(ConversationService):
         self._bus = bus
         self._created = created
 
-    async def memberships(self, user_id: uuid.UUID) -> set[uuid.UUID]:
+    async def memberships(self, user_id: uuid.UUID) -> dict[uuid.UUID, int]:
         before = await super().memberships(user_id)
         frame = events.conversation_added({"id": str(self._created)})
         await self._bus.publish(

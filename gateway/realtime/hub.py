@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 
 from caches import keys
 from gateway.bus import Bus
@@ -118,10 +118,10 @@ class Hub:
     async def confirmed(self, channel: str) -> None:
         await self._bus.confirmed([channel], self._budget)
 
-    def set_memberships(self, user_id: uuid.UUID, conversation_ids: Iterable[uuid.UUID]) -> None:
+    def set_memberships(self, user_id: uuid.UUID, conversations: Mapping[uuid.UUID, int]) -> None:
         """The user's conversations, as read from the store after its channel was confirmed."""
-        for conversation_id in conversation_ids:
-            self.add_membership(user_id, conversation_id)
+        for conversation_id, last_seq in conversations.items():
+            self.add_membership(user_id, conversation_id, last_seq)
 
     def remove(self, conn: Connection) -> bool:
         """Unregister; True when it was its user's last connection on this instance."""
@@ -182,8 +182,14 @@ class Hub:
     def is_member(self, user_id: uuid.UUID, conversation_id: uuid.UUID) -> bool:
         return conversation_id in self.user_conversations.get(user_id, ())
 
-    def add_membership(self, user_id: uuid.UUID, conversation_id: uuid.UUID) -> None:
-        """The user joined a conversation: its local connections now receive its events."""
+    def add_membership(
+        self, user_id: uuid.UUID, conversation_id: uuid.UUID, last_seq: int = 0
+    ) -> None:
+        """The user joined a conversation: its local connections now receive its events.
+
+        `last_seq` is the conversation's last committed seq when the caller read it (0 for a
+        new one): the first message this instance delivers for it is the next one, so a
+        message that overtakes its predecessor is held even on a freshly joined channel."""
         conversations = self.user_conversations.get(user_id)
         if conversations is None or conversation_id in conversations:
             return
@@ -191,6 +197,9 @@ class Hub:
         channel = keys.conversation_channel(conversation_id)
         for conn in self.by_user.get(user_id, ()):
             self._join(conn, channel)
+        topic = self._topics.get(channel.encode())
+        if topic is not None and topic.next_seq is None:
+            topic.next_seq = last_seq + 1
 
     async def watch(self, client: ClientState, user_ids: Iterable[uuid.UUID]) -> None:
         conn = self.connections.get(client.connection_id)

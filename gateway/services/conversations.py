@@ -52,5 +52,6 @@ class ConversationService:
             )
         return wire, created
 
-    async def memberships(self, user_id: uuid.UUID) -> set[uuid.UUID]:
-        return await self._store.user_conversation_ids(user_id)
+    async def memberships(self, user_id: uuid.UUID) -> dict[uuid.UUID, int]:
+        """The user's conversations and the last seq committed in each."""
+        return await self._store.user_conversations(user_id)

@@ -99,7 +99,9 @@ class Store(Protocol):
 
     async def get_conversation(self, conversation_id: uuid.UUID) -> Conversation | None: ...
 
-    async def user_conversation_ids(self, user_id: uuid.UUID) -> set[uuid.UUID]: ...
+    async def user_conversations(self, user_id: uuid.UUID) -> dict[uuid.UUID, int]:
+        """The user's conversations and the last seq committed in each."""
+        ...
 
     async def send_message(
         self,

@@ -223,13 +223,15 @@ class SqliteStore:
             created_at=datetime.fromisoformat(row[3]),
         )
 
-    async def user_conversation_ids(self, user_id: uuid.UUID) -> set[uuid.UUID]:
+    async def user_conversations(self, user_id: uuid.UUID) -> dict[uuid.UUID, int]:
         rows = await self._run(
             lambda: self.db.execute(
-                "SELECT conversation_id FROM members WHERE user_id = ?", (str(user_id),)
+                "SELECT m.conversation_id, c.last_seq FROM members m"
+                " JOIN conversations c ON c.id = m.conversation_id WHERE m.user_id = ?",
+                (str(user_id),),
             ).fetchall()
         )
-        return {uuid.UUID(r[0]) for r in rows}
+        return {uuid.UUID(r[0]): int(r[1]) for r in rows}
 
     async def send_message(
         self,
