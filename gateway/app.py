@@ -93,7 +93,9 @@ async def _serve(
             presence_cache, sessions, client, bus.publish, settings, hub.clients, metrics
         )
         typing = TypingService(presence_cache, settings)
-        conversations = ConversationService(store, bus.publish, hub.add_membership)
+        conversations = ConversationService(
+            store, bus.publish, hub.add_membership, ConversationCache(client), budget / 4
+        )
         authenticator = Authenticator(TokenVerifier(settings), sessions)
 
         async def members_of(conversation_id: uuid.UUID) -> tuple[uuid.UUID, ...]:

@@ -218,3 +218,50 @@ async def test_a_client_that_was_away_recovers_everything_in_order_once(
         assert recovered == list(range(2, 9))
         for client in (a, b):
             await client.close()
+
+
+async def test_conversation_list_with_unread_counts_cached_and_flags(
+    redis: RedisClient, redis_url: str, tmp_path: Path
+) -> None:
+    with gateways(redis_url, tmp_path, 2) as (gw1, gw2):
+        ann, bob, cat = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+        a = await client_for(redis, gw1, ann)
+        b = await client_for(redis, gw2, bob)
+        with_bob = await _direct(a, bob)
+        with_cat = await _direct(a, cat)
+        for n in range(3):
+            await b.request(
+                "message.send", conversation_id=with_bob, client_msg_id=f"b{n}", content=f"b{n}"
+            )
+        await a.request(
+            "message.send", conversation_id=with_cat, client_msg_id="a0", content="hi cat"
+        )
+        first = await a.request("conversations.list")  # a miss: from the store, then cached
+        assert [c["id"] for c in first["conversations"]] == [with_cat, with_bob]  # newest first
+        unread = {c["id"]: c["unread_count"] for c in first["conversations"]}
+        assert unread == {with_bob: 3, with_cat: 0} and first["total_unread"] == 3
+        assert first["conversations"][0]["last_message_text"] == "hi cat"
+        # Later sends and reads keep the cached list exact (written through).
+        await b.request("message.send", conversation_id=with_bob, client_msg_id="b3", content="b3")
+        second = await a.request("conversations.list")
+        assert [c["id"] for c in second["conversations"]] == [with_bob, with_cat]
+        assert second["total_unread"] == 4
+        last = (await a.request("messages.list", conversation_id=with_bob, limit=1))["messages"][0]
+        await a.request("message.read", conversation_id=with_bob, message_id=last["id"])
+        assert (await a.request("conversations.list"))["total_unread"] == 0
+        # Pin and mute, per member.
+        pinned = await a.request("conversation.pin", conversation_id=with_cat, value=True)
+        assert pinned["value"] is True
+        await a.request("conversation.mute", conversation_id=with_bob, value=True)
+        third = await a.request("conversations.list")
+        assert [c["id"] for c in third["conversations"]] == [with_cat, with_bob]
+        flags = {c["id"]: (c["is_pinned"], c["is_muted"]) for c in third["conversations"]}
+        assert flags == {with_cat: (True, False), with_bob: (False, True)}
+        assert [
+            c["is_pinned"] for c in (await b.request("conversations.list"))["conversations"]
+        ] == [False]
+        with_other = await _direct(b, cat)
+        await a.send("conversation.pin", id="p", conversation_id=with_other, value=True)
+        assert (await a.next_event("error"))["code"] == "forbidden"
+        for client in (a, b):
+            await client.close()

@@ -64,6 +64,17 @@ class RecordingConversations:
     ) -> tuple[dict[str, object], bool]:
         return {"id": "c1", "type": kind, "member_ids": [str(creator), *map(str, others)]}, True
 
+    async def list_for(
+        self, user_id: uuid.UUID, limit: int
+    ) -> tuple[list[dict[str, object]], int | None]:
+        return [], 0
+
+    async def set_flag(
+        self, user_id: uuid.UUID, conversation_id: uuid.UUID, flag: str, value: bool
+    ) -> None:
+        if flag not in ("pinned", "muted"):
+            raise AssertionError(flag)
+
 
 class RecordingMessages:
     """Accepts every send once per client_msg_id; members are whoever the test says."""

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from caches import PresenceCache, SessionCache, keys
+from caches import ConversationCache, PresenceCache, SessionCache, connect, keys
 from caches.redis import RedisClient
 from gateway.auth import Authenticator, TokenVerifier
 from gateway.bus import MemoryBroker, MemoryBus
@@ -34,12 +34,20 @@ SETTINGS = Settings(
 )
 
 
+def _no_join(user: uuid.UUID, conversation: uuid.UUID) -> None:
+    pass
+
+
+# Conversation lists are not what these tests read; a cache on a client never used.
+_NO_CACHE = ConversationCache(connect("redis://127.0.0.1:1"))
+
+
 class RacingConversations(ConversationService):
     """Another instance creates a conversation for the user while the store is being read;
     the read returns the list from before it."""
 
     def __init__(self, store: SqliteStore, bus: MemoryBus, created: uuid.UUID) -> None:
-        super().__init__(store, bus.publish, lambda user, conversation: None)
+        super().__init__(store, bus.publish, _no_join, _NO_CACHE, 1.0)
         self._bus = bus
         self._created = created
 
@@ -140,7 +148,7 @@ async def test_detach_cuts_the_lease_even_when_typing_cleanup_fails(
     redis: RedisClient, store: SqliteStore
 ) -> None:
     bus = MemoryBus(MemoryBroker())
-    conversations = ConversationService(store, bus.publish, lambda user, conversation: None)
+    conversations = ConversationService(store, bus.publish, _no_join, _NO_CACHE, 1.0)
     clients, hub = server(redis, bus, conversations, BrokenTyping(PresenceCache(redis), SETTINGS))
     async with running(bus, hub):
         conn = RecordingConnection(client_state())

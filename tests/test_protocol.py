@@ -39,6 +39,9 @@ def test_every_frame_type_has_one_class() -> None:
         "message.delivered",
         "message.read",
         "messages.list",
+        "conversations.list",
+        "conversation.pin",
+        "conversation.mute",
     }
     assert all(cls.TYPE == name for name, cls in frames.FRAME_TYPES.items())
 

@@ -40,6 +40,9 @@ HANDLERS: dict[type[frames.ClientFrame], Handler] = {
     frames.MessageDelivered: messages.delivered,
     frames.MessageRead: messages.read,
     frames.MessagesList: messages.history,
+    frames.ConversationsList: conversations.list_conversations,
+    frames.ConversationPin: conversations.pin,
+    frames.ConversationMute: conversations.mute,
 }
 
 

@@ -45,6 +45,14 @@ class ConversationsPort(Protocol):
         self, creator: uuid.UUID, kind: str, others: list[uuid.UUID], name: str
     ) -> tuple[dict[str, object], bool]: ...
 
+    async def list_for(
+        self, user_id: uuid.UUID, limit: int
+    ) -> tuple[list[dict[str, object]], int | None]: ...
+
+    async def set_flag(
+        self, user_id: uuid.UUID, conversation_id: uuid.UUID, flag: str, value: bool
+    ) -> None: ...
+
 
 class MessagesPort(Protocol):
     async def send(

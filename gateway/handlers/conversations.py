@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from gateway.handlers.context import HandlerContext, Outcome
 from gateway.protocol import ErrorCode, ProtocolError, events
-from gateway.protocol.frames import ConversationCreate
+from gateway.protocol.frames import (
+    ConversationCreate,
+    ConversationMute,
+    ConversationPin,
+    ConversationsList,
+)
 from gateway.state import ClientState
+from gateway.store import NotAMember
 
-__all__ = ["create"]
+__all__ = ["create", "list_conversations", "mute", "pin"]
 
 
 async def create(ctx: HandlerContext, client: ClientState, frame: ConversationCreate) -> Outcome:
@@ -25,3 +31,29 @@ async def create(ctx: HandlerContext, client: ClientState, frame: ConversationCr
         )
     wire, created = await ctx.conversations.create(client.user_id, frame.kind, others, frame.name)
     return Outcome(events.ack(frame.id, conversation=wire, created=created))
+
+
+async def list_conversations(
+    ctx: HandlerContext, client: ClientState, frame: ConversationsList
+) -> Outcome:
+    """The user's conversations with unread counts and the total (null when unknown)."""
+    page, total = await ctx.conversations.list_for(client.user_id, frame.limit)
+    return Outcome(events.ack(frame.id, conversations=page, total_unread=total))
+
+
+async def _flag(
+    ctx: HandlerContext, client: ClientState, frame: ConversationPin | ConversationMute, flag: str
+) -> Outcome:
+    try:
+        await ctx.conversations.set_flag(client.user_id, frame.conversation_id, flag, frame.value)
+    except NotAMember as exc:
+        raise ProtocolError(ErrorCode.FORBIDDEN, str(exc), frame.id) from None
+    return Outcome(events.ack(frame.id, conversation_id=frame.conversation_id, value=frame.value))
+
+
+async def pin(ctx: HandlerContext, client: ClientState, frame: ConversationPin) -> Outcome:
+    return await _flag(ctx, client, frame, "pinned")
+
+
+async def mute(ctx: HandlerContext, client: ClientState, frame: ConversationMute) -> Outcome:
+    return await _flag(ctx, client, frame, "muted")

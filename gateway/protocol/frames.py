@@ -26,6 +26,9 @@ __all__ = [
     "Auth",
     "ClientFrame",
     "ConversationCreate",
+    "ConversationMute",
+    "ConversationPin",
+    "ConversationsList",
     "FRAME_TYPES",
     "Heartbeat",
     "MessageDelivered",
@@ -104,6 +107,13 @@ def _int_range(low: int, high: int) -> Validator:
 
 MAX_HISTORY: Final = 100
 _SEQ = _int_range(0, 2**53)
+
+
+def _boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError("must be true or false")
+    return value
+
 
 _CONVERSATION: Schema = {"conversation_id": _uuid}
 _USER_IDS: Schema = {"user_ids": _uuid_list(MAX_USER_IDS)}
@@ -255,6 +265,37 @@ class MessagesList:
     after_seq: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ConversationsList:
+    TYPE: ClassVar[str] = "conversations.list"
+    SCHEMA: ClassVar[Schema] = {"limit": _int_range(1, 200)}
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset({"limit"})
+    id: str | None
+    limit: int = 50
+
+
+@dataclass(frozen=True, slots=True)
+class _Flag:
+    id: str | None
+    conversation_id: uuid.UUID
+    value: bool
+
+
+_FLAG: Schema = {"conversation_id": _uuid, "value": _boolean}
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationPin(_Flag):
+    TYPE: ClassVar[str] = "conversation.pin"
+    SCHEMA: ClassVar[Schema] = _FLAG
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationMute(_Flag):
+    TYPE: ClassVar[str] = "conversation.mute"
+    SCHEMA: ClassVar[Schema] = _FLAG
+
+
 ClientFrame = (
     Auth
     | Heartbeat
@@ -269,6 +310,9 @@ ClientFrame = (
     | MessageDelivered
     | MessageRead
     | MessagesList
+    | ConversationsList
+    | ConversationPin
+    | ConversationMute
 )
 
 FRAME_TYPES: Final[dict[str, type[ClientFrame]]] = {
@@ -287,6 +331,9 @@ FRAME_TYPES: Final[dict[str, type[ClientFrame]]] = {
         MessageDelivered,
         MessageRead,
         MessagesList,
+        ConversationsList,
+        ConversationPin,
+        ConversationMute,
     )
 }
 

@@ -6,10 +6,12 @@ import asyncio
 import uuid
 from collections.abc import Callable
 
-from caches import keys
+from caches import CachedConversation, ConversationCache, keys
+from caches.models import to_ms
 from gateway.protocol import envelope, events
 from gateway.services.presence import Publish
-from gateway.store import Store
+from gateway.services.side import quietly
+from gateway.store import ConversationSummary, Store
 
 __all__ = ["ConversationService"]
 
@@ -20,10 +22,14 @@ class ConversationService:
         store: Store,
         publish: Publish,
         join_local: Callable[[uuid.UUID, uuid.UUID], None],
+        cache: ConversationCache,
+        side_budget: float,
     ) -> None:
         self._store = store
         self._publish = publish
         self._join_local = join_local
+        self._cache = cache
+        self._side_budget = side_budget
 
     async def create(
         self, creator: uuid.UUID, kind: str, others: list[uuid.UUID], name: str
@@ -52,6 +58,82 @@ class ConversationService:
             )
         return wire, created
 
+    async def list_for(
+        self, user_id: uuid.UUID, limit: int
+    ) -> tuple[list[dict[str, object]], int | None]:
+        """The user's conversations, pinned first then newest message first, and the total
+        unread count: cache-aside (a version-guarded fill after a miss)."""
+        cached = await quietly(
+            "conversation list from the cache",
+            self._cache.get_user_conversations(user_id, limit),
+            self._side_budget,
+        )
+        if cached is not None:
+            total = await quietly(
+                "unread total", self._cache.get_total_unread_count(user_id), self._side_budget
+            )
+            return [_wire(c) for c in cached], total
+        version = await quietly(
+            "fill version", self._cache.fill_version(user_id), self._side_budget
+        )
+        summaries = [_cached(s) for s in await self._store.conversation_summaries(user_id)]
+        if version is not None:  # no version (Redis down): serve from the store, fill nothing
+            fill = self._cache.set_user_conversations(user_id, summaries, version=version)
+            await quietly("conversation list fill", fill, self._side_budget)
+        ordered = sorted(summaries, key=_sort_key, reverse=True)
+        return [_wire(c) for c in ordered[:limit]], sum(c.unread_count for c in summaries)
+
+    async def set_flag(
+        self, user_id: uuid.UUID, conversation_id: uuid.UUID, flag: str, value: bool
+    ) -> None:
+        """Pin or mute for this member: the store, then the cached list.
+
+        Raises:
+            NotAMember: not a member.
+        """
+        await self._store.set_flag(conversation_id, user_id, flag, value)
+        write = (
+            self._cache.set_pinned(user_id, conversation_id, value)
+            if flag == "pinned"
+            else self._cache.set_muted(user_id, conversation_id, value)
+        )
+        await quietly(f"conversation {flag}", write, self._side_budget)
+
     async def memberships(self, user_id: uuid.UUID) -> dict[uuid.UUID, int]:
         """The user's conversations and the last seq committed in each."""
         return await self._store.user_conversations(user_id)
+
+
+def _cached(summary: ConversationSummary) -> CachedConversation:
+    last = summary.last_message
+    return CachedConversation(
+        id=summary.id,
+        type=summary.type,
+        name=summary.name,
+        last_message_id=str(last.id) if last else None,
+        last_message_text=last.content if last else "",
+        last_message_at=last.created_at if last else None,
+        unread_count=summary.unread_count,
+        is_pinned=summary.is_pinned,
+        is_muted=summary.is_muted,
+    )
+
+
+def _sort_key(conv: CachedConversation) -> tuple[bool, int, str]:
+    """The cache's order: pinned first, then newest message first (ties by id, as a zset)."""
+    at = to_ms(conv.last_message_at) if conv.last_message_at else 0
+    return conv.is_pinned, at, str(conv.id)
+
+
+def _wire(conv: CachedConversation) -> dict[str, object]:
+    return {
+        "id": conv.id,
+        "type": conv.type,
+        "name": conv.name,
+        "last_message_id": conv.last_message_id,
+        "last_message_text": conv.last_message_text,
+        "last_message_at": conv.last_message_at,
+        "unread_count": conv.unread_count,
+        "is_pinned": conv.is_pinned,
+        "is_muted": conv.is_muted,
+    }

@@ -15,11 +15,10 @@ import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 
-from redis.exceptions import RedisError
-
 from caches import CachedMessage, ConversationCache, MessageCache, keys
 from gateway.protocol import envelope, events
 from gateway.services.presence import Publish
+from gateway.services.side import quietly
 from gateway.state import ClientState
 from gateway.store import Receipt, Store, StoredMessage
 
@@ -106,12 +105,11 @@ class MessageService:
     async def _cached_page(
         self, conversation_id: uuid.UUID, limit: int
     ) -> list[CachedMessage] | None:
-        try:
-            async with asyncio.timeout(self._side_budget):
-                cached = await self._messages.get_conversation_messages(conversation_id, limit)
-        except (RedisError, TimeoutError) as exc:
-            log.warning("history from the store: Redis unavailable: %s", exc or "timeout")
-            return None
+        cached = await quietly(
+            "history from the cache",
+            self._messages.get_conversation_messages(conversation_id, limit),
+            self._side_budget,
+        )
         if cached is None or any(m.seq is None for m in cached):
             return None  # a miss, or a list some other writer filled without seqs
         return cached
@@ -169,13 +167,7 @@ class MessageService:
         )
 
     async def _quietly(self, what: str, work: Awaitable[object]) -> None:
-        """A cache or bus step after the store committed: bounded, and never the request's
-        failure (the store has the truth; clients recover from it)."""
-        try:
-            async with asyncio.timeout(self._side_budget):
-                await work
-        except (RedisError, TimeoutError) as exc:
-            log.warning("messaging %s skipped: Redis unavailable: %s", what, exc or "timeout")
+        await quietly(f"messaging {what}", work, self._side_budget)
 
 
 def _cached(msg: StoredMessage) -> CachedMessage:

@@ -2,6 +2,7 @@
 
 from gateway.store.base import (
     Conversation,
+    ConversationSummary,
     NotAMember,
     Receipt,
     Store,
@@ -13,6 +14,7 @@ from gateway.store.sqlite import SqliteStore
 
 __all__ = [
     "Conversation",
+    "ConversationSummary",
     "NotAMember",
     "Receipt",
     "SqliteStore",

@@ -9,6 +9,7 @@ from typing import Protocol
 
 __all__ = [
     "Conversation",
+    "ConversationSummary",
     "NotAMember",
     "Receipt",
     "Store",
@@ -75,6 +76,20 @@ class StoredMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class ConversationSummary:
+    """One row of a user's conversation list, as the store knows it."""
+
+    id: uuid.UUID
+    type: str
+    name: str
+    last_message: StoredMessage | None
+    unread_count: int
+    """The conversation's last seq minus the member's read seq: exact, never drifting."""
+    is_pinned: bool
+    is_muted: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Receipt:
     """A member's watermarks in a conversation after a receipt: everything up to `delivered_seq`
     reached one of their devices, everything up to `read_seq` was read."""
@@ -118,6 +133,20 @@ class Store(Protocol):
 
         Raises:
             NotAMember: the sender is not a member of the conversation.
+        """
+        ...
+
+    async def conversation_summaries(self, user_id: uuid.UUID) -> list[ConversationSummary]:
+        """Every conversation of the user, with its last message, unread count and flags."""
+        ...
+
+    async def set_flag(
+        self, conversation_id: uuid.UUID, user_id: uuid.UUID, flag: str, value: bool
+    ) -> None:
+        """Set the member's `pinned` or `muted` flag.
+
+        Raises:
+            NotAMember: not a member.
         """
         ...
 

@@ -45,6 +45,11 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         UNIQUE (sender_id, client_msg_id)
     );
     """,
+    # 3: per-member flags
+    """
+    ALTER TABLE members ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE members ADD COLUMN muted INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)

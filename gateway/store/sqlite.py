@@ -19,6 +19,7 @@ from typing import TypeVar
 
 from gateway.store.base import (
     Conversation,
+    ConversationSummary,
     NotAMember,
     Receipt,
     StoredMessage,
@@ -314,6 +315,51 @@ class SqliteStore:
             is None
         ):
             raise NotAMember("not a member of this conversation")
+
+    async def conversation_summaries(self, user_id: uuid.UUID) -> list[ConversationSummary]:
+        return await self._run(lambda: self._summaries(user_id))
+
+    def _summaries(self, user_id: uuid.UUID) -> list[ConversationSummary]:
+        rows = self.db.execute(
+            "SELECT c.id, c.type, c.name, c.last_seq - m.read_seq, m.pinned, m.muted, c.last_seq"
+            " FROM members m JOIN conversations c ON c.id = m.conversation_id"
+            " WHERE m.user_id = ?",
+            (str(user_id),),
+        ).fetchall()
+        summaries = []
+        for row in rows:
+            last = self.db.execute(
+                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? AND seq = ?",
+                (row[0], row[6]),
+            ).fetchone()
+            summaries.append(
+                ConversationSummary(
+                    id=uuid.UUID(row[0]),
+                    type=row[1],
+                    name=row[2],
+                    last_message=_message(last) if last is not None else None,
+                    unread_count=max(int(row[3]), 0),
+                    is_pinned=bool(row[4]),
+                    is_muted=bool(row[5]),
+                )
+            )
+        return summaries
+
+    async def set_flag(
+        self, conversation_id: uuid.UUID, user_id: uuid.UUID, flag: str, value: bool
+    ) -> None:
+        if flag not in ("pinned", "muted"):
+            raise ValueError(f"unknown flag {flag!r}")
+
+        def update() -> None:
+            cursor = self.db.execute(
+                f"UPDATE members SET {flag} = ? WHERE conversation_id = ? AND user_id = ?",
+                (int(value), str(conversation_id), str(user_id)),
+            )
+            if cursor.rowcount == 0:
+                raise NotAMember("not a member of this conversation")
+
+        await self._run(update)
 
     async def list_messages(
         self,
