@@ -107,6 +107,12 @@ class PresenceService:
                 client.session_id, self._settings.session_ttl, user_id=client.user_id
             ),
         )
+        if not alive and not await self._redis.exists(self._epoch_key):
+            # The session is gone because Redis lost its data (a restart without persistence),
+            # not because anyone revoked it: restore every local session and lease, this one
+            # included, rather than end connections that did nothing wrong.
+            await self.reassert()
+            alive = True
         await self.announce(update)
         return alive
 
