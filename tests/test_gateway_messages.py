@@ -265,3 +265,34 @@ async def test_conversation_list_with_unread_counts_cached_and_flags(
         assert (await a.next_event("error"))["code"] == "forbidden"
         for client in (a, b):
             await client.close()
+
+
+async def test_a_sender_deletes_a_message_everywhere(
+    redis: RedisClient, redis_url: str, tmp_path: Path
+) -> None:
+    with gateways(redis_url, tmp_path, 2) as (gw1, gw2):
+        ann, bob = uuid.uuid4(), uuid.uuid4()
+        a = await client_for(redis, gw1, ann)
+        b = await client_for(redis, gw2, bob)
+        room = await _direct(a, bob)
+        sent = []
+        for n in range(3):
+            ack = await a.request(
+                "message.send", conversation_id=room, client_msg_id=f"m{n}", content=f"{n}"
+            )
+            sent.append(ack["message"])
+        assert len((await b.request("messages.list", conversation_id=room))["messages"]) == 3
+        await b.send("message.delete", id="d0", conversation_id=room, message_id=sent[1]["id"])
+        refused = await b.next_event("error")
+        assert (refused["id"], refused["code"]) == ("d0", "forbidden")  # not the sender
+        deleted = await a.request("message.delete", conversation_id=room, message_id=sent[1]["id"])
+        assert deleted["seq"] == 2
+        told = await b.next_event("message.deleted")
+        assert (told["message_id"], told["seq"]) == (sent[1]["id"], 2)
+        history = await b.request("messages.list", conversation_id=room)
+        assert [m["seq"] for m in history["messages"]] == [1, 3]  # from the store: caches dropped
+        assert await MessageCache(redis).get_message(sent[1]["id"]) is None
+        await a.send("message.delete", id="d1", conversation_id=room, message_id=sent[1]["id"])
+        assert (await a.next_event("error"))["code"] == "not_found"
+        for client in (a, b):
+            await client.close()

@@ -109,6 +109,11 @@ class RecordingMessages:
         self.receipts.append((message_id, read))
         return Receipt(conversation_id, client.user_id, 3, 3 if read else 0, True)
 
+    async def delete(
+        self, client: ClientState, conversation_id: uuid.UUID, message_id: uuid.UUID
+    ) -> StoredMessage:
+        raise NotAMember("no such message in this conversation")
+
     async def history(
         self,
         conversation_id: uuid.UUID,

@@ -38,6 +38,7 @@ def test_every_frame_type_has_one_class() -> None:
         "message.send",
         "message.delivered",
         "message.read",
+        "message.delete",
         "messages.list",
         "conversations.list",
         "conversation.pin",

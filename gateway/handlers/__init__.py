@@ -39,6 +39,7 @@ HANDLERS: dict[type[frames.ClientFrame], Handler] = {
     frames.MessageSend: messages.send,
     frames.MessageDelivered: messages.delivered,
     frames.MessageRead: messages.read,
+    frames.MessageDelete: messages.delete,
     frames.MessagesList: messages.history,
     frames.ConversationsList: conversations.list_conversations,
     frames.ConversationPin: conversations.pin,

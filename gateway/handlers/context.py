@@ -68,6 +68,10 @@ class MessagesPort(Protocol):
         self, client: ClientState, conversation_id: uuid.UUID, message_id: uuid.UUID, read: bool
     ) -> Receipt: ...
 
+    async def delete(
+        self, client: ClientState, conversation_id: uuid.UUID, message_id: uuid.UUID
+    ) -> StoredMessage: ...
+
     async def history(
         self,
         conversation_id: uuid.UUID,

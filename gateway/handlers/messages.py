@@ -4,11 +4,17 @@ from __future__ import annotations
 
 from gateway.handlers.context import HandlerContext, Outcome
 from gateway.protocol import ErrorCode, ProtocolError, events
-from gateway.protocol.frames import MessageDelivered, MessageRead, MessageSend, MessagesList
+from gateway.protocol.frames import (
+    MessageDelete,
+    MessageDelivered,
+    MessageRead,
+    MessageSend,
+    MessagesList,
+)
 from gateway.state import ClientState
-from gateway.store import NotAMember
+from gateway.store import NotAllowed, NotAMember
 
-__all__ = ["delivered", "history", "read", "send"]
+__all__ = ["delete", "delivered", "history", "read", "send"]
 
 
 async def send(ctx: HandlerContext, client: ClientState, frame: MessageSend) -> Outcome:
@@ -59,3 +65,14 @@ async def history(ctx: HandlerContext, client: ClientState, frame: MessagesList)
         frame.conversation_id, frame.limit, frame.before_seq, frame.after_seq
     )
     return Outcome(events.ack(frame.id, messages=page, has_more=more))
+
+
+async def delete(ctx: HandlerContext, client: ClientState, frame: MessageDelete) -> Outcome:
+    """Its sender deletes a message; members are told `message.deleted`."""
+    try:
+        msg = await ctx.messages.delete(client, frame.conversation_id, frame.message_id)
+    except NotAllowed as exc:
+        raise ProtocolError(ErrorCode.FORBIDDEN, str(exc), frame.id) from None
+    except NotAMember as exc:
+        raise ProtocolError(ErrorCode.NOT_FOUND, str(exc), frame.id) from None
+    return Outcome(events.ack(frame.id, message_id=msg.id, seq=msg.seq))

@@ -24,6 +24,7 @@ __all__ = [
     "error",
     "heartbeat_ack",
     "hello",
+    "message_deleted",
     "message_new",
     "message_read",
     "message_status",
@@ -152,6 +153,17 @@ def message_read(conversation_id: uuid.UUID, user_id: uuid.UUID, seq: int) -> by
     """A member read everything up to `seq` (their other devices clear their unread too)."""
     return encode(
         {"type": "message.read", "conversation_id": conversation_id, "user_id": user_id, "seq": seq}
+    )
+
+
+def message_deleted(conversation_id: uuid.UUID, message_id: uuid.UUID, seq: int) -> bytes:
+    return encode(
+        {
+            "type": "message.deleted",
+            "conversation_id": conversation_id,
+            "message_id": message_id,
+            "seq": seq,
+        }
     )
 
 

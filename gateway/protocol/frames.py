@@ -31,6 +31,7 @@ __all__ = [
     "ConversationsList",
     "FRAME_TYPES",
     "Heartbeat",
+    "MessageDelete",
     "MessageDelivered",
     "MessageRead",
     "MessageSend",
@@ -249,6 +250,12 @@ class MessageRead(_Receipt):
 
 
 @dataclass(frozen=True, slots=True)
+class MessageDelete(_Receipt):
+    TYPE: ClassVar[str] = "message.delete"
+    SCHEMA: ClassVar[Schema] = _RECEIPT
+
+
+@dataclass(frozen=True, slots=True)
 class MessagesList:
     TYPE: ClassVar[str] = "messages.list"
     SCHEMA: ClassVar[Schema] = {
@@ -309,6 +316,7 @@ ClientFrame = (
     | MessageSend
     | MessageDelivered
     | MessageRead
+    | MessageDelete
     | MessagesList
     | ConversationsList
     | ConversationPin
@@ -330,6 +338,7 @@ FRAME_TYPES: Final[dict[str, type[ClientFrame]]] = {
         MessageSend,
         MessageDelivered,
         MessageRead,
+        MessageDelete,
         MessagesList,
         ConversationsList,
         ConversationPin,

@@ -160,6 +160,25 @@ class MessageService:
         await self._quietly("publish", self._publish(channel, envelope.pack(frame)))
         return receipt
 
+    async def delete(
+        self, client: ClientState, conversation_id: uuid.UUID, message_id: uuid.UUID
+    ) -> StoredMessage:
+        """Delete from the store, invalidate both caches (the spec's order), tell the members.
+
+        Raises:
+            NotAMember / NotAllowed: from the store.
+        """
+        msg = await self._store.delete_message(conversation_id, client.user_id, message_id)
+        invalidate = asyncio.gather(
+            self._messages.delete_message(message_id, conversation_id=conversation_id),
+            self._messages.delete_conversation_messages(conversation_id),
+        )
+        await self._quietly("delete invalidation", invalidate)
+        frame = events.message_deleted(conversation_id, message_id, msg.seq)
+        channel = keys.conversation_channel(conversation_id)
+        await self._quietly("publish", self._publish(channel, envelope.pack(frame)))
+        return msg
+
     async def _reset_unread(self, client: ClientState, conversation_id: uuid.UUID) -> None:
         await asyncio.gather(
             self._messages.reset_unread_count(conversation_id, client.user_id),

@@ -3,6 +3,7 @@
 from gateway.store.base import (
     Conversation,
     ConversationSummary,
+    NotAllowed,
     NotAMember,
     Receipt,
     Store,
@@ -16,6 +17,7 @@ __all__ = [
     "Conversation",
     "ConversationSummary",
     "NotAMember",
+    "NotAllowed",
     "Receipt",
     "SqliteStore",
     "Store",

@@ -11,6 +11,7 @@ __all__ = [
     "Conversation",
     "ConversationSummary",
     "NotAMember",
+    "NotAllowed",
     "Receipt",
     "Store",
     "StoreError",
@@ -29,6 +30,10 @@ class StoreOpenError(StoreError):
 
 class NotAMember(StoreError):
     """The user is not a member of the conversation (or it does not exist)."""
+
+
+class NotAllowed(StoreError):
+    """The user may not do this to that record (e.g. delete another member's message)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +152,17 @@ class Store(Protocol):
 
         Raises:
             NotAMember: not a member.
+        """
+        ...
+
+    async def delete_message(
+        self, conversation_id: uuid.UUID, user_id: uuid.UUID, message_id: uuid.UUID
+    ) -> StoredMessage:
+        """Delete the user's own message; its seq is not reused.
+
+        Raises:
+            NotAMember: no such message in a conversation of the user.
+            NotAllowed: the message is another member's.
         """
         ...
 

@@ -20,6 +20,7 @@ from typing import TypeVar
 from gateway.store.base import (
     Conversation,
     ConversationSummary,
+    NotAllowed,
     NotAMember,
     Receipt,
     StoredMessage,
@@ -321,7 +322,7 @@ class SqliteStore:
 
     def _summaries(self, user_id: uuid.UUID) -> list[ConversationSummary]:
         rows = self.db.execute(
-            "SELECT c.id, c.type, c.name, c.last_seq - m.read_seq, m.pinned, m.muted, c.last_seq"
+            "SELECT c.id, c.type, c.name, c.last_seq - m.read_seq, m.pinned, m.muted"
             " FROM members m JOIN conversations c ON c.id = m.conversation_id"
             " WHERE m.user_id = ?",
             (str(user_id),),
@@ -329,8 +330,9 @@ class SqliteStore:
         summaries = []
         for row in rows:
             last = self.db.execute(
-                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? AND seq = ?",
-                (row[0], row[6]),
+                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ?"
+                " ORDER BY seq DESC LIMIT 1",
+                (row[0],),
             ).fetchone()
             summaries.append(
                 ConversationSummary(
@@ -360,6 +362,34 @@ class SqliteStore:
                 raise NotAMember("not a member of this conversation")
 
         await self._run(update)
+
+    async def delete_message(
+        self, conversation_id: uuid.UUID, user_id: uuid.UUID, message_id: uuid.UUID
+    ) -> StoredMessage:
+        return await self._run(lambda: self._delete(conversation_id, user_id, message_id))
+
+    def _delete(
+        self, conversation_id: uuid.UUID, user_id: uuid.UUID, message_id: uuid.UUID
+    ) -> StoredMessage:
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            self._check_member(conversation_id, user_id)
+            row = db.execute(
+                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = ? AND conversation_id = ?",
+                (str(message_id), str(conversation_id)),
+            ).fetchone()
+            if row is None:
+                raise NotAMember("no such message in this conversation")
+            msg = _message(row)
+            if msg.sender_id != user_id:
+                raise NotAllowed("only its sender may delete a message")
+            db.execute("DELETE FROM messages WHERE id = ?", (str(message_id),))
+            db.execute("COMMIT")
+            return msg
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
 
     async def list_messages(
         self,
