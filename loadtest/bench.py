@@ -1,4 +1,4 @@
-"""Benchmarks: `python loadtest/bench.py caches | fanout | idle` (see --help).
+"""Benchmarks: `python loadtest/bench.py caches | fanout | messages | idle` (see --help).
 
 Every benchmark starts what it needs (an embedded Valkey unless GATEWAY_REDIS_URL is set), runs
 bounded in count and time against loopback only, and stops everything it started.
@@ -20,6 +20,7 @@ from caches.redis import configured_or_embedded, connect
 from loadtest.bench_caches import CaseResult, run_cases
 from loadtest.bench_fanout import FanoutResult, IdleResult, run_fanout, run_idle
 from loadtest.bench_fill import FillResult, run_fill_cases
+from loadtest.bench_messages import MessagesResult, run_messages
 from loadtest.stats import median
 
 
@@ -107,6 +108,35 @@ async def fanout_main(args: argparse.Namespace) -> None:
         print(f"| {label} | {fmt.format(median([getattr(r, attr) for r in results]))} |")
 
 
+async def messages_main(args: argparse.Namespace) -> None:
+    _load_generator_setup()
+    results: list[MessagesResult] = []
+    for run in range(args.runs):
+        result = await run_messages(args.clients, args.room, args.rate, args.seconds)
+        results.append(result)
+        print(f"  run {run + 1}: {result}", flush=True)
+    print(
+        f"messages benchmark: {machine()}; {args.clients} clients in rooms of {args.room} over "
+        f"2 instances on one SQLite file; message.send at {args.rate:.0f}/s offered, "
+        f"{args.seconds}s window; medians of {args.runs} runs"
+    )
+    rows = [
+        ("persisted messages/s", "persisted_per_s", "{:,.0f}"),
+        ("send->ack p50 ms", "ack_p50_ms", "{:.2f}"),
+        ("send->ack p99 ms", "ack_p99_ms", "{:.2f}"),
+        ("send->delivered p50 ms", "delivered_p50_ms", "{:.2f}"),
+        ("send->delivered p99 ms", "delivered_p99_ms", "{:.2f}"),
+        ("delivered / expected", "delivered_ratio", "{:.4f}"),
+        ("server CPU % (both instances)", "server_cpu_pct", "{:.1f}"),
+        ("history reads/s (newest 20)", "history_reads_per_s", "{:,.0f}"),
+        ("history reads from the cache", "history_cache_share", "{:.1%}"),
+        ("send->ack into a 1,000-member group, ms", "big_group_ack_ms", "{:.2f}"),
+    ]
+    print("| figure | median |\n|---|---|")
+    for label, attr, fmt in rows:
+        print(f"| {label} | {fmt.format(median([getattr(r, attr) for r in results]))} |")
+
+
 async def idle_main(args: argparse.Namespace) -> None:
     _load_generator_setup()
     print(f"idle benchmark: {machine()}; one gateway; medians of {args.runs} runs")
@@ -128,6 +158,12 @@ def main(argv: list[str] | None = None) -> None:
     fanout.add_argument("--rate", type=float, default=2000.0, help="offered events/s")
     fanout.add_argument("--seconds", type=float, default=5.0)
     fanout.add_argument("--runs", type=int, default=3)
+    messages = sub.add_parser("messages", help="message sends, receipts and history")
+    messages.add_argument("--clients", type=int, default=200)
+    messages.add_argument("--room", type=int, default=10)
+    messages.add_argument("--rate", type=float, default=1000.0, help="offered sends/s")
+    messages.add_argument("--seconds", type=float, default=5.0)
+    messages.add_argument("--runs", type=int, default=3)
     idle = sub.add_parser("idle", help="RSS per idle authenticated connection")
     idle.add_argument(
         "--connections", type=lambda v: [int(x) for x in v.split(",")], default=[1000, 5000]
@@ -144,6 +180,8 @@ def main(argv: list[str] | None = None) -> None:
         asyncio.run(caches_main(args))
     elif args.command == "fanout":
         asyncio.run(fanout_main(args))
+    elif args.command == "messages":
+        asyncio.run(messages_main(args))
     elif args.command == "idle":
         asyncio.run(idle_main(args))
 

@@ -32,7 +32,17 @@ from gateway.store import SqliteStore
 from loadtest.stats import percentile
 from loadtest.wsclient import RawClient, open_client
 
-__all__ = ["FanoutResult", "IdleResult", "run_fanout", "run_idle"]
+__all__ = [
+    "FanoutResult",
+    "IdleResult",
+    "cluster",
+    "connect_all",
+    "cpu_seconds",
+    "mint_tokens",
+    "rss",
+    "run_fanout",
+    "run_idle",
+]
 
 SECRET = "benchmark-secret-0123456789abcdef0123456789"
 ROOM = 10
@@ -65,7 +75,7 @@ class IdleResult:
 
 
 @contextlib.contextmanager
-def _cluster(count: int, **settings: str) -> Iterator[tuple[Path, str, list[Launched]]]:
+def cluster(count: int, **settings: str) -> Iterator[tuple[Path, str, list[Launched]]]:
     """A temp dir, an embedded Valkey and `count` gateways sharing them."""
     with (
         tempfile.TemporaryDirectory(prefix="bench-") as tmp,
@@ -95,11 +105,11 @@ def _cluster(count: int, **settings: str) -> Iterator[tuple[Path, str, list[Laun
                 process.stop()
 
 
-def _rss(processes: list[Launched]) -> int:
+def rss(processes: list[Launched]) -> int:
     return sum(psutil.Process(p.pid).memory_info().rss for p in processes)
 
 
-def _cpu_seconds(processes: list[Launched]) -> float:
+def cpu_seconds(processes: list[Launched]) -> float:
     total = 0.0
     for p in processes:
         times = psutil.Process(p.pid).cpu_times()
@@ -107,7 +117,7 @@ def _cpu_seconds(processes: list[Launched]) -> float:
     return total
 
 
-async def _tokens(redis_url: str, users: list[uuid.UUID]) -> list[str]:
+async def mint_tokens(redis_url: str, users: list[uuid.UUID]) -> list[str]:
     client = connect(redis_url)
     sessions = SessionCache(client)
     try:
@@ -118,7 +128,7 @@ async def _tokens(redis_url: str, users: list[uuid.UUID]) -> list[str]:
         await client.aclose()
 
 
-async def _connect_all(
+async def connect_all(
     urls: list[str], tokens: list[str], on_message: list[object]
 ) -> list[RawClient]:
     gate = asyncio.Semaphore(100)
@@ -134,7 +144,7 @@ async def run_fanout(
     clients: int, rate: float, seconds: float, warmup: float = 1.5
 ) -> FanoutResult:
     """One fresh pair of gateways, one paced step at `rate` events/s."""
-    with _cluster(2) as (workdir, redis_url, gateways):
+    with cluster(2) as (workdir, redis_url, gateways):
         users = [uuid.uuid4() for _ in range(clients)]
         store = await SqliteStore(str(workdir / "store.sqlite3")).open()
         rooms = []
@@ -145,7 +155,7 @@ async def run_fanout(
             )
             rooms.append(str(conversation.id))
         await store.close()
-        tokens = await _tokens(redis_url, users)
+        tokens = await mint_tokens(redis_url, users)
         sent_at: dict[tuple[str, int], float] = {}
         latencies: list[float] = []
         state = {"measuring": False, "delivered": 0}
@@ -169,12 +179,12 @@ async def run_fanout(
 
             return on_message
 
-        base_rss = _rss(gateways)
-        conns = await _connect_all(
+        base_rss = rss(gateways)
+        conns = await connect_all(
             [g.url for g in gateways], tokens, [receiver() for _ in range(clients)]
         )
         await asyncio.sleep(1.0)
-        rss_per_conn = (_rss(gateways) - base_rss) / clients / 1024
+        rss_per_conn = (rss(gateways) - base_rss) / clients / 1024
         frames = [
             [
                 orjson.dumps({"type": kind, "conversation_id": rooms[i // ROOM]})
@@ -191,7 +201,7 @@ async def run_fanout(
         while (elapsed := time.perf_counter() - started) < warmup + seconds:
             if not state["measuring"] and elapsed >= warmup:
                 state["measuring"] = True
-                cpu_start, wall_start = _cpu_seconds(gateways), time.perf_counter()
+                cpu_start, wall_start = cpu_seconds(gateways), time.perf_counter()
             due = min(int(rate * elapsed) - sent, int(rate * 0.05) + 1)
             now = time.perf_counter()
             for _ in range(max(due, 0)):
@@ -206,7 +216,7 @@ async def run_fanout(
                     sent_window += due
             await asyncio.sleep(0.002)
         window = time.perf_counter() - wall_start
-        cpu = _cpu_seconds(gateways) - cpu_start
+        cpu = cpu_seconds(gateways) - cpu_start
         state["measuring"] = False
         delivered = state["delivered"]
         # Late deliveries of the window still count: wait until they stop arriving.
@@ -235,15 +245,15 @@ async def run_fanout(
 
 async def run_idle(connections: int) -> IdleResult:
     """RSS growth of one gateway per idle authenticated connection."""
-    with _cluster(1) as (_, redis_url, gateways):
+    with cluster(1) as (_, redis_url, gateways):
         users = [uuid.uuid4() for _ in range(connections)]
-        tokens = await _tokens(redis_url, users)
-        base = _rss(gateways)
-        conns = await _connect_all(
+        tokens = await mint_tokens(redis_url, users)
+        base = rss(gateways)
+        conns = await connect_all(
             [gateways[0].url], tokens, [(lambda raw: None) for _ in range(connections)]
         )
         await asyncio.sleep(1.5)
-        grown = _rss(gateways) - base
+        grown = rss(gateways) - base
         for conn in conns:
             conn.close()
         return IdleResult(connections, grown / connections / 1024)

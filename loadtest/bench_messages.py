@@ -1,0 +1,187 @@
+"""`bench.py messages`: message sends through two real gateway instances on one SQLite file.
+
+Clients in rooms of `room` members (split over both instances) send at a paced total rate; the
+step reports persisted messages/s (acks), send->ack and send->delivered latencies, and server
+CPU. A history phase then has every client re-read its room's newest page and reports reads/s
+and the share served from the cache (from the gateways' /metrics). A last probe times single
+sends into a 1,000-member group. Loopback only; every phase is bounded in time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass
+
+import orjson
+
+from gateway.launcher import Launched
+from gateway.store import SqliteStore
+from loadtest.bench_fanout import cluster, connect_all, cpu_seconds, mint_tokens
+from loadtest.stats import median, percentile
+
+__all__ = ["MessagesResult", "run_messages"]
+
+
+@dataclass(frozen=True, slots=True)
+class MessagesResult:
+    rate: float
+    room: int
+    persisted_per_s: float
+    ack_p50_ms: float
+    ack_p99_ms: float
+    delivered_p50_ms: float
+    delivered_p99_ms: float
+    delivered_ratio: float
+    server_cpu_pct: float
+    history_reads_per_s: float
+    history_cache_share: float
+    big_group_ack_ms: float
+
+
+def _metric(gw: Launched, name: str) -> float:
+    with urllib.request.urlopen(f"{gw.http}/metrics", timeout=5) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+    return 0.0
+
+
+async def run_messages(
+    clients: int, room: int, rate: float, seconds: float, history_seconds: float = 3.0
+) -> MessagesResult:
+    with cluster(2) as (workdir, redis_url, gateways):
+        users = [uuid.uuid4() for _ in range(clients)]
+        big = [uuid.uuid4() for _ in range(1000)]
+        store = await SqliteStore(str(workdir / "store.sqlite3")).open()
+        rooms = []
+        for start in range(0, clients, room):
+            members = users[start : start + room]
+            conversation, _ = await store.create_conversation(
+                "group", members[0], members[1:], "room"
+            )
+            rooms.append(str(conversation.id))
+        group, _ = await store.create_conversation("group", users[0], big, "big")
+        await store.close()
+        tokens = await mint_tokens(redis_url, users)
+        sent_at: dict[str, float] = {}
+        acks: list[float] = []
+        deliveries: list[float] = []
+        reads = [0]
+
+        def receiver() -> object:
+            def on_message(raw: bytes) -> None:
+                now = time.perf_counter()
+                if raw.startswith(b'{"type":"ack"'):
+                    frame = orjson.loads(raw)
+                    if "message" in frame:
+                        sent = sent_at.get(frame["id"])
+                        if sent is not None:
+                            acks.append(now - sent)
+                    elif "messages" in frame:
+                        reads[0] += 1
+                elif raw.startswith(b'{"type":"message.new"'):
+                    sent = sent_at.get(orjson.loads(raw)["message"]["client_msg_id"])
+                    if sent is not None:
+                        deliveries.append(now - sent)
+
+            return on_message
+
+        conns = await connect_all(
+            [g.url for g in gateways], tokens, [receiver() for _ in range(clients)]
+        )
+        await asyncio.sleep(1.0)
+        count = 0
+        started = time.perf_counter()
+        cpu_start = cpu_seconds(gateways)
+        while (elapsed := time.perf_counter() - started) < seconds:
+            due = min(int(rate * elapsed) - count, int(rate * 0.05) + 1)
+            now = time.perf_counter()
+            for _ in range(max(due, 0)):
+                index = count % clients
+                key = f"b{count}"
+                sent_at[key] = now
+                conns[index].send(
+                    orjson.dumps(
+                        {
+                            "type": "message.send",
+                            "id": key,
+                            "conversation_id": rooms[index // room],
+                            "client_msg_id": key,
+                            "content": "hello, this is a chat message",
+                        }
+                    )
+                )
+                count += 1
+            await asyncio.sleep(0.002)
+        window = time.perf_counter() - started
+        cpu = cpu_seconds(gateways) - cpu_start
+        deadline = time.monotonic() + 5
+        while len(acks) < count and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)
+        hits_before = sum(_metric(g, "gateway_history_cache_hits_total") for g in gateways)
+        stores_before = sum(_metric(g, "gateway_history_store_reads_total") for g in gateways)
+        reads[0] = 0
+        history_started = time.perf_counter()
+        while time.perf_counter() - history_started < history_seconds:
+            for index, conn in enumerate(conns):
+                conn.send(
+                    orjson.dumps(
+                        {
+                            "type": "messages.list",
+                            "id": "h",
+                            "conversation_id": rooms[index // room],
+                            "limit": 20,
+                        }
+                    )
+                )
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)
+        history_window = time.perf_counter() - history_started
+        hits = sum(_metric(g, "gateway_history_cache_hits_total") for g in gateways) - hits_before
+        stores = (
+            sum(_metric(g, "gateway_history_store_reads_total") for g in gateways) - stores_before
+        )
+        big_acks: list[float] = []
+        for n in range(20):
+            key = f"big{n}"
+            acks_before = len(acks)
+            sent_at[key] = time.perf_counter()
+            conns[0].send(
+                orjson.dumps(
+                    {
+                        "type": "message.send",
+                        "id": key,
+                        "conversation_id": str(group.id),
+                        "client_msg_id": key,
+                        "content": "to everyone",
+                    }
+                )
+            )
+            wait_until = time.monotonic() + 5
+            while len(acks) == acks_before and time.monotonic() < wait_until:
+                await asyncio.sleep(0.001)
+            if len(acks) > acks_before:
+                big_acks.append(acks[-1])
+        for conn in conns:
+            conn.close()
+        ack_sorted = sorted(acks[:count])
+        delivered_sorted = sorted(deliveries)
+        expected = count * room  # every member, the sending connection included
+        return MessagesResult(
+            rate=rate,
+            room=room,
+            persisted_per_s=min(len(acks), count) / window,
+            ack_p50_ms=percentile(ack_sorted, 0.5) * 1000,
+            ack_p99_ms=percentile(ack_sorted, 0.99) * 1000,
+            delivered_p50_ms=percentile(delivered_sorted, 0.5) * 1000,
+            delivered_p99_ms=percentile(delivered_sorted, 0.99) * 1000,
+            delivered_ratio=len(deliveries) / expected if expected else 0.0,
+            server_cpu_pct=100 * cpu / window,
+            history_reads_per_s=reads[0] / history_window,
+            history_cache_share=hits / (hits + stores) if hits + stores else 0.0,
+            big_group_ack_ms=median(big_acks) * 1000 if big_acks else 0.0,
+        )
