@@ -9,10 +9,11 @@ is applied exactly once. Instances on several hosts need a network store (Postgr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import TypeVar
@@ -35,6 +36,19 @@ _T = TypeVar("_T")
 
 _BUSY_TIMEOUT = 10.0
 """Seconds a statement waits for another process's lock before the store gives up."""
+
+
+@contextlib.contextmanager
+def _immediate(db: sqlite3.Connection) -> Iterator[None]:
+    """A write transaction: one writer at a time across every process on the file; committed
+    when the block ends (a `return` included), rolled back on any error."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
 
 
 _MESSAGE_COLUMNS = (
@@ -110,8 +124,7 @@ class SqliteStore:
 
     @staticmethod
     def _migrate(db: sqlite3.Connection) -> None:
-        db.execute("BEGIN IMMEDIATE")  # one migrator at a time; the others wait, then skip
-        try:
+        with _immediate(db):  # one migrator at a time; the others wait, then skip
             version = int(db.execute("PRAGMA user_version").fetchone()[0])
             if version > SCHEMA_VERSION:
                 raise sqlite3.DatabaseError(
@@ -122,10 +135,6 @@ class SqliteStore:
                     if statement.strip():
                         db.execute(statement)
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
 
     @property
     def schema_version(self) -> int:
@@ -161,14 +170,12 @@ class SqliteStore:
         direct_key: str | None,
     ) -> tuple[Conversation, bool]:
         db = self.db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with _immediate(db):
             if direct_key is not None:
                 row = db.execute(
                     "SELECT id FROM conversations WHERE direct_key = ?", (direct_key,)
                 ).fetchone()
                 if row is not None:
-                    db.execute("COMMIT")
                     existing = self._get(uuid.UUID(row[0]))
                     assert existing is not None
                     return existing, False
@@ -196,11 +203,7 @@ class SqliteStore:
                 "INSERT INTO members (conversation_id, user_id) VALUES (?, ?)",
                 [(str(conv.id), str(m)) for m in members],
             )
-            db.execute("COMMIT")
             return conv, True
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
 
     async def get_conversation(self, conversation_id: uuid.UUID) -> Conversation | None:
         return await self._run(lambda: self._get(conversation_id))
@@ -257,15 +260,13 @@ class SqliteStore:
     ) -> tuple[StoredMessage, bool]:
         db = self.db
         # One writer at a time across every process on the file: seqs are gap-free and unique.
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with _immediate(db):
             row = db.execute(
                 f"SELECT {_MESSAGE_COLUMNS} FROM messages"
                 " WHERE sender_id = ? AND client_msg_id = ?",
                 (str(sender_id), client_msg_id),
             ).fetchone()
             if row is not None:  # a retry: the stored message, nothing new
-                db.execute("COMMIT")
                 return _message(row), False
             self._check_member(conversation_id, sender_id)
             (seq,) = db.execute(
@@ -301,11 +302,20 @@ class SqliteStore:
                 " read_seq = MAX(read_seq, ?) WHERE conversation_id = ? AND user_id = ?",
                 (msg.seq, msg.seq, str(conversation_id), str(sender_id)),
             )
-            db.execute("COMMIT")
             return msg, True
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+
+    def _member_message(
+        self, conversation_id: uuid.UUID, user_id: uuid.UUID, message_id: uuid.UUID
+    ) -> StoredMessage:
+        """The message, when `user_id` is a member of its conversation; NotAMember otherwise."""
+        self._check_member(conversation_id, user_id)
+        row = self.db.execute(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = ? AND conversation_id = ?",
+            (str(message_id), str(conversation_id)),
+        ).fetchone()
+        if row is None:
+            raise NotAMember("no such message in this conversation")
+        return _message(row)
 
     def _check_member(self, conversation_id: uuid.UUID, user_id: uuid.UUID) -> None:
         if (
@@ -372,24 +382,12 @@ class SqliteStore:
         self, conversation_id: uuid.UUID, user_id: uuid.UUID, message_id: uuid.UUID
     ) -> StoredMessage:
         db = self.db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            self._check_member(conversation_id, user_id)
-            row = db.execute(
-                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = ? AND conversation_id = ?",
-                (str(message_id), str(conversation_id)),
-            ).fetchone()
-            if row is None:
-                raise NotAMember("no such message in this conversation")
-            msg = _message(row)
+        with _immediate(db):
+            msg = self._member_message(conversation_id, user_id, message_id)
             if msg.sender_id != user_id:
                 raise NotAllowed("only its sender may delete a message")
             db.execute("DELETE FROM messages WHERE id = ?", (str(message_id),))
-            db.execute("COMMIT")
             return msg
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
 
     async def list_messages(
         self,
@@ -432,16 +430,8 @@ class SqliteStore:
         self, conversation_id: uuid.UUID, user_id: uuid.UUID, message_id: uuid.UUID, read: bool
     ) -> tuple[Receipt, StoredMessage]:
         db = self.db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            self._check_member(conversation_id, user_id)
-            row = db.execute(
-                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = ? AND conversation_id = ?",
-                (str(message_id), str(conversation_id)),
-            ).fetchone()
-            if row is None:
-                raise NotAMember("no such message in this conversation")
-            msg = _message(row)
+        with _immediate(db):
+            msg = self._member_message(conversation_id, user_id, message_id)
             before = db.execute(
                 "SELECT delivered_seq, read_seq FROM members"
                 " WHERE conversation_id = ? AND user_id = ?",
@@ -456,11 +446,7 @@ class SqliteStore:
                     " WHERE conversation_id = ? AND user_id = ?",
                     (delivered, read_seq, str(conversation_id), str(user_id)),
                 )
-            db.execute("COMMIT")
             return Receipt(conversation_id, user_id, delivered, read_seq, moved), msg
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
 
     async def close(self) -> None:
         if self._db is not None:
