@@ -118,6 +118,23 @@ class ConversationCache:
         mid = keys.valid_id(message_id, "message_id")
         await self._write(user_id, "last", conversation_id, mid, text, to_iso(at), to_ms(at))
 
+    async def record_message(
+        self,
+        user_id: uuid.UUID | str,
+        conversation_id: uuid.UUID | str,
+        message_id: str | uuid.UUID,
+        text: str,
+        at: datetime,
+        *,
+        unread: bool,
+    ) -> None:
+        """A new message, in one step: `update_last_message`, and `increment_unread` when it
+        counts as unread for this user (not their own)."""
+        mid = keys.valid_id(message_id, "message_id")
+        await self._write(
+            user_id, "message", conversation_id, mid, text, to_iso(at), to_ms(at), int(unread)
+        )
+
     async def increment_unread(
         self, user_id: uuid.UUID | str, conversation_id: uuid.UUID | str
     ) -> int | None:

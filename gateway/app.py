@@ -8,7 +8,6 @@ import contextlib
 import dataclasses
 import logging
 import signal
-import uuid
 from collections import Counter
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -98,16 +97,12 @@ async def _serve(
         )
         authenticator = Authenticator(TokenVerifier(settings), sessions)
 
-        async def members_of(conversation_id: uuid.UUID) -> tuple[uuid.UUID, ...]:
-            found = await store.get_conversation(conversation_id)
-            return found.member_ids if found is not None else ()
-
         messages = MessageService(
             store,
             MessageCache(client),
             ConversationCache(client),
             bus.publish,
-            members_of,
+            conversations.members,
             typing.stop,
             side_budget=budget / 4,
             metrics=metrics,

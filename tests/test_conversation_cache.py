@@ -188,3 +188,18 @@ async def test_spec_call_caches_the_whole_list(redis: RedisClient) -> None:
     assert await cache.get_total_unread_count(user) == 5
     assert await cache.set_user_conversations(user, [a], 600, complete=False)  # a page
     assert await cache.get_total_unread_count(user) is None
+
+
+async def test_record_message_updates_preview_and_counts_unread_in_one_step(
+    redis: RedisClient,
+) -> None:
+    cache = ConversationCache(redis)
+    user = uuid.uuid4()
+    a = conv(1)
+    await cache.set_user_conversations(user, [a])
+    await cache.record_message(user, a.id, "m1", "theirs", T0 + timedelta(minutes=5), unread=True)
+    await cache.record_message(user, a.id, "m2", "mine", T0 + timedelta(minutes=6), unread=False)
+    got = await cache.get_user_conversations(user)
+    assert got is not None
+    assert (got[0].last_message_text, got[0].unread_count) == ("mine", 1)
+    assert await cache.get_total_unread_count(user) == 1

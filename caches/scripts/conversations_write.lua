@@ -3,8 +3,8 @@
 -- KEYS[2] conversations:user:data:{u}    hash conversation id -> JSON; '@loaded', '@complete'
 -- KEYS[3] conversations:user:version:{u}  bumped here, so fills read before it are refused
 -- ARGV: op, conversation id, version ttl ms, pinned weight, then by op:
---   'last' message id, text, at RFC 3339, at ms | 'incr' | 'reset' | 'pin' 0/1 | 'mute' 0/1
---   | 'remove'
+--   'last' message id, text, at RFC 3339, at ms | 'message' the same, then 1/0 (count it
+--   unread) | 'incr' | 'reset' | 'pin' 0/1 | 'mute' 0/1 | 'remove'
 -- Returns the conversation's unread count after the change, or -1 when the list is not cached
 -- (nothing partial is created) or did not hold the conversation (the list is then dropped, since
 -- it is no longer complete for that user).
@@ -27,13 +27,16 @@ end
 local conv = cjson.decode(raw)
 local score = tonumber(redis.call('ZSCORE', KEYS[1], id))
 local last_ms = score % weight
-if op == 'last' then
+if op == 'last' or op == 'message' then
   local at_ms = tonumber(ARGV[8])
   if at_ms >= last_ms then
     conv.last_message_id = ARGV[5]
     conv.last_message_text = ARGV[6]
     conv.last_message_at = ARGV[7]
     last_ms = at_ms
+  end
+  if op == 'message' and ARGV[9] == '1' then
+    conv.unread_count = (tonumber(conv.unread_count) or 0) + 1
   end
 elseif op == 'incr' then
   conv.unread_count = (tonumber(conv.unread_count) or 0) + 1

@@ -15,6 +15,8 @@ from gateway.store import ConversationSummary, Store
 
 __all__ = ["ConversationService"]
 
+_MEMBERS_REMEMBERED = 10_000
+
 
 class ConversationService:
     def __init__(
@@ -30,6 +32,9 @@ class ConversationService:
         self._join_local = join_local
         self._cache = cache
         self._side_budget = side_budget
+        # Members never change once a conversation exists (no add/remove yet), so a send needs
+        # no store read for them after the first; bounded, oldest first out.
+        self._members: dict[uuid.UUID, tuple[uuid.UUID, ...]] = {}
 
     async def create(
         self, creator: uuid.UUID, kind: str, others: list[uuid.UUID], name: str
@@ -43,6 +48,7 @@ class ConversationService:
         """
         conversation, created = await self._store.create_conversation(kind, creator, others, name)
         wire = conversation.as_wire()
+        self._remember(conversation.id, conversation.member_ids)
         if created:
             frame = events.conversation_added(wire)
             for member in conversation.member_ids:
@@ -98,6 +104,21 @@ class ConversationService:
             else self._cache.set_muted(user_id, conversation_id, value)
         )
         await quietly(f"conversation {flag}", write, self._side_budget)
+
+    async def members(self, conversation_id: uuid.UUID) -> tuple[uuid.UUID, ...]:
+        """The conversation's members (none for an unknown conversation)."""
+        found = self._members.get(conversation_id)
+        if found is None:
+            conversation = await self._store.get_conversation(conversation_id)
+            found = conversation.member_ids if conversation is not None else ()
+            if found:
+                self._remember(conversation_id, found)
+        return found
+
+    def _remember(self, conversation_id: uuid.UUID, members: tuple[uuid.UUID, ...]) -> None:
+        if len(self._members) >= _MEMBERS_REMEMBERED:
+            del self._members[next(iter(self._members))]
+        self._members[conversation_id] = members
 
     async def memberships(self, user_id: uuid.UUID) -> dict[uuid.UUID, int]:
         """The user's conversations and the last seq committed in each."""

@@ -123,15 +123,15 @@ class MessageService:
             self._messages.set_message(cached),
             self._messages.add_message_to_conversation(msg.conversation_id, cached),
             *(
-                self._conversations.update_last_message(
-                    member, msg.conversation_id, str(msg.id), msg.content, msg.created_at
+                self._conversations.record_message(
+                    member,
+                    msg.conversation_id,
+                    str(msg.id),
+                    msg.content,
+                    msg.created_at,
+                    unread=member != msg.sender_id,
                 )
                 for member in members
-            ),
-            *(
-                self._conversations.increment_unread(member, msg.conversation_id)
-                for member in members
-                if member != msg.sender_id
             ),
         )
 
