@@ -138,7 +138,7 @@ async def run_messages(
                         }
                     )
                 )
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.02)  # offers up to 10,000 reads/s with 200 clients
         await asyncio.sleep(0.5)
         history_window = time.perf_counter() - history_started
         hits = sum(_metric(g, "gateway_history_cache_hits_total") for g in gateways) - hits_before
