@@ -127,13 +127,30 @@ class ConversationCache:
         at: datetime,
         *,
         unread: bool,
+        seq: int | None = None,
     ) -> None:
-        """A new message, in one step: `update_last_message`, and `increment_unread` when it
+        """A new message, in one step: `update_last_message`, and the unread count: with
+        `seq` (and a list cached with seqs) from watermarks, else `increment_unread` when it
         counts as unread for this user (not their own)."""
         mid = keys.valid_id(message_id, "message_id")
         await self._write(
-            user_id, "message", conversation_id, mid, text, to_iso(at), to_ms(at), int(unread)
+            user_id,
+            "message",
+            conversation_id,
+            mid,
+            text,
+            to_iso(at),
+            to_ms(at),
+            int(unread),
+            "" if seq is None else seq,
         )
+
+    async def record_read(
+        self, user_id: uuid.UUID | str, conversation_id: uuid.UUID | str, seq: int
+    ) -> None:
+        """The user read up to `seq`: unread is what lies after it (0 for a list cached
+        without seqs, like `reset_unread`)."""
+        await self._write(user_id, "read", conversation_id, seq)
 
     async def increment_unread(
         self, user_id: uuid.UUID | str, conversation_id: uuid.UUID | str

@@ -180,6 +180,10 @@ class CachedConversation:
     unread_count: int = 0
     is_pinned: bool = False
     is_muted: bool = False
+    last_seq: int | None = None
+    """Beyond the spec: the conversation's last message seq and the user's read seq, when the
+    caller knows them; the cache then derives unread_count from them (see ConversationCache)."""
+    read_seq: int | None = None
 
     def __post_init__(self) -> None:
         self.id = valid_uuid(self.id, "id")
@@ -198,6 +202,9 @@ class CachedConversation:
         model.unread_count = int(raw.get("unread_count", 0))
         model.is_pinned = bool(raw.get("is_pinned", False))
         model.is_muted = bool(raw.get("is_muted", False))
+        last_seq, read_seq = raw.get("last_seq"), raw.get("read_seq")
+        model.last_seq = int(last_seq) if last_seq is not None else None
+        model.read_seq = int(read_seq) if read_seq is not None else None
         return model
 
 

@@ -203,3 +203,21 @@ async def test_record_message_updates_preview_and_counts_unread_in_one_step(
     assert got is not None
     assert (got[0].last_message_text, got[0].unread_count) == ("mine", 1)
     assert await cache.get_total_unread_count(user) == 1
+
+
+async def test_watermarks_make_unread_order_independent(redis: RedisClient) -> None:
+    """With seqs, a read and the messages around it agree in any order of arrival."""
+    cache = ConversationCache(redis)
+    user = uuid.uuid4()
+    a = CachedConversation(id=uuid.uuid4(), name="a", last_seq=2, read_seq=2)
+    await cache.set_user_conversations(user, [a])
+    at = T0 + timedelta(minutes=1)
+    await cache.record_message(user, a.id, "m5", "5", at, unread=True, seq=5)
+    await cache.record_read(user, a.id, 4)  # read up to 4, arriving after 5
+    await cache.record_message(user, a.id, "m3", "3", at, unread=True, seq=3)  # late
+    await cache.record_message(user, a.id, "m4", "4", at, unread=True, seq=4)
+    assert await cache.get_total_unread_count(user) == 1  # only 5
+    await cache.record_read(user, a.id, 3)  # never backwards
+    assert await cache.get_total_unread_count(user) == 1
+    await cache.record_message(user, a.id, "m6", "6", at, unread=False, seq=6)  # own message
+    assert await cache.get_total_unread_count(user) == 0

@@ -296,3 +296,49 @@ async def test_a_sender_deletes_a_message_everywhere(
         assert (await a.next_event("error"))["code"] == "not_found"
         for client in (a, b):
             await client.close()
+
+
+async def test_unread_counts_exact_after_a_storm_of_sends_and_reads(
+    redis: RedisClient, redis_url: str, tmp_path: Path
+) -> None:
+    """Reads up to a seq in the middle of a storm of sends leave exactly the rest unread,
+    in the cached list and in the store, whatever order the writes landed in."""
+    with gateways(redis_url, tmp_path, 2) as (gw1, gw2):
+        ann, bob = uuid.uuid4(), uuid.uuid4()
+        a = await client_for(redis, gw1, ann)
+        b = await client_for(redis, gw2, bob)
+        room = await _direct(a, bob)
+        await b.request("conversations.list")  # bob's list is cached from here on
+        total = 30
+
+        async def sends() -> list[dict[str, object]]:
+            acks = await asyncio.gather(
+                *(
+                    a.request(
+                        "message.send", conversation_id=room, client_msg_id=f"s{n}", content=f"{n}"
+                    )
+                    for n in range(total)
+                )
+            )
+            return [ack["message"] for ack in acks]
+
+        async def reads() -> int:
+            read_to = 0
+            for _ in range(10):
+                event = await b.next_event("message.new")
+                ack = await b.request(
+                    "message.read", conversation_id=room, message_id=event["message"]["id"]
+                )
+                read_to = max(read_to, int(ack["read_seq"]))
+            return read_to
+
+        _, read_to = await asyncio.gather(sends(), reads())
+        cached = await b.request("conversations.list")
+        assert cached["total_unread"] == total - read_to
+        assert cached["conversations"][0]["unread_count"] == total - read_to
+        from caches import ConversationCache
+
+        await ConversationCache(redis).delete_user_conversations(bob)  # next list: the store
+        assert (await b.request("conversations.list"))["total_unread"] == total - read_to
+        for client in (a, b):
+            await client.close()

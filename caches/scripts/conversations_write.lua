@@ -4,7 +4,11 @@
 -- KEYS[3] conversations:user:version:{u}  bumped here, so fills read before it are refused
 -- ARGV: op, conversation id, version ttl ms, pinned weight, then by op:
 --   'last' message id, text, at RFC 3339, at ms | 'message' the same, then 1/0 (count it
---   unread) | 'incr' | 'reset' | 'pin' 0/1 | 'mute' 0/1 | 'remove'
+--   unread), then its seq or '' | 'read' seq | 'incr' | 'reset' | 'pin' 0/1 | 'mute' 0/1
+--   | 'remove'
+-- A conversation cached with `last_seq` and `read_seq` keeps them as watermarks (each only
+-- moves up) and derives unread_count = last_seq - read_seq, so writes applied in any order
+-- agree; one without them counts unread by increments, as the spec's calls do.
 -- Returns the conversation's unread count after the change, or -1 when the list is not cached
 -- (nothing partial is created) or did not hold the conversation (the list is then dropped, since
 -- it is no longer complete for that user).
@@ -35,8 +39,31 @@ if op == 'last' or op == 'message' then
     conv.last_message_at = ARGV[7]
     last_ms = at_ms
   end
-  if op == 'message' and ARGV[9] == '1' then
-    conv.unread_count = (tonumber(conv.unread_count) or 0) + 1
+  if op == 'message' then
+    local seq, last = tonumber(ARGV[10]), tonumber(conv.last_seq)
+    if seq and last then
+      local read = tonumber(conv.read_seq) or 0
+      if seq > last then
+        conv.last_seq, last = seq, seq
+      end
+      if ARGV[9] ~= '1' and seq > read then
+        conv.read_seq, read = seq, seq
+      end
+      conv.unread_count = math.max(0, last - read)
+    elseif ARGV[9] == '1' then
+      conv.unread_count = (tonumber(conv.unread_count) or 0) + 1
+    end
+  end
+elseif op == 'read' then
+  local seq, last = tonumber(ARGV[5]), tonumber(conv.last_seq)
+  if last then
+    local read = tonumber(conv.read_seq) or 0
+    if seq > read then
+      conv.read_seq, read = seq, seq
+    end
+    conv.unread_count = math.max(0, last - read)
+  else
+    conv.unread_count = 0
   end
 elseif op == 'incr' then
   conv.unread_count = (tonumber(conv.unread_count) or 0) + 1

@@ -137,6 +137,8 @@ def _cached(summary: ConversationSummary) -> CachedConversation:
         unread_count=summary.unread_count,
         is_pinned=summary.is_pinned,
         is_muted=summary.is_muted,
+        last_seq=summary.last_seq,
+        read_seq=summary.read_seq,
     )
 
 

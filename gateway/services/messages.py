@@ -130,6 +130,7 @@ class MessageService:
                     msg.content,
                     msg.created_at,
                     unread=member != msg.sender_id,
+                    seq=msg.seq,
                 )
                 for member in members
             ),
@@ -150,7 +151,9 @@ class MessageService:
         channel = keys.conversation_channel(conversation_id)
         if read:
             frame = events.message_read(conversation_id, client.user_id, receipt.read_seq)
-            await self._quietly("unread reset", self._reset_unread(client, conversation_id))
+            await self._quietly(
+                "unread reset", self._reset_unread(client, conversation_id, receipt.read_seq)
+            )
         else:
             frame = events.message_status(conversation_id, msg.id, msg.seq, client.user_id, status)
         await self._quietly(
@@ -179,10 +182,12 @@ class MessageService:
         await self._quietly("publish", self._publish(channel, envelope.pack(frame)))
         return msg
 
-    async def _reset_unread(self, client: ClientState, conversation_id: uuid.UUID) -> None:
+    async def _reset_unread(
+        self, client: ClientState, conversation_id: uuid.UUID, read_seq: int
+    ) -> None:
         await asyncio.gather(
             self._messages.reset_unread_count(conversation_id, client.user_id),
-            self._conversations.reset_unread(client.user_id, conversation_id),
+            self._conversations.record_read(client.user_id, conversation_id, read_seq),
         )
 
     async def _quietly(self, what: str, work: Awaitable[object]) -> None:

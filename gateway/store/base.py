@@ -88,10 +88,15 @@ class ConversationSummary:
     type: str
     name: str
     last_message: StoredMessage | None
-    unread_count: int
-    """The conversation's last seq minus the member's read seq: exact, never drifting."""
+    last_seq: int
+    read_seq: int
     is_pinned: bool
     is_muted: bool
+
+    @property
+    def unread_count(self) -> int:
+        """The conversation's last seq minus the member's read seq: exact, never drifting."""
+        return max(self.last_seq - self.read_seq, 0)
 
 
 @dataclass(frozen=True, slots=True)

@@ -332,7 +332,7 @@ class SqliteStore:
 
     def _summaries(self, user_id: uuid.UUID) -> list[ConversationSummary]:
         rows = self.db.execute(
-            "SELECT c.id, c.type, c.name, c.last_seq - m.read_seq, m.pinned, m.muted"
+            "SELECT c.id, c.type, c.name, c.last_seq, m.read_seq, m.pinned, m.muted"
             " FROM members m JOIN conversations c ON c.id = m.conversation_id"
             " WHERE m.user_id = ?",
             (str(user_id),),
@@ -350,9 +350,10 @@ class SqliteStore:
                     type=row[1],
                     name=row[2],
                     last_message=_message(last) if last is not None else None,
-                    unread_count=max(int(row[3]), 0),
-                    is_pinned=bool(row[4]),
-                    is_muted=bool(row[5]),
+                    last_seq=int(row[3]),
+                    read_seq=int(row[4]),
+                    is_pinned=bool(row[5]),
+                    is_muted=bool(row[6]),
                 )
             )
         return summaries
