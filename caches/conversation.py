@@ -26,6 +26,11 @@ _READ = Script("list_read")
 _UNREAD = Script("conversations_unread")
 
 
+def _preview(message_id: str | uuid.UUID, text: str, at: datetime) -> list[str | int]:
+    """The script arguments of a message preview: id, text, time as RFC 3339 and as ms."""
+    return [keys.valid_id(message_id, "message_id"), text, to_iso(at), to_ms(at)]
+
+
 def _score(conv: CachedConversation) -> int:
     at = to_ms(conv.last_message_at) if conv.last_message_at else 0
     return (_PINNED_WEIGHT if conv.is_pinned else 0) + at
@@ -115,8 +120,7 @@ class ConversationCache:
         at: datetime,
     ) -> None:
         """A new message: set the preview and move the conversation up (an older one is ignored)."""
-        mid = keys.valid_id(message_id, "message_id")
-        await self._write(user_id, "last", conversation_id, mid, text, to_iso(at), to_ms(at))
+        await self._write(user_id, "last", conversation_id, *_preview(message_id, text, at))
 
     async def record_message(
         self,
@@ -132,15 +136,11 @@ class ConversationCache:
         """A new message, in one step: `update_last_message`, and the unread count: with
         `seq` (and a list cached with seqs) from watermarks, else `increment_unread` when it
         counts as unread for this user (not their own)."""
-        mid = keys.valid_id(message_id, "message_id")
         await self._write(
             user_id,
             "message",
             conversation_id,
-            mid,
-            text,
-            to_iso(at),
-            to_ms(at),
+            *_preview(message_id, text, at),
             int(unread),
             "" if seq is None else seq,
         )
