@@ -28,6 +28,7 @@ from gateway.store.base import (
     StoreError,
     StoreOpenError,
 )
+from gateway.store.group_commit import GroupCommit, Outcome, Work
 from gateway.store.migrations import MIGRATIONS, SCHEMA_VERSION
 
 __all__ = ["SqliteStore"]
@@ -76,6 +77,7 @@ class SqliteStore:
         self._path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
         self._db: sqlite3.Connection | None = None
+        self._writes = GroupCommit(self._run, self._transaction)
 
     async def open(self) -> SqliteStore:
         """Open (creating it if need be) and migrate.
@@ -146,6 +148,24 @@ class SqliteStore:
         except sqlite3.Error as exc:
             raise StoreError(str(exc)) from exc
 
+    def _transaction(self, works: list[Work]) -> list[Outcome]:
+        """Writes in one transaction (one writer at a time across every process on the file:
+        seqs stay gap-free and unique), each in a savepoint: a write that fails leaves nothing
+        and fails alone."""
+        db = self.db
+        outcomes: list[Outcome] = []
+        with _immediate(db):
+            for work in works:
+                db.execute("SAVEPOINT write")
+                try:
+                    outcomes.append((True, work()))
+                except Exception as exc:
+                    db.execute("ROLLBACK TO write")
+                    error = StoreError(str(exc)) if isinstance(exc, sqlite3.Error) else exc
+                    outcomes.append((False, error))
+                db.execute("RELEASE write")
+        return outcomes
+
     @property
     def db(self) -> sqlite3.Connection:
         if self._db is None:
@@ -159,7 +179,9 @@ class SqliteStore:
         if kind == "direct" and len(members) != 2:
             raise StoreError("a direct conversation has exactly two members")
         direct_key = ":".join(str(m) for m in members) if kind == "direct" else None
-        return await self._run(lambda: self._create(kind, creator, members, name, direct_key))
+        return await self._writes.write(
+            lambda: self._create(kind, creator, members, name, direct_key)
+        )
 
     def _create(
         self,
@@ -170,40 +192,39 @@ class SqliteStore:
         direct_key: str | None,
     ) -> tuple[Conversation, bool]:
         db = self.db
-        with _immediate(db):
-            if direct_key is not None:
-                row = db.execute(
-                    "SELECT id FROM conversations WHERE direct_key = ?", (direct_key,)
-                ).fetchone()
-                if row is not None:
-                    existing = self._get(uuid.UUID(row[0]))
-                    assert existing is not None
-                    return existing, False
-            conv = Conversation(
-                id=uuid.uuid4(),
-                type=kind,
-                name=name,
-                member_ids=tuple(members),
-                created_by=creator,
-                created_at=datetime.now(UTC),
-            )
-            db.execute(
-                "INSERT INTO conversations (id, type, name, created_by, created_at, direct_key)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    str(conv.id),
-                    kind,
-                    name,
-                    str(creator),
-                    conv.created_at.isoformat(),
-                    direct_key,
-                ),
-            )
-            db.executemany(
-                "INSERT INTO members (conversation_id, user_id) VALUES (?, ?)",
-                [(str(conv.id), str(m)) for m in members],
-            )
-            return conv, True
+        if direct_key is not None:
+            row = db.execute(
+                "SELECT id FROM conversations WHERE direct_key = ?", (direct_key,)
+            ).fetchone()
+            if row is not None:
+                existing = self._get(uuid.UUID(row[0]))
+                assert existing is not None
+                return existing, False
+        conv = Conversation(
+            id=uuid.uuid4(),
+            type=kind,
+            name=name,
+            member_ids=tuple(members),
+            created_by=creator,
+            created_at=datetime.now(UTC),
+        )
+        db.execute(
+            "INSERT INTO conversations (id, type, name, created_by, created_at, direct_key)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                str(conv.id),
+                kind,
+                name,
+                str(creator),
+                conv.created_at.isoformat(),
+                direct_key,
+            ),
+        )
+        db.executemany(
+            "INSERT INTO members (conversation_id, user_id) VALUES (?, ?)",
+            [(str(conv.id), str(m)) for m in members],
+        )
+        return conv, True
 
     async def get_conversation(self, conversation_id: uuid.UUID) -> Conversation | None:
         return await self._run(lambda: self._get(conversation_id))
@@ -246,7 +267,7 @@ class SqliteStore:
         content: str,
         content_type: str,
     ) -> tuple[StoredMessage, bool]:
-        return await self._run(
+        return await self._writes.write(
             lambda: self._send(conversation_id, sender_id, client_msg_id, content, content_type)
         )
 
@@ -259,50 +280,47 @@ class SqliteStore:
         content_type: str,
     ) -> tuple[StoredMessage, bool]:
         db = self.db
-        # One writer at a time across every process on the file: seqs are gap-free and unique.
-        with _immediate(db):
-            row = db.execute(
-                f"SELECT {_MESSAGE_COLUMNS} FROM messages"
-                " WHERE sender_id = ? AND client_msg_id = ?",
-                (str(sender_id), client_msg_id),
-            ).fetchone()
-            if row is not None:  # a retry: the stored message, nothing new
-                return _message(row), False
-            self._check_member(conversation_id, sender_id)
-            (seq,) = db.execute(
-                "UPDATE conversations SET last_seq = last_seq + 1 WHERE id = ? RETURNING last_seq",
-                (str(conversation_id),),
-            ).fetchone()
-            msg = StoredMessage(
-                id=uuid.uuid4(),
-                conversation_id=conversation_id,
-                seq=int(seq),
-                sender_id=sender_id,
-                client_msg_id=client_msg_id,
-                content=content,
-                content_type=content_type,
-                created_at=datetime.now(UTC),
-            )
-            db.execute(
-                f"INSERT INTO messages ({_MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    str(msg.id),
-                    str(conversation_id),
-                    msg.seq,
-                    str(sender_id),
-                    client_msg_id,
-                    content,
-                    content_type,
-                    msg.created_at.isoformat(),
-                ),
-            )
-            # The sender has read (and received) their own message.
-            db.execute(
-                "UPDATE members SET delivered_seq = MAX(delivered_seq, ?),"
-                " read_seq = MAX(read_seq, ?) WHERE conversation_id = ? AND user_id = ?",
-                (msg.seq, msg.seq, str(conversation_id), str(sender_id)),
-            )
-            return msg, True
+        row = db.execute(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE sender_id = ? AND client_msg_id = ?",
+            (str(sender_id), client_msg_id),
+        ).fetchone()
+        if row is not None:  # a retry: the stored message, nothing new
+            return _message(row), False
+        self._check_member(conversation_id, sender_id)
+        (seq,) = db.execute(
+            "UPDATE conversations SET last_seq = last_seq + 1 WHERE id = ? RETURNING last_seq",
+            (str(conversation_id),),
+        ).fetchone()
+        msg = StoredMessage(
+            id=uuid.uuid4(),
+            conversation_id=conversation_id,
+            seq=int(seq),
+            sender_id=sender_id,
+            client_msg_id=client_msg_id,
+            content=content,
+            content_type=content_type,
+            created_at=datetime.now(UTC),
+        )
+        db.execute(
+            f"INSERT INTO messages ({_MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                str(msg.id),
+                str(conversation_id),
+                msg.seq,
+                str(sender_id),
+                client_msg_id,
+                content,
+                content_type,
+                msg.created_at.isoformat(),
+            ),
+        )
+        # The sender has read (and received) their own message.
+        db.execute(
+            "UPDATE members SET delivered_seq = MAX(delivered_seq, ?),"
+            " read_seq = MAX(read_seq, ?) WHERE conversation_id = ? AND user_id = ?",
+            (msg.seq, msg.seq, str(conversation_id), str(sender_id)),
+        )
+        return msg, True
 
     def _member_message(
         self, conversation_id: uuid.UUID, user_id: uuid.UUID, message_id: uuid.UUID
@@ -372,23 +390,22 @@ class SqliteStore:
             if cursor.rowcount == 0:
                 raise NotAMember("not a member of this conversation")
 
-        await self._run(update)
+        await self._writes.write(update)
 
     async def delete_message(
         self, conversation_id: uuid.UUID, user_id: uuid.UUID, message_id: uuid.UUID
     ) -> StoredMessage:
-        return await self._run(lambda: self._delete(conversation_id, user_id, message_id))
+        return await self._writes.write(lambda: self._delete(conversation_id, user_id, message_id))
 
     def _delete(
         self, conversation_id: uuid.UUID, user_id: uuid.UUID, message_id: uuid.UUID
     ) -> StoredMessage:
         db = self.db
-        with _immediate(db):
-            msg = self._member_message(conversation_id, user_id, message_id)
-            if msg.sender_id != user_id:
-                raise NotAllowed("only its sender may delete a message")
-            db.execute("DELETE FROM messages WHERE id = ?", (str(message_id),))
-            return msg
+        msg = self._member_message(conversation_id, user_id, message_id)
+        if msg.sender_id != user_id:
+            raise NotAllowed("only its sender may delete a message")
+        db.execute("DELETE FROM messages WHERE id = ?", (str(message_id),))
+        return msg
 
     async def list_messages(
         self,
@@ -425,29 +442,29 @@ class SqliteStore:
     async def receipt(
         self, conversation_id: uuid.UUID, user_id: uuid.UUID, message_id: uuid.UUID, read: bool
     ) -> tuple[Receipt, StoredMessage]:
-        return await self._run(lambda: self._receipt(conversation_id, user_id, message_id, read))
+        return await self._writes.write(
+            lambda: self._receipt(conversation_id, user_id, message_id, read)
+        )
 
     def _receipt(
         self, conversation_id: uuid.UUID, user_id: uuid.UUID, message_id: uuid.UUID, read: bool
     ) -> tuple[Receipt, StoredMessage]:
         db = self.db
-        with _immediate(db):
-            msg = self._member_message(conversation_id, user_id, message_id)
-            before = db.execute(
-                "SELECT delivered_seq, read_seq FROM members"
+        msg = self._member_message(conversation_id, user_id, message_id)
+        before = db.execute(
+            "SELECT delivered_seq, read_seq FROM members WHERE conversation_id = ? AND user_id = ?",
+            (str(conversation_id), str(user_id)),
+        ).fetchone()
+        delivered = max(int(before[0]), msg.seq)
+        read_seq = max(int(before[1]), msg.seq) if read else int(before[1])
+        moved = (delivered, read_seq) != (int(before[0]), int(before[1]))
+        if moved:
+            db.execute(
+                "UPDATE members SET delivered_seq = ?, read_seq = ?"
                 " WHERE conversation_id = ? AND user_id = ?",
-                (str(conversation_id), str(user_id)),
-            ).fetchone()
-            delivered = max(int(before[0]), msg.seq)
-            read_seq = max(int(before[1]), msg.seq) if read else int(before[1])
-            moved = (delivered, read_seq) != (int(before[0]), int(before[1]))
-            if moved:
-                db.execute(
-                    "UPDATE members SET delivered_seq = ?, read_seq = ?"
-                    " WHERE conversation_id = ? AND user_id = ?",
-                    (delivered, read_seq, str(conversation_id), str(user_id)),
-                )
-            return Receipt(conversation_id, user_id, delivered, read_seq, moved), msg
+                (delivered, read_seq, str(conversation_id), str(user_id)),
+            )
+        return Receipt(conversation_id, user_id, delivered, read_seq, moved), msg
 
     async def close(self) -> None:
         if self._db is not None:

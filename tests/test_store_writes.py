@@ -1,0 +1,71 @@
+"""Writes issued together share a transaction (group commit) and still behave one by one: each
+gets its own seq, its own error, its own retry answer; a failed one leaves nothing behind."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import uuid
+from pathlib import Path
+
+from gateway.store import NotAMember, SqliteStore
+
+
+async def test_concurrent_sends_get_consecutive_seqs_and_each_its_own_outcome(
+    tmp_path: Path,
+) -> None:
+    store = await SqliteStore(str(tmp_path / "s.sqlite3")).open()
+    try:
+        alice, bob, stranger = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+        conv, _ = await store.create_conversation("group", alice, [bob], "room")
+        sends = [
+            store.send_message(conv.id, alice if n % 2 else bob, f"m{n}", f"text {n}", "text")
+            for n in range(300)
+        ]
+        sends.insert(150, store.send_message(conv.id, stranger, "x", "intruder", "text"))
+        sends.append(store.send_message(conv.id, bob, "m0", "a retry of m0", "text"))
+        outcomes = await asyncio.gather(*sends, return_exceptions=True)
+
+        assert isinstance(outcomes[150], NotAMember)
+        stored = [o for i, o in enumerate(outcomes[:-1]) if i != 150]
+        assert all(isinstance(o, tuple) and o[1] for o in stored)
+        seqs = sorted(o[0].seq for o in stored if isinstance(o, tuple))
+        assert seqs == list(range(1, 301))
+        retry = outcomes[-1]
+        first = outcomes[0]
+        assert isinstance(retry, tuple) and isinstance(first, tuple)
+        assert retry == (first[0], False)  # the stored message, nothing created
+
+        page, more = await store.list_messages(conv.id, 500)
+        assert [m.seq for m in page] == list(range(1, 301)) and not more
+        assert "intruder" not in {m.content for m in page}
+    finally:
+        await store.close()
+
+
+async def test_a_write_that_fails_mid_way_leaves_nothing_and_fails_alone(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite3"
+    store = await SqliteStore(str(path)).open()
+    try:
+        alice, bob = uuid.uuid4(), uuid.uuid4()
+        conv, _ = await store.create_conversation("group", alice, [bob], "room")
+        # A trigger makes the message insert fail after the seq was taken: the savepoint must
+        # give the seq back, and the write beside it must commit.
+        db = sqlite3.connect(path)
+        db.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON messages WHEN NEW.content = 'poison'"
+            " BEGIN SELECT RAISE(ABORT, 'refused by trigger'); END"
+        )
+        db.commit()
+        db.close()
+        outcomes = await asyncio.gather(
+            store.send_message(conv.id, alice, "a", "poison", "text"),
+            store.send_message(conv.id, alice, "b", "fine", "text"),
+            return_exceptions=True,
+        )
+        assert "refused by trigger" in str(outcomes[0])
+        assert isinstance(outcomes[1], tuple) and outcomes[1][0].seq == 1
+        summaries = await store.conversation_summaries(bob)
+        assert [(s.last_seq, s.unread_count) for s in summaries] == [(1, 1)]
+    finally:
+        await store.close()
