@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
+
+from redis.asyncio.cluster import RedisCluster
 
 from caches import keys
 from caches._base import TTL, Script, ttl_ms
@@ -144,6 +148,38 @@ class ConversationCache:
             int(unread),
             "" if seq is None else seq,
         )
+
+    async def record_message_for_members(
+        self,
+        member_ids: Sequence[uuid.UUID | str],
+        conversation_id: uuid.UUID | str,
+        message_id: str | uuid.UUID,
+        text: str,
+        at: datetime,
+        *,
+        sender_id: uuid.UUID | str,
+        seq: int | None = None,
+    ) -> None:
+        """`record_message` for every member (unread for all but the sender) in one script call,
+        whatever the member count; on a cluster, where each user's list has its own slot, one
+        call per member, issued together. Members whose list is not cached cost nothing more."""
+        conv = str(keys.valid_uuid(conversation_id, "conversation_id"))
+        sender = keys.valid_uuid(sender_id, "sender_id")
+        unread = ["0" if keys.valid_uuid(m, "member_id") == sender else "1" for m in member_ids]
+        args = [conv, _VERSION_TTL_MS, _PINNED_WEIGHT, *_preview(message_id, text, at)]
+        seq_arg = "" if seq is None else seq
+        if isinstance(self._redis, RedisCluster):
+            await asyncio.gather(
+                *(
+                    _WRITE(self._redis, self._keys(m), ["message", *args, flag, seq_arg])
+                    for m, flag in zip(member_ids, unread, strict=True)
+                )
+            )
+            return
+        flags = "".join(unread)
+        all_keys = [key for m in member_ids for key in self._keys(m)]
+        if all_keys:
+            await _WRITE(self._redis, all_keys, ["message", *args, flags, seq_arg])
 
     async def record_read(
         self, user_id: uuid.UUID | str, conversation_id: uuid.UUID | str, seq: int

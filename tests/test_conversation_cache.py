@@ -221,3 +221,26 @@ async def test_watermarks_make_unread_order_independent(redis: RedisClient) -> N
     assert await cache.get_total_unread_count(user) == 1
     await cache.record_message(user, a.id, "m6", "6", at, unread=False, seq=6)  # own message
     assert await cache.get_total_unread_count(user) == 0
+
+
+async def test_a_message_for_every_member_is_one_call_and_skips_uncached_lists(
+    redis: RedisClient,
+) -> None:
+    cache = ConversationCache(redis)
+    sender, reader, absent = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    room = CachedConversation(id=uuid.uuid4(), name="room", last_seq=1, read_seq=1)
+    for user in (sender, reader):
+        await cache.set_user_conversations(user, [room])
+    at = T0 + timedelta(minutes=2)
+    await cache.record_message_for_members(
+        [sender, str(reader), absent], room.id, "m2", "hi all", at, sender_id=sender, seq=2
+    )
+    for user, unread in ((sender, 0), (reader, 1)):
+        got = await cache.get_user_conversations(user)
+        assert got is not None
+        assert (got[0].last_message_text, got[0].last_seq, got[0].unread_count) == (
+            "hi all",
+            2,
+            unread,
+        )
+    assert await cache.get_user_conversations(absent) is None  # nothing partial created

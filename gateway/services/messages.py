@@ -117,22 +117,19 @@ class MessageService:
     async def _write_through(self, msg: StoredMessage) -> None:
         cached = _cached(msg)
         members = await self._members(msg.conversation_id)
-        # Issued together: the auto-pipeline sends them in one round trip, whatever the
-        # member count; members whose list is not cached cost one no-op script call.
+        # Issued together: the auto-pipeline sends them in one round trip, and every member's
+        # list is one script call, whatever the member count.
         await asyncio.gather(
             self._messages.set_message(cached),
             self._messages.add_message_to_conversation(msg.conversation_id, cached),
-            *(
-                self._conversations.record_message(
-                    member,
-                    msg.conversation_id,
-                    str(msg.id),
-                    msg.content,
-                    msg.created_at,
-                    unread=member != msg.sender_id,
-                    seq=msg.seq,
-                )
-                for member in members
+            self._conversations.record_message_for_members(
+                members,
+                msg.conversation_id,
+                str(msg.id),
+                msg.content,
+                msg.created_at,
+                sender_id=msg.sender_id,
+                seq=msg.seq,
             ),
         )
 
