@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from caches import CachedMessage, ConversationCache, MessageCache, keys
 from gateway.protocol import envelope, events
 from gateway.services.presence import Publish
-from gateway.services.side import quietly
+from gateway.services.side import all_quietly, quietly
 from gateway.state import ClientState
 from gateway.store import Receipt, Store, StoredMessage
 
@@ -65,15 +65,19 @@ class MessageService:
             conversation_id, client.user_id, client_msg_id, content, content_type
         )
         if created:
-            await self._quietly("write-through", self._write_through(msg))
-            frame = events.message_new(msg.as_wire())
-            await self._quietly(
-                "publish",
-                self._publish(
-                    keys.conversation_channel(conversation_id), envelope.pack(frame, seq=msg.seq)
-                ),
+            # The caches before the event (the spec's order): a member who fetches on
+            # `message.new` finds the message cached.
+            await all_quietly(
+                {
+                    "messaging write-through": self._write_through(msg),
+                    "messaging typing cleanup": self._stop_typing(client, conversation_id),
+                },
+                self._side_budget,
             )
-            await self._quietly("typing cleanup", self._stop_typing(client, conversation_id))
+            frame = events.message_new(msg.as_wire())
+            channel = keys.conversation_channel(conversation_id)
+            packed = envelope.pack(frame, seq=msg.seq)
+            await self._quietly("publish", self._publish(channel, packed))
         return msg, created
 
     async def history(

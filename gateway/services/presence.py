@@ -107,14 +107,25 @@ class PresenceService:
                 client.session_id, self._settings.session_ttl, user_id=client.user_id
             ),
         )
-        if not alive and not await self._redis.exists(self._epoch_key):
-            # The session is gone because Redis lost its data (a restart without persistence),
-            # not because anyone revoked it: restore every local session and lease, this one
-            # included, rather than end connections that did nothing wrong.
-            await self.reassert()
-            alive = True
+        if not alive:
+            alive = await self._restored(client)
         await self.announce(update)
         return alive
+
+    async def _restored(self, client: ClientState) -> bool:
+        """Whether a session found missing was lost with Redis's data rather than revoked.
+
+        Lost (the epoch mark is gone: a restart without persistence): every local session and
+        lease is restored, this one included, rather than end connections that did nothing
+        wrong. Checked again once any restore in progress is over, since one may have put the
+        session back after this heartbeat missed it."""
+        async with self._reasserting:
+            if not await self._redis.exists(self._epoch_key):
+                await self._reassert()
+                return True
+            return await self._sessions.extend(
+                client.session_id, self._settings.session_ttl, user_id=client.user_id
+            )
 
     async def set_away(self, client: ClientState, away: bool) -> PresenceStatus:
         """Client-reported idle (`away`) or active; the user's resulting status."""
@@ -145,29 +156,36 @@ class PresenceService:
         (watchers saw no change); otherwise real transitions (a lease that lapsed meanwhile)
         are announced as usual."""
         async with self._reasserting:
-            lost = await self.mark_epoch()
-            clients = list(self._clients())
-            ttl = self._settings.session_ttl
-            if lost:
-                await asyncio.gather(
-                    *(
-                        self._sessions.set(c.session_id, c.session, ttl, if_missing=True)
-                        for c in clients
-                    )
-                )
-            updates = await asyncio.gather(
+            await self._reassert()
+
+    async def _reassert(self) -> None:
+        # The mark goes back last: until every session is restored, a heartbeat that misses
+        # its session still finds the mark gone and waits for the restore.
+        lost = not await self._redis.exists(self._epoch_key)
+        clients = list(self._clients())
+        ttl = self._settings.session_ttl
+        if lost:
+            await asyncio.gather(
                 *(
-                    self._presence.heartbeat(c.user_id, c.connection_id, self._lease, away=c.away)
+                    self._sessions.set(c.session_id, c.session, ttl, if_missing=True)
                     for c in clients
                 )
             )
-            if not lost:
-                await self.announce_all(updates)
-            log.info(
-                "re-asserted %d presence leases%s",
-                len(clients),
-                " and sessions after Redis lost its data" if lost else "",
+        updates = await asyncio.gather(
+            *(
+                self._presence.heartbeat(c.user_id, c.connection_id, self._lease, away=c.away)
+                for c in clients
             )
+        )
+        if lost:
+            await self.mark_epoch()
+        else:
+            await self.announce_all(updates)
+        log.info(
+            "re-asserted %d presence leases%s",
+            len(clients),
+            " and sessions after Redis lost its data" if lost else "",
+        )
 
     # Maintenance: grace ends and sweeps
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from typing import TypeVar
 
 from redis.exceptions import RedisError
 
-__all__ = ["quietly"]
+__all__ = ["all_quietly", "quietly"]
 
 log = logging.getLogger(__name__)
 
@@ -25,3 +25,19 @@ async def quietly(what: str, work: Awaitable[_T], budget: float) -> _T | None:
     except (RedisError, TimeoutError) as exc:
         log.warning("%s skipped: Redis unavailable: %s", what, exc or "timeout")
         return None
+
+
+async def all_quietly(steps: Mapping[str, Awaitable[object]], budget: float) -> None:
+    """Independent steps at once, under one deadline: issued together they share one round trip
+    through the auto-pipeline. Each Redis failure is logged with its step's name."""
+    try:
+        async with asyncio.timeout(budget):
+            results = await asyncio.gather(*steps.values(), return_exceptions=True)
+    except TimeoutError:
+        log.warning("%s skipped: Redis unavailable: timeout", ", ".join(steps))
+        return
+    for what, result in zip(steps, results, strict=True):
+        if isinstance(result, RedisError):
+            log.warning("%s skipped: Redis unavailable: %s", what, result)
+        elif isinstance(result, BaseException):
+            raise result
