@@ -128,6 +128,12 @@ def unread(conversation_id: uuid.UUID | str, user_id: uuid.UUID | str) -> str:
     return f"unread:{{{_u(conversation_id, 'conversation_id')}}}:{{{_u(user_id, 'user_id')}}}"
 
 
+def unread_state(conversation_id: uuid.UUID | str) -> str:
+    """Hash beside a conversation's unread counters (same slot): '@v', bumped by every change,
+    and per user the seq their counter was filled as of."""
+    return f"unread:state:{{{_u(conversation_id, 'conversation_id')}}}"
+
+
 # Presence and typing
 def presence(user_id: uuid.UUID | str) -> str:
     return f"presence:{{{_u(user_id, 'user_id')}}}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -11,7 +12,7 @@ from caches._base import TTL, Script, pipeline, run_idempotent, ttl_ms
 from caches.models import MESSAGE_STATUS_RANK, CachedMessage, decode, encode, to_ms
 from caches.redis import RedisClient
 
-__all__ = ["DEFAULT_MESSAGE_TTL", "MESSAGES_PER_CONVERSATION", "MessageCache"]
+__all__ = ["DEFAULT_MESSAGE_TTL", "DEFAULT_UNREAD_TTL", "MESSAGES_PER_CONVERSATION", "MessageCache"]
 
 DEFAULT_MESSAGE_TTL = timedelta(minutes=15)
 MESSAGES_PER_CONVERSATION = 100
@@ -19,6 +20,13 @@ MESSAGES_PER_CONVERSATION = 100
 _MERGE = Script("messages_merge")
 _READ = Script("list_read")
 _STATUS = Script("message_status")
+_UNREAD_RECORD = Script("unread_record")
+_UNREAD_FILL = Script("unread_fill")
+
+DEFAULT_UNREAD_TTL = timedelta(minutes=10)
+# The state hash outlives every counter it describes (a counter left without its as-of seq
+# would count a late write-through twice).
+_UNREAD_STATE_TTL_MS = 24 * 3_600_000
 
 
 def _status_rank(status: str) -> int:
@@ -169,13 +177,72 @@ class MessageCache:
     async def get_unread_count(
         self, conversation_id: uuid.UUID | str, user_id: uuid.UUID | str
     ) -> int:
-        raw = await self._redis.get(keys.unread(conversation_id, user_id))
-        return int(raw) if raw else 0
+        """The spec's call: 0 when no counter is cached (see `cached_unread_count`)."""
+        cached = await self.cached_unread_count(conversation_id, user_id)
+        return cached or 0
 
     async def reset_unread_count(
         self, conversation_id: uuid.UUID | str, user_id: uuid.UUID | str
     ) -> None:
-        await self._redis.delete(keys.unread(conversation_id, user_id))
+        """The user read the conversation: the counter goes (the next read refills it), and a
+        fill that read the store before this is refused."""
+        state = keys.unread_state(conversation_id)
+        pipe = pipeline(self._redis)
+        pipe.delete(keys.unread(conversation_id, user_id))
+        pipe.hincrby(state, "@v", 1)
+        pipe.hdel(state, str(keys.valid_uuid(user_id, "user_id")))
+        pipe.pexpire(state, _UNREAD_STATE_TTL_MS)
+        await pipe.execute()
+
+    # Unread counters as a cache of the store's truth (last seq minus the read seq): a counter
+    # exists only once filled from the store, and only exact changes touch it.
+
+    async def cached_unread_count(
+        self, conversation_id: uuid.UUID | str, user_id: uuid.UUID | str
+    ) -> int | None:
+        """The cached counter; None on a miss (never 0 for "not cached")."""
+        raw = await self._redis.get(keys.unread(conversation_id, user_id))
+        return None if raw is None else int(raw)
+
+    async def unread_fill_version(self, conversation_id: uuid.UUID | str) -> int:
+        """Take it *before* reading the store after a miss; pass it to `fill_unread_count`."""
+        raw = await self._redis.hget(keys.unread_state(conversation_id), "@v")
+        return int(raw) if raw is not None else 0
+
+    async def fill_unread_count(
+        self,
+        conversation_id: uuid.UUID | str,
+        user_id: uuid.UUID | str,
+        count: int,
+        as_of_seq: int,
+        version: int,
+        ttl: TTL = DEFAULT_UNREAD_TTL,
+    ) -> bool:
+        """Cache a count read from the store as of the conversation's `as_of_seq`; refused
+        (False) when a message or a read was recorded since `version` was taken."""
+        user = str(keys.valid_uuid(user_id, "user_id"))
+        result = await _UNREAD_FILL(
+            self._redis,
+            [keys.unread_state(conversation_id), keys.unread(conversation_id, user)],
+            [user, count, as_of_seq, str(version), ttl_ms(ttl), _UNREAD_STATE_TTL_MS],
+        )
+        return bool(result)
+
+    async def record_unread(
+        self,
+        conversation_id: uuid.UUID | str,
+        recipient_ids: Sequence[uuid.UUID | str],
+        seq: int,
+    ) -> None:
+        """Message `seq` is unread for these members: their cached counters count it (once,
+        whatever the order of arrival); uncached ones stay misses. One call for any number of
+        members (a conversation's counters share a slot)."""
+        users = [str(keys.valid_uuid(u, "user_id")) for u in recipient_ids]
+        await _UNREAD_RECORD(
+            self._redis,
+            [keys.unread_state(conversation_id), *(keys.unread(conversation_id, u) for u in users)],
+            [seq, _UNREAD_STATE_TTL_MS, *users],
+        )
 
     async def _conversation_of(self, message_id: str | uuid.UUID) -> uuid.UUID | None:
         """The conversation of a cached message (None when it is not cached)."""

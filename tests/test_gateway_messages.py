@@ -12,6 +12,7 @@ from caches import MessageCache
 from caches.redis import RedisClient
 from gateway.client import GatewayClient
 from tests.gateways import GatewayProcess, client_for, gateways
+from tests.test_protocol import BAD_MESSAGING_FRAMES
 
 
 async def _direct(a: GatewayClient, other: uuid.UUID) -> str:
@@ -133,7 +134,7 @@ async def test_receipts_move_watermarks_forward_only_and_tell_the_conversation(
             await client.close()
 
 
-async def test_a_non_member_can_neither_send_nor_receipt(
+async def test_a_non_member_can_neither_send_nor_receipt_nor_count(
     redis: RedisClient, redis_url: str, tmp_path: Path
 ) -> None:
     with gateways(redis_url, tmp_path, 1) as (gw,):
@@ -146,6 +147,7 @@ async def test_a_non_member_can_neither_send_nor_receipt(
             ("message.send", {"client_msg_id": "e", "content": "hi"}),
             ("message.read", {"message_id": sent["message"]["id"]}),
             ("message.delivered", {"message_id": sent["message"]["id"]}),
+            ("conversation.unread", {}),
         ):
             await eve.send(frame, id="e1", conversation_id=room, **fields)
             error = await eve.next_event("error")
@@ -309,6 +311,8 @@ async def test_unread_counts_exact_after_a_storm_of_sends_and_reads(
         b = await client_for(redis, gw2, bob)
         room = await _direct(a, bob)
         await b.request("conversations.list")  # bob's list is cached from here on
+        unread = await b.request("conversation.unread", conversation_id=room)
+        assert unread["unread_count"] == 0  # bob's counter is cached from here on
         total = 30
 
         async def sends() -> list[dict[str, object]]:
@@ -340,5 +344,64 @@ async def test_unread_counts_exact_after_a_storm_of_sends_and_reads(
 
         await ConversationCache(redis).delete_user_conversations(bob)  # next list: the store
         assert (await b.request("conversations.list"))["total_unread"] == total - read_to
+        counted = await b.request("conversation.unread", conversation_id=room)
+        assert counted["unread_count"] == total - read_to
         for client in (a, b):
             await client.close()
+
+
+async def test_unread_count_is_cached_exact_and_rebuilt_after_redis_loses_it(
+    redis: RedisClient, redis_url: str, tmp_path: Path
+) -> None:
+    with gateways(redis_url, tmp_path, 2) as (gw1, gw2):
+        ann, bob = uuid.uuid4(), uuid.uuid4()
+        a = await client_for(redis, gw1, ann)
+        b = await client_for(redis, gw2, bob)
+        room = await _direct(a, bob)
+
+        async def send(n: int) -> dict[str, object]:
+            ack = await a.request(
+                "message.send", conversation_id=room, client_msg_id=f"u{n}", content=f"{n}"
+            )
+            return dict(ack["message"])
+
+        async def count() -> int:
+            answer = await b.request("conversation.unread", conversation_id=room)
+            assert answer["conversation_id"] == room
+            return int(answer["unread_count"])
+
+        for n in range(3):
+            await send(n)
+        assert await count() == 3  # from the store, which fills the counter
+        stores = _metric(gw2, "gateway_unread_store_reads_total")
+        last = await send(3)
+        assert await count() == 4  # the counter counted the send
+        assert _metric(gw2, "gateway_unread_cache_hits_total") >= 1
+        assert _metric(gw2, "gateway_unread_store_reads_total") == stores
+        own = await a.request("conversation.unread", conversation_id=room)
+        assert own["unread_count"] == 0  # the sender's own messages are read
+        await b.request("message.read", conversation_id=room, message_id=last["id"])
+        assert await count() == 0
+        await send(4)
+        await send(5)
+        await redis.flushdb()  # Redis loses everything: rebuilt from the store, never 0
+        assert await count() == 2
+        assert await count() == 2
+        for client in (a, b):
+            await client.close()
+
+
+async def test_every_malformed_messaging_frame_is_answered_through_a_real_socket(
+    redis: RedisClient, redis_url: str, tmp_path: Path
+) -> None:
+    """Each answered `invalid_field` naming the field, with the frame's id; the connection
+    stays open and usable."""
+    with gateways(redis_url, tmp_path, 1) as (gw,):
+        client = await client_for(redis, gw)
+        for n, (raw, field) in enumerate(BAD_MESSAGING_FRAMES):
+            await client.send_raw(f'{{"id":"bad-{n}",' + raw[1:])
+            error = await client.next_event("error")
+            assert (error["code"], error["id"]) == ("invalid_field", f"bad-{n}")
+            assert error["message"].startswith(f"{field}:")
+        assert "conversations" in await client.request("conversations.list")
+        await client.close()

@@ -84,6 +84,10 @@ class RecordingMessages:
         self.sent: dict[str, StoredMessage] = {}
         self.receipts: list[tuple[uuid.UUID, bool]] = []
 
+    def _check(self, client: ClientState) -> None:
+        if self.members is not None and client.user_id not in self.members:
+            raise NotAMember("not a member of this conversation")
+
     async def send(
         self,
         client: ClientState,
@@ -92,8 +96,7 @@ class RecordingMessages:
         content: str,
         content_type: str,
     ) -> tuple[StoredMessage, bool]:
-        if self.members is not None and client.user_id not in self.members:
-            raise NotAMember("not a member of this conversation")
+        self._check(client)
         if client_msg_id in self.sent:
             return self.sent[client_msg_id], False
         msg = StoredMessage(
@@ -106,10 +109,13 @@ class RecordingMessages:
     async def receipt(
         self, client: ClientState, conversation_id: uuid.UUID, message_id: uuid.UUID, read: bool
     ) -> Receipt:
-        if self.members is not None and client.user_id not in self.members:
-            raise NotAMember("not a member of this conversation")
+        self._check(client)
         self.receipts.append((message_id, read))
         return Receipt(conversation_id, client.user_id, 3, 3 if read else 0, True)
+
+    async def unread(self, client: ClientState, conversation_id: uuid.UUID) -> int:
+        self._check(client)
+        return len(self.sent)
 
     async def delete(
         self, client: ClientState, conversation_id: uuid.UUID, message_id: uuid.UUID
@@ -328,6 +334,7 @@ async def test_non_members_are_refused_every_message_frame() -> None:
         f'{{"type":"message.send","id":"x","conversation_id":"{room}","client_msg_id":"c","content":"hi"}}',
         f'{{"type":"message.delivered","id":"x","conversation_id":"{room}","message_id":"{message}"}}',
         f'{{"type":"message.read","id":"x","conversation_id":"{room}","message_id":"{message}"}}',
+        f'{{"type":"conversation.unread","id":"x","conversation_id":"{room}"}}',
     ):
         assert reply(await dispatch(ctx, client_state(), raw))["code"] == "forbidden"
 

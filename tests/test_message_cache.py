@@ -161,6 +161,49 @@ async def test_unread_counters(redis: RedisClient) -> None:
     assert await cache.get_unread_count(conv, bob) == 1
 
 
+async def test_unread_counter_is_a_miss_until_filled_and_never_created_by_a_message(
+    redis: RedisClient,
+) -> None:
+    cache = MessageCache(redis)
+    conv, ann, bob = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    assert await cache.cached_unread_count(conv, ann) is None  # unknown, not 0
+    await cache.record_unread(conv, [ann, bob], seq=1)
+    assert await cache.cached_unread_count(conv, ann) is None  # nothing partial created
+    version = await cache.unread_fill_version(conv)
+    assert await cache.fill_unread_count(conv, ann, 1, as_of_seq=1, version=version)
+    await cache.record_unread(conv, [ann, bob], seq=2)
+    await cache.record_unread(conv, [ann, bob], seq=3)
+    assert await cache.cached_unread_count(conv, ann) == 3
+    assert await cache.cached_unread_count(conv, bob) is None
+    await cache.reset_unread_count(conv, ann)
+    assert await cache.cached_unread_count(conv, ann) is None
+
+
+async def test_a_late_write_through_is_not_counted_twice(redis: RedisClient) -> None:
+    """The store already counted seq 5 when the counter was filled; its write-through, arriving
+    after the fill, must not count it again; seq 6, arriving first, counts."""
+    cache = MessageCache(redis)
+    conv, ann = uuid.uuid4(), uuid.uuid4()
+    version = await cache.unread_fill_version(conv)
+    assert await cache.fill_unread_count(conv, ann, 5, as_of_seq=5, version=version)
+    await cache.record_unread(conv, [ann], seq=6)
+    await cache.record_unread(conv, [ann], seq=5)  # late
+    assert await cache.cached_unread_count(conv, ann) == 6
+
+
+async def test_a_fill_from_before_a_message_or_a_read_is_refused(redis: RedisClient) -> None:
+    cache = MessageCache(redis)
+    conv, ann = uuid.uuid4(), uuid.uuid4()
+    version = await cache.unread_fill_version(conv)
+    await cache.record_unread(conv, [ann], seq=7)  # committed after the store read
+    assert not await cache.fill_unread_count(conv, ann, 6, as_of_seq=6, version=version)
+    assert await cache.cached_unread_count(conv, ann) is None
+    version = await cache.unread_fill_version(conv)
+    await cache.reset_unread_count(conv, ann)  # a read after the store read
+    assert not await cache.fill_unread_count(conv, ann, 7, as_of_seq=7, version=version)
+    assert await cache.cached_unread_count(conv, ann) is None
+
+
 async def test_delete_message_and_conversation(redis: RedisClient) -> None:
     cache = MessageCache(redis)
     conv = uuid.uuid4()

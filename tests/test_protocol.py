@@ -41,6 +41,7 @@ def test_every_frame_type_has_one_class() -> None:
         "message.delete",
         "messages.list",
         "conversations.list",
+        "conversation.unread",
         "conversation.pin",
         "conversation.mute",
     }
@@ -178,35 +179,37 @@ def test_bad_settings_name_flag_and_variable(env: dict[str, str], names: str) ->
 C = "22222222-3333-4444-5555-666666666666"
 
 
-@pytest.mark.parametrize(
-    ("raw", "field"),
-    [
-        ('{"type":"message.send","client_msg_id":"c","content":"x"}', "conversation_id"),
-        (f'{{"type":"message.send","conversation_id":"{C}","content":"x"}}', "client_msg_id"),
-        (f'{{"type":"message.send","conversation_id":"{C}","client_msg_id":"c"}}', "content"),
-        (
-            f'{{"type":"message.send","conversation_id":"{C}","client_msg_id":"{"c" * 65}",'
-            '"content":"x"}',
-            "client_msg_id",
-        ),
-        (
-            f'{{"type":"message.send","conversation_id":"{C}","client_msg_id":"c",'
-            '"content":"x","content_type":"exe"}',
-            "content_type",
-        ),
-        (f'{{"type":"message.read","conversation_id":"{C}"}}', "message_id"),
-        (f'{{"type":"message.delivered","conversation_id":"{C}","message_id":7}}', "message_id"),
-        (
-            f'{{"type":"message.delete","conversation_id":"x","message_id":"{C}"}}',
-            "conversation_id",
-        ),
-        (f'{{"type":"messages.list","conversation_id":"{C}","limit":"10"}}', "limit"),
-        (f'{{"type":"messages.list","conversation_id":"{C}","after_seq":1.5}}', "after_seq"),
-        ('{"type":"conversations.list","limit":0}', "limit"),
-        (f'{{"type":"conversation.pin","conversation_id":"{C}"}}', "value"),
-        (f'{{"type":"conversation.mute","conversation_id":"{C}","value":"yes"}}', "value"),
-    ],
-)
+BAD_MESSAGING_FRAMES: list[tuple[str, str]] = [
+    ('{"type":"message.send","client_msg_id":"c","content":"x"}', "conversation_id"),
+    (f'{{"type":"message.send","conversation_id":"{C}","content":"x"}}', "client_msg_id"),
+    (f'{{"type":"message.send","conversation_id":"{C}","client_msg_id":"c"}}', "content"),
+    (
+        f'{{"type":"message.send","conversation_id":"{C}","client_msg_id":"{"c" * 65}",'
+        '"content":"x"}',
+        "client_msg_id",
+    ),
+    (
+        f'{{"type":"message.send","conversation_id":"{C}","client_msg_id":"c",'
+        '"content":"x","content_type":"exe"}',
+        "content_type",
+    ),
+    (f'{{"type":"message.read","conversation_id":"{C}"}}', "message_id"),
+    (f'{{"type":"message.delivered","conversation_id":"{C}","message_id":7}}', "message_id"),
+    (
+        f'{{"type":"message.delete","conversation_id":"x","message_id":"{C}"}}',
+        "conversation_id",
+    ),
+    (f'{{"type":"messages.list","conversation_id":"{C}","limit":"10"}}', "limit"),
+    (f'{{"type":"messages.list","conversation_id":"{C}","after_seq":1.5}}', "after_seq"),
+    ('{"type":"conversations.list","limit":0}', "limit"),
+    ('{"type":"conversation.unread","conversation_id":"c0ffee"}', "conversation_id"),
+    (f'{{"type":"conversation.pin","conversation_id":"{C}"}}', "value"),
+    (f'{{"type":"conversation.mute","conversation_id":"{C}","value":"yes"}}', "value"),
+]
+"""A malformed frame of each messaging type and the field its error must name."""
+
+
+@pytest.mark.parametrize(("raw", "field"), BAD_MESSAGING_FRAMES)
 def test_every_messaging_frame_names_its_bad_field(raw: str, field: str) -> None:
     with pytest.raises(ProtocolError) as caught:
         decode(raw)

@@ -42,6 +42,7 @@ HANDLERS: dict[type[frames.ClientFrame], Handler] = {
     frames.MessageDelete: messages.delete,
     frames.MessagesList: messages.history,
     frames.ConversationsList: conversations.list_conversations,
+    frames.ConversationUnread: messages.unread,
     frames.ConversationPin: conversations.pin,
     frames.ConversationMute: conversations.mute,
 }

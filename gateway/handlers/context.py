@@ -72,6 +72,8 @@ class MessagesPort(Protocol):
         self, client: ClientState, conversation_id: uuid.UUID, message_id: uuid.UUID
     ) -> StoredMessage: ...
 
+    async def unread(self, client: ClientState, conversation_id: uuid.UUID) -> int: ...
+
     async def history(
         self,
         conversation_id: uuid.UUID,

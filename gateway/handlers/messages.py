@@ -1,10 +1,11 @@
-"""Message handlers: send, and receipts (delivered, read)."""
+"""Message handlers: send, receipts (delivered, read), history, unread counts, delete."""
 
 from __future__ import annotations
 
 from gateway.handlers.context import HandlerContext, Outcome
 from gateway.protocol import ErrorCode, ProtocolError, events
 from gateway.protocol.frames import (
+    ConversationUnread,
     MessageDelete,
     MessageDelivered,
     MessageRead,
@@ -14,7 +15,7 @@ from gateway.protocol.frames import (
 from gateway.state import ClientState
 from gateway.store import NotAllowed, NotAMember
 
-__all__ = ["delete", "delivered", "history", "read", "send"]
+__all__ = ["delete", "delivered", "history", "read", "send", "unread"]
 
 
 async def send(ctx: HandlerContext, client: ClientState, frame: MessageSend) -> Outcome:
@@ -51,6 +52,15 @@ async def delivered(ctx: HandlerContext, client: ClientState, frame: MessageDeli
 
 async def read(ctx: HandlerContext, client: ClientState, frame: MessageRead) -> Outcome:
     return await _receipt(ctx, client, frame, read=True)
+
+
+async def unread(ctx: HandlerContext, client: ClientState, frame: ConversationUnread) -> Outcome:
+    """The member's unread count in one conversation (cache-aside, never a guessed 0)."""
+    try:
+        count = await ctx.messages.unread(client, frame.conversation_id)
+    except NotAMember as exc:
+        raise ProtocolError(ErrorCode.FORBIDDEN, str(exc), frame.id) from None
+    return Outcome(events.ack(frame.id, conversation_id=frame.conversation_id, unread_count=count))
 
 
 async def history(ctx: HandlerContext, client: ClientState, frame: MessagesList) -> Outcome:

@@ -28,6 +28,7 @@ __all__ = [
     "ConversationCreate",
     "ConversationMute",
     "ConversationPin",
+    "ConversationUnread",
     "ConversationsList",
     "FRAME_TYPES",
     "Heartbeat",
@@ -282,6 +283,14 @@ class ConversationsList:
 
 
 @dataclass(frozen=True, slots=True)
+class ConversationUnread:
+    TYPE: ClassVar[str] = "conversation.unread"
+    SCHEMA: ClassVar[Schema] = {"conversation_id": _uuid}
+    id: str | None
+    conversation_id: uuid.UUID
+
+
+@dataclass(frozen=True, slots=True)
 class _Flag:
     id: str | None
     conversation_id: uuid.UUID
@@ -319,6 +328,7 @@ ClientFrame = (
     | MessageDelete
     | MessagesList
     | ConversationsList
+    | ConversationUnread
     | ConversationPin
     | ConversationMute
 )
@@ -341,6 +351,7 @@ FRAME_TYPES: Final[dict[str, type[ClientFrame]]] = {
         MessageDelete,
         MessagesList,
         ConversationsList,
+        ConversationUnread,
         ConversationPin,
         ConversationMute,
     )

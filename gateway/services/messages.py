@@ -135,7 +135,39 @@ class MessageService:
                 sender_id=msg.sender_id,
                 seq=msg.seq,
             ),
+            self._messages.record_unread(
+                msg.conversation_id, [m for m in members if m != msg.sender_id], msg.seq
+            ),
         )
+
+    async def unread(self, client: ClientState, conversation_id: uuid.UUID) -> int:
+        """The member's unread count in one conversation: the cached counter, else the store's
+        truth (which then fills the counter, unless a change came in meanwhile).
+
+        Raises:
+            NotAMember: not a member (from the store; a non-member never has a counter).
+        """
+        cached = await quietly(
+            "unread from the cache",
+            self._messages.cached_unread_count(conversation_id, client.user_id),
+            self._side_budget,
+        )
+        if cached is not None:
+            self._metrics["unread_cache_hits"] += 1
+            return cached
+        self._metrics["unread_store_reads"] += 1
+        version = await quietly(
+            "unread fill version",
+            self._messages.unread_fill_version(conversation_id),
+            self._side_budget,
+        )
+        count, as_of = await self._store.unread(conversation_id, client.user_id)
+        if version is not None:
+            fill = self._messages.fill_unread_count(
+                conversation_id, client.user_id, count, as_of, version
+            )
+            await self._quietly("unread fill", fill)
+        return count
 
     async def receipt(
         self, client: ClientState, conversation_id: uuid.UUID, message_id: uuid.UUID, read: bool

@@ -195,4 +195,13 @@ class Store(Protocol):
         """
         ...
 
+    async def unread(self, conversation_id: uuid.UUID, user_id: uuid.UUID) -> tuple[int, int]:
+        """The member's unread count (the conversation's last seq minus their read seq) and the
+        last seq it was read as of.
+
+        Raises:
+            NotAMember: not a member.
+        """
+        ...
+
     async def close(self) -> None: ...

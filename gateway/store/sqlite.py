@@ -466,6 +466,20 @@ class SqliteStore:
             )
         return Receipt(conversation_id, user_id, delivered, read_seq, moved), msg
 
+    async def unread(self, conversation_id: uuid.UUID, user_id: uuid.UUID) -> tuple[int, int]:
+        row = await self._run(
+            lambda: self.db.execute(
+                "SELECT c.last_seq, m.read_seq FROM members m"
+                " JOIN conversations c ON c.id = m.conversation_id"
+                " WHERE m.conversation_id = ? AND m.user_id = ?",
+                (str(conversation_id), str(user_id)),
+            ).fetchone()
+        )
+        if row is None:
+            raise NotAMember("not a member of this conversation")
+        last_seq, read_seq = int(row[0]), int(row[1])
+        return max(0, last_seq - read_seq), last_seq
+
     async def close(self) -> None:
         if self._db is not None:
             await self._run(self.db.close)
