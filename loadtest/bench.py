@@ -110,31 +110,39 @@ async def fanout_main(args: argparse.Namespace) -> None:
 
 async def messages_main(args: argparse.Namespace) -> None:
     _load_generator_setup()
-    results: list[MessagesResult] = []
-    for run in range(args.runs):
-        result = await run_messages(args.clients, args.room, args.rate, args.seconds)
-        results.append(result)
-        print(f"  run {run + 1}: {result}", flush=True)
+    by_room: dict[int, list[MessagesResult]] = {}
+    for room in args.rooms:
+        for run in range(args.runs):
+            result = await run_messages(
+                args.clients, room, args.rate, args.seconds, args.capacity_rate
+            )
+            by_room.setdefault(room, []).append(result)
+            print(f"  rooms of {room}, run {run + 1}: {result}", flush=True)
     print(
-        f"messages benchmark: {machine()}; {args.clients} clients in rooms of {args.room} over "
-        f"2 instances on one SQLite file; message.send at {args.rate:.0f}/s offered, "
-        f"{args.seconds}s window; medians of {args.runs} runs"
+        f"messages benchmark: {machine()}; {args.clients} clients over 2 instances on one SQLite "
+        f"file (the gateways share one core); latencies at {args.rate:,.0f} message.send/s "
+        f"offered, capacity at {args.capacity_rate:,.0f}/s offered, {args.seconds}s windows; "
+        f"medians of {args.runs} runs"
     )
     rows = [
-        ("persisted messages/s", "persisted_per_s", "{:,.0f}"),
+        ("persisted messages/s (capacity)", "persisted_per_s", "{:,.0f}"),
         ("send->ack p50 ms", "ack_p50_ms", "{:.2f}"),
         ("send->ack p99 ms", "ack_p99_ms", "{:.2f}"),
         ("send->delivered p50 ms", "delivered_p50_ms", "{:.2f}"),
         ("send->delivered p99 ms", "delivered_p99_ms", "{:.2f}"),
         ("delivered / expected", "delivered_ratio", "{:.4f}"),
         ("server CPU % (both instances)", "server_cpu_pct", "{:.1f}"),
+        ("load generator CPU %", "loadgen_cpu_pct", "{:.1f}"),
         ("history reads/s (newest 20)", "history_reads_per_s", "{:,.0f}"),
         ("history reads from the cache", "history_cache_share", "{:.1%}"),
         ("send->ack into a 1,000-member group, ms", "big_group_ack_ms", "{:.2f}"),
     ]
-    print("| figure | median |\n|---|---|")
+    rooms = list(by_room)
+    print("| figure | " + " | ".join(f"rooms of {r}" for r in rooms) + " |")
+    print("|---|" + "---|" * len(rooms))
     for label, attr, fmt in rows:
-        print(f"| {label} | {fmt.format(median([getattr(r, attr) for r in results]))} |")
+        cells = [fmt.format(median([getattr(r, attr) for r in by_room[room]])) for room in rooms]
+        print(f"| {label} | " + " | ".join(cells) + " |")
 
 
 async def idle_main(args: argparse.Namespace) -> None:
@@ -160,8 +168,13 @@ def main(argv: list[str] | None = None) -> None:
     fanout.add_argument("--runs", type=int, default=3)
     messages = sub.add_parser("messages", help="message sends, receipts and history")
     messages.add_argument("--clients", type=int, default=200)
-    messages.add_argument("--room", type=int, default=10)
-    messages.add_argument("--rate", type=float, default=1000.0, help="offered sends/s")
+    messages.add_argument("--rooms", type=int, nargs="+", default=[2, 10], help="room sizes")
+    messages.add_argument(
+        "--rate", type=float, default=1000.0, help="offered sends/s for latencies"
+    )
+    messages.add_argument(
+        "--capacity-rate", type=float, default=5000.0, help="offered sends/s for capacity"
+    )
     messages.add_argument("--seconds", type=float, default=5.0)
     messages.add_argument("--runs", type=int, default=3)
     idle = sub.add_parser("idle", help="RSS per idle authenticated connection")

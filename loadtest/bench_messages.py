@@ -1,10 +1,12 @@
 """`bench.py messages`: message sends through two real gateway instances on one SQLite file.
 
 Clients in rooms of `room` members (split over both instances) send at a paced total rate; the
-step reports persisted messages/s (acks), send->ack and send->delivered latencies, and server
-CPU. A history phase then has every client re-read its room's newest page and reports reads/s
-and the share served from the cache (from the gateways' /metrics). A last probe times single
-sends into a 1,000-member group. Loopback only; every phase is bounded in time.
+step reports send->ack and send->delivered latencies, and server CPU. A history phase then has
+every client re-read its room's newest page and reports reads/s and the share served from the
+cache (from the gateways' /metrics). A probe times single sends into a 1,000-member group. A
+last capacity step offers more sends than the gateways can take and reports how many they
+persist per second (acks counted; deliveries not parsed, so the load generator keeps up).
+Loopback only; every phase is bounded in time.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import uuid
 from dataclasses import dataclass
 
 import orjson
+import psutil
 
 from gateway.launcher import Launched
 from gateway.store import SqliteStore
@@ -29,6 +32,7 @@ __all__ = ["MessagesResult", "run_messages"]
 class MessagesResult:
     rate: float
     room: int
+    capacity_offered: float
     persisted_per_s: float
     ack_p50_ms: float
     ack_p99_ms: float
@@ -36,9 +40,15 @@ class MessagesResult:
     delivered_p99_ms: float
     delivered_ratio: float
     server_cpu_pct: float
+    loadgen_cpu_pct: float
     history_reads_per_s: float
     history_cache_share: float
     big_group_ack_ms: float
+
+
+def _cpu(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system)
 
 
 def _metric(gw: Launched, name: str) -> float:
@@ -50,7 +60,12 @@ def _metric(gw: Launched, name: str) -> float:
 
 
 async def run_messages(
-    clients: int, room: int, rate: float, seconds: float, history_seconds: float = 3.0
+    clients: int,
+    room: int,
+    rate: float,
+    seconds: float,
+    capacity_rate: float,
+    history_seconds: float = 3.0,
 ) -> MessagesResult:
     with cluster(2) as (workdir, redis_url, gateways):
         users = [uuid.uuid4() for _ in range(clients)]
@@ -70,6 +85,7 @@ async def run_messages(
         acks: list[float] = []
         deliveries: list[float] = []
         reads = [0]
+        timing_deliveries = [True]
 
         def receiver() -> object:
             def on_message(raw: bytes) -> None:
@@ -82,7 +98,7 @@ async def run_messages(
                             acks.append(now - sent)
                     elif "messages" in frame:
                         reads[0] += 1
-                elif raw.startswith(b'{"type":"message.new"'):
+                elif timing_deliveries[0] and raw.startswith(b'{"type":"message.new"'):
                     sent = sent_at.get(orjson.loads(raw)["message"]["client_msg_id"])
                     if sent is not None:
                         deliveries.append(now - sent)
@@ -93,35 +109,45 @@ async def run_messages(
             [g.url for g in gateways], tokens, [receiver() for _ in range(clients)]
         )
         await asyncio.sleep(1.0)
-        count = 0
-        started = time.perf_counter()
-        cpu_start = cpu_seconds(gateways)
-        while (elapsed := time.perf_counter() - started) < seconds:
-            due = min(int(rate * elapsed) - count, int(rate * 0.05) + 1)
-            now = time.perf_counter()
-            for _ in range(max(due, 0)):
-                index = count % clients
-                key = f"b{count}"
-                sent_at[key] = now
-                conns[index].send(
-                    orjson.dumps(
-                        {
-                            "type": "message.send",
-                            "id": key,
-                            "conversation_id": rooms[index // room],
-                            "client_msg_id": key,
-                            "content": "hello, this is a chat message",
-                        }
+        me = psutil.Process()
+
+        async def offer(offered: float, prefix: str) -> tuple[int, float]:
+            """Sends at `offered`/s for `seconds`; how many, and when they started."""
+            count = 0
+            started = time.perf_counter()
+            while (elapsed := time.perf_counter() - started) < seconds:
+                due = min(int(offered * elapsed) - count, int(offered * 0.05) + 1)
+                now = time.perf_counter()
+                for _ in range(max(due, 0)):
+                    index = count % clients
+                    key = f"{prefix}{count}"
+                    sent_at[key] = now
+                    conns[index].send(
+                        orjson.dumps(
+                            {
+                                "type": "message.send",
+                                "id": key,
+                                "conversation_id": rooms[index // room],
+                                "client_msg_id": key,
+                                "content": "hello, this is a chat message",
+                            }
+                        )
                     )
-                )
-                count += 1
-            await asyncio.sleep(0.002)
+                    count += 1
+                await asyncio.sleep(0.002)
+            return count, started
+
+        cpu_start, loadgen_start = cpu_seconds(gateways), _cpu(me)
+        count, started = await offer(rate, "b")
         window = time.perf_counter() - started
         cpu = cpu_seconds(gateways) - cpu_start
+        loadgen_cpu = _cpu(me) - loadgen_start
         deadline = time.monotonic() + 5
         while len(acks) < count and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         await asyncio.sleep(0.5)
+        paced_acks = sorted(acks[:count])
+        paced_deliveries = sorted(deliveries)
         hits_before = sum(_metric(g, "gateway_history_cache_hits_total") for g in gateways)
         stores_before = sum(_metric(g, "gateway_history_store_reads_total") for g in gateways)
         reads[0] = 0
@@ -166,21 +192,29 @@ async def run_messages(
                 await asyncio.sleep(0.001)
             if len(acks) > acks_before:
                 big_acks.append(acks[-1])
+        timing_deliveries[0] = False
+        acks.clear()
+        burst, burst_started = await offer(capacity_rate, "c")
+        deadline = time.monotonic() + 15
+        while len(acks) < burst and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        persisted = len(acks)
+        persisted_window = time.perf_counter() - burst_started
         for conn in conns:
             conn.close()
-        ack_sorted = sorted(acks[:count])
-        delivered_sorted = sorted(deliveries)
         expected = count * room  # every member, the sending connection included
         return MessagesResult(
             rate=rate,
             room=room,
-            persisted_per_s=min(len(acks), count) / window,
-            ack_p50_ms=percentile(ack_sorted, 0.5) * 1000,
-            ack_p99_ms=percentile(ack_sorted, 0.99) * 1000,
-            delivered_p50_ms=percentile(delivered_sorted, 0.5) * 1000,
-            delivered_p99_ms=percentile(delivered_sorted, 0.99) * 1000,
-            delivered_ratio=len(deliveries) / expected if expected else 0.0,
+            capacity_offered=capacity_rate,
+            persisted_per_s=persisted / persisted_window,
+            ack_p50_ms=percentile(paced_acks, 0.5) * 1000,
+            ack_p99_ms=percentile(paced_acks, 0.99) * 1000,
+            delivered_p50_ms=percentile(paced_deliveries, 0.5) * 1000,
+            delivered_p99_ms=percentile(paced_deliveries, 0.99) * 1000,
+            delivered_ratio=len(paced_deliveries) / expected if expected else 0.0,
             server_cpu_pct=100 * cpu / window,
+            loadgen_cpu_pct=100 * loadgen_cpu / window,
             history_reads_per_s=reads[0] / history_window,
             history_cache_share=hits / (hits + stores) if hits + stores else 0.0,
             big_group_ack_ms=median(big_acks) * 1000 if big_acks else 0.0,
