@@ -220,5 +220,8 @@ class ConversationCache:
         await self._write(user_id, "remove", conversation_id)
 
     async def delete_user_conversations(self, user_id: uuid.UUID | str) -> None:
-        """Drop the whole list (e.g. on logout); the next read misses."""
-        await self._redis.delete(*self._keys(user_id)[:2])
+        """Drop the whole list (e.g. on logout, or when a conversation is added); the next read
+        misses, and a fill that read the store before this is refused."""
+        await _WRITE(
+            self._redis, self._keys(user_id), ["drop", "", _VERSION_TTL_MS, _PINNED_WEIGHT]
+        )

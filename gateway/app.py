@@ -36,6 +36,7 @@ from gateway.protocol import events
 from gateway.realtime import ClientServer, Hub
 from gateway.runtime import redis_url
 from gateway.services import (
+    CacheRepair,
     ConversationService,
     MessageService,
     PresenceService,
@@ -92,20 +93,23 @@ async def _serve(
             presence_cache, sessions, client, bus.publish, settings, hub.clients, metrics
         )
         typing = TypingService(presence_cache, settings)
+        message_cache, conversation_cache = MessageCache(client), ConversationCache(client)
+        repair = CacheRepair(message_cache, conversation_cache, budget)
         conversations = ConversationService(
-            store, bus.publish, hub.add_membership, ConversationCache(client), budget / 4
+            store, bus.publish, hub.add_membership, conversation_cache, budget / 4, repair
         )
         authenticator = Authenticator(TokenVerifier(settings), sessions)
 
         messages = MessageService(
             store,
-            MessageCache(client),
-            ConversationCache(client),
+            message_cache,
+            conversation_cache,
             bus.publish,
             conversations.members,
             typing.stop,
             side_budget=budget / 4,
             metrics=metrics,
+            repair=repair,
         )
         requests = RequestBudget(budget)
         context = HandlerContext(
@@ -152,14 +156,21 @@ async def _serve(
                     "connections": len(hub.connections),
                     "users": len(hub.by_user),
                     "bus_channels": bus.channel_count,
+                    "cache_repairs_pending": repair.pending,
                 },
-                {"bus_reconnects": bus.reconnects, "deliveries": hub.delivered},
+                {
+                    "bus_reconnects": bus.reconnects,
+                    "deliveries": hub.delivered,
+                    "cache_repairs_refused": repair.refused,
+                },
                 metrics,
             )
 
         async def reconnected() -> None:
             # Messages published while the bus was away never reach this instance: say so
-            # first, so clients recover from the store, then take the leases again.
+            # first, so clients recover from the store, then take the leases again. What failed
+            # writes left stale in the caches goes before that, so the recovery reads miss it.
+            await repair.drain()
             hub.broadcast(events.resync())
             await presence.reassert()
 
@@ -173,6 +184,7 @@ async def _serve(
                     tasks.create_task(presence.maintain()),
                     tasks.create_task(clients.watch_silence()),
                     tasks.create_task(requests.enforce()),
+                    tasks.create_task(repair.run()),
                 ]
                 # Redis may be down at start: /readyz says so, the bus reconnects later.
                 with contextlib.suppress(RedisError, TimeoutError):

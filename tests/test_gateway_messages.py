@@ -405,3 +405,23 @@ async def test_every_malformed_messaging_frame_is_answered_through_a_real_socket
             assert error["message"].startswith(f"{field}:")
         assert "conversations" in await client.request("conversations.list")
         await client.close()
+
+
+async def test_a_new_conversation_appears_in_a_members_cached_list_at_once(
+    redis: RedisClient, redis_url: str, tmp_path: Path
+) -> None:
+    with gateways(redis_url, tmp_path, 2) as (gw1, gw2):
+        ann, bob, cat = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+        a = await client_for(redis, gw1, ann)
+        b = await client_for(redis, gw2, bob)
+        first = await _direct(a, bob)
+        listed = await b.request("conversations.list")  # bob's list is cached from here on
+        assert [c["id"] for c in listed["conversations"]] == [first]
+        created = await a.request(
+            "conversation.create", kind="group", member_ids=[str(bob), str(cat)], name="g"
+        )
+        second = created["conversation"]["id"]
+        listed = await b.request("conversations.list")
+        assert {c["id"] for c in listed["conversations"]} == {first, second}
+        for client in (a, b):
+            await client.close()

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from caches import ConversationCache, PresenceCache, SessionCache, connect, keys
+from caches import ConversationCache, MessageCache, PresenceCache, SessionCache, connect, keys
 from caches.redis import RedisClient
 from gateway.auth import Authenticator, TokenVerifier
 from gateway.bus import MemoryBroker, MemoryBus
@@ -23,7 +23,7 @@ from gateway.config import Settings
 from gateway.handlers import HandlerContext, Limits, RequestBudget
 from gateway.protocol import envelope, events
 from gateway.realtime import ClientServer, Hub
-from gateway.services import ConversationService, PresenceService, TypingService
+from gateway.services import CacheRepair, ConversationService, PresenceService, TypingService
 from gateway.state import ClientState
 from gateway.store import SqliteStore
 from tests.fakes import RecordingConnection, client_state
@@ -40,6 +40,7 @@ def _no_join(user: uuid.UUID, conversation: uuid.UUID) -> None:
 
 # Conversation lists are not what these tests read; a cache on a client never used.
 _NO_CACHE = ConversationCache(connect("redis://127.0.0.1:1"))
+_NO_REPAIR = CacheRepair(MessageCache(connect("redis://127.0.0.1:1")), _NO_CACHE, 1.0)
 
 
 class RacingConversations(ConversationService):
@@ -47,7 +48,7 @@ class RacingConversations(ConversationService):
     the read returns the list from before it."""
 
     def __init__(self, store: SqliteStore, bus: MemoryBus, created: uuid.UUID) -> None:
-        super().__init__(store, bus.publish, _no_join, _NO_CACHE, 1.0)
+        super().__init__(store, bus.publish, _no_join, _NO_CACHE, 1.0, _NO_REPAIR)
         self._bus = bus
         self._created = created
 
@@ -148,7 +149,7 @@ async def test_detach_cuts_the_lease_even_when_typing_cleanup_fails(
     redis: RedisClient, store: SqliteStore
 ) -> None:
     bus = MemoryBus(MemoryBroker())
-    conversations = ConversationService(store, bus.publish, _no_join, _NO_CACHE, 1.0)
+    conversations = ConversationService(store, bus.publish, _no_join, _NO_CACHE, 1.0, _NO_REPAIR)
     clients, hub = server(redis, bus, conversations, BrokenTyping(PresenceCache(redis), SETTINGS))
     async with running(bus, hub):
         conn = RecordingConnection(client_state())

@@ -167,6 +167,68 @@ async def test_redis_killed_mid_conversation_loses_nothing(tmp_path: Path) -> No
             await b.close()
 
 
+async def test_caches_left_stale_by_an_outage_are_repaired_when_redis_returns(
+    tmp_path: Path,
+) -> None:
+    """Redis restarts from a snapshot taken before the outage: the caches it brings back miss
+    the send, the delete and the read made meanwhile. They must not be served as truth: once
+    Redis is back the gateway drops what its failed writes left stale, and reads refill it
+    from the store."""
+    with EmbeddedRedis() as private:
+        setup = connect(private.url)
+        ann, bob = uuid.uuid4(), uuid.uuid4()
+        tokens = [await token_for(setup, ann), await token_for(setup, bob)]
+        with gateways(private.url, tmp_path, 1, redis_timeout="1") as (gw,):
+            a = await GatewayClient.connect(gw.url, tokens[0])
+            b = await GatewayClient.connect(gw.url, tokens[1])
+            created = await a.request("conversation.create", kind="direct", member_ids=[str(bob)])
+            room = created["conversation"]["id"]
+            sent = [
+                (
+                    await a.request(
+                        "message.send", conversation_id=room, client_msg_id=f"m{n}", content=f"{n}"
+                    )
+                )["message"]
+                for n in range(2)
+            ]
+            history = await b.request("messages.list", conversation_id=room)
+            assert [m["seq"] for m in history["messages"]] == [1, 2]  # cached from here on
+            assert (await b.request("conversations.list"))["total_unread"] == 2
+            assert (await b.request("conversation.unread", conversation_id=room))[
+                "unread_count"
+            ] == 2
+            await setup.save()  # the snapshot Redis will come back with
+            await setup.aclose()
+            private.kill()
+            third = (
+                await a.request(
+                    "message.send", conversation_id=room, client_msg_id="m2", content="2"
+                )
+            )["message"]
+            await a.request("message.delete", conversation_id=room, message_id=sent[0]["id"])
+            await b.request("message.read", conversation_id=room, message_id=third["id"])
+            private.restart()  # the snapshot: every cache as it was before the outage
+            await b.next_event("resync", timeout=15)
+
+            async def repaired() -> bool:
+                page = await b.request("messages.list", conversation_id=room)
+                listed = await b.request("conversations.list")
+                unread = await b.request("conversation.unread", conversation_id=room)
+                return (
+                    [m["seq"] for m in page["messages"]] == [2, 3]
+                    and listed["conversations"][0]["last_message_text"] == "2"
+                    and listed["total_unread"] == 0
+                    and unread["unread_count"] == 0
+                )
+
+            deadline = asyncio.get_running_loop().time() + 5
+            while not await repaired():
+                assert asyncio.get_running_loop().time() < deadline, "stale caches still served"
+                await asyncio.sleep(0.2)
+            await a.close()
+            await b.close()
+
+
 class _AnyId:
     def __eq__(self, other: object) -> bool:
         return isinstance(other, str)

@@ -7,6 +7,7 @@
 --   'last' message id, text, at RFC 3339, at ms | 'message' the same, then a 1/0 per user
 --   (count it unread for that user: '0111' for four users, the first the sender), then its
 --   seq or '' | 'read' seq | 'incr' | 'reset' | 'pin' 0/1 | 'mute' 0/1 | 'remove'
+--   | 'drop' (the whole list; the conversation id is not used)
 -- A conversation cached with `last_seq` and `read_seq` keeps them as watermarks (each only
 -- moves up) and derives unread_count = last_seq - read_seq, so writes applied in any order
 -- agree; one without them counts unread by increments, as the spec's calls do.
@@ -18,6 +19,10 @@ local op, id, weight = ARGV[1], ARGV[2], tonumber(ARGV[4])
 local function apply(list, data, version, unread)
   redis.call('INCR', version)
   redis.call('PEXPIRE', version, ARGV[3])
+  if op == 'drop' then
+    redis.call('DEL', list, data)
+    return -1
+  end
   if redis.call('HGET', data, '@loaded') ~= '1' then
     return -1
   end

@@ -1,11 +1,14 @@
-"""Orchestration shared by the handlers and the runtime: presence, typing, conversations."""
+"""Orchestration shared by the handlers and the runtime: presence, typing, conversations,
+messaging, cache repair."""
 
 from gateway.services.conversations import ConversationService
 from gateway.services.messages import MessageService
 from gateway.services.presence import PresenceService, Publish
+from gateway.services.repair import CacheRepair
 from gateway.services.typing import TypingService
 
 __all__ = [
+    "CacheRepair",
     "ConversationService",
     "MessageService",
     "PresenceService",

@@ -10,7 +10,8 @@ from caches import CachedConversation, ConversationCache, keys
 from caches.models import to_ms
 from gateway.protocol import envelope, events
 from gateway.services.presence import Publish
-from gateway.services.side import quietly
+from gateway.services.repair import CacheRepair
+from gateway.services.side import all_quietly, quietly
 from gateway.store import ConversationSummary, Store
 
 __all__ = ["ConversationService"]
@@ -26,12 +27,14 @@ class ConversationService:
         join_local: Callable[[uuid.UUID, uuid.UUID], None],
         cache: ConversationCache,
         side_budget: float,
+        repair: CacheRepair,
     ) -> None:
         self._store = store
         self._publish = publish
         self._join_local = join_local
         self._cache = cache
         self._side_budget = side_budget
+        self._repair = repair
         # Members never change once a conversation exists (no add/remove yet), so a send needs
         # no store read for them after the first; bounded, oldest first out.
         self._members: dict[uuid.UUID, tuple[uuid.UUID, ...]] = {}
@@ -51,15 +54,20 @@ class ConversationService:
         self._remember(conversation.id, conversation.member_ids)
         if created:
             frame = events.conversation_added(wire)
-            for member in conversation.member_ids:
+            members = conversation.member_ids
+            for member in members:
                 self._join_local(member, conversation.id)
+            # Members' cached lists lack the new conversation: dropped, refilled on next read.
             # Issued together, so the auto-pipeline sends them in one round trip.
+            drop = asyncio.gather(*(self._cache.delete_user_conversations(m) for m in members))
+            if await all_quietly({"conversation list invalidation": drop}, self._side_budget):
+                self._repair.members(conversation.id, members)
             await asyncio.gather(
                 *(
                     self._publish(
                         keys.user_channel(member), envelope.pack(frame, join=conversation.id)
                     )
-                    for member in conversation.member_ids
+                    for member in members
                 )
             )
         return wire, created
@@ -103,7 +111,8 @@ class ConversationService:
             if flag == "pinned"
             else self._cache.set_muted(user_id, conversation_id, value)
         )
-        await quietly(f"conversation {flag}", write, self._side_budget)
+        if await all_quietly({f"conversation {flag}": write}, self._side_budget):
+            self._repair.members(conversation_id, [user_id])
 
     async def members(self, conversation_id: uuid.UUID) -> tuple[uuid.UUID, ...]:
         """The conversation's members (none for an unknown conversation)."""

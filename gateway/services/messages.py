@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from caches import CachedMessage, ConversationCache, MessageCache, keys
 from gateway.protocol import envelope, events
 from gateway.services.presence import Publish
+from gateway.services.repair import CacheRepair
 from gateway.services.side import all_quietly, quietly
 from gateway.state import ClientState
 from gateway.store import Receipt, Store, StoredMessage
@@ -38,6 +39,7 @@ class MessageService:
         stop_typing: Callable[[ClientState, uuid.UUID], Awaitable[bool]],
         side_budget: float,
         metrics: Counter[str],
+        repair: CacheRepair,
     ) -> None:
         self._store = store
         self._messages = messages
@@ -47,6 +49,7 @@ class MessageService:
         self._stop_typing = stop_typing
         self._side_budget = side_budget
         self._metrics = metrics
+        self._repair = repair
 
     async def send(
         self,
@@ -65,15 +68,19 @@ class MessageService:
             conversation_id, client.user_id, client_msg_id, content, content_type
         )
         if created:
+            members = await self._members(conversation_id)
             # The caches before the event (the spec's order): a member who fetches on
             # `message.new` finds the message cached.
-            await all_quietly(
+            failed = await all_quietly(
                 {
-                    "messaging write-through": self._write_through(msg),
+                    "messaging write-through": self._write_through(msg, members),
                     "messaging typing cleanup": self._stop_typing(client, conversation_id),
                 },
                 self._side_budget,
             )
+            if "messaging write-through" in failed:
+                self._repair.history(conversation_id)
+                self._repair.members(conversation_id, members)
             frame = events.message_new(msg.as_wire())
             channel = keys.conversation_channel(conversation_id)
             packed = envelope.pack(frame, seq=msg.seq)
@@ -118,9 +125,8 @@ class MessageService:
             return None  # a miss, or a list some other writer filled without seqs
         return cached
 
-    async def _write_through(self, msg: StoredMessage) -> None:
+    async def _write_through(self, msg: StoredMessage, members: tuple[uuid.UUID, ...]) -> None:
         cached = _cached(msg)
-        members = await self._members(msg.conversation_id)
         # Issued together: the auto-pipeline sends them in one round trip, and every member's
         # list is one script call, whatever the member count.
         await asyncio.gather(
@@ -184,15 +190,16 @@ class MessageService:
         channel = keys.conversation_channel(conversation_id)
         if read:
             frame = events.message_read(conversation_id, client.user_id, receipt.read_seq)
-            await self._quietly(
-                "unread reset", self._reset_unread(client, conversation_id, receipt.read_seq)
-            )
+            reset = self._reset_unread(client, conversation_id, receipt.read_seq)
+            if not await self._quietly("unread reset", reset):
+                self._repair.members(conversation_id, [client.user_id])
         else:
             frame = events.message_status(conversation_id, msg.id, msg.seq, client.user_id, status)
-        await self._quietly(
-            "status",
-            self._messages.update_message_status(msg.id, status, conversation_id=conversation_id),
+        update = self._messages.update_message_status(
+            msg.id, status, conversation_id=conversation_id
         )
+        if not await self._quietly("status", update):
+            self._repair.history(conversation_id, message=msg.id)
         await self._quietly("publish", self._publish(channel, envelope.pack(frame)))
         return receipt
 
@@ -209,7 +216,8 @@ class MessageService:
             self._messages.delete_message(message_id, conversation_id=conversation_id),
             self._messages.delete_conversation_messages(conversation_id),
         )
-        await self._quietly("delete invalidation", invalidate)
+        if not await self._quietly("delete invalidation", invalidate):
+            self._repair.history(conversation_id, message=message_id)
         frame = events.message_deleted(conversation_id, message_id, msg.seq)
         channel = keys.conversation_channel(conversation_id)
         await self._quietly("publish", self._publish(channel, envelope.pack(frame)))
@@ -223,8 +231,9 @@ class MessageService:
             self._conversations.record_read(client.user_id, conversation_id, read_seq),
         )
 
-    async def _quietly(self, what: str, work: Awaitable[object]) -> None:
-        await quietly(f"messaging {what}", work, self._side_budget)
+    async def _quietly(self, what: str, work: Awaitable[object]) -> bool:
+        """False when Redis did not take it (logged)."""
+        return not await all_quietly({f"messaging {what}": work}, self._side_budget)
 
 
 def _cached(msg: StoredMessage) -> CachedMessage:

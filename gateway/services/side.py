@@ -27,17 +27,21 @@ async def quietly(what: str, work: Awaitable[_T], budget: float) -> _T | None:
         return None
 
 
-async def all_quietly(steps: Mapping[str, Awaitable[object]], budget: float) -> None:
+async def all_quietly(steps: Mapping[str, Awaitable[object]], budget: float) -> set[str]:
     """Independent steps at once, under one deadline: issued together they share one round trip
-    through the auto-pipeline. Each Redis failure is logged with its step's name."""
+    through the auto-pipeline. Each Redis failure is logged with its step's name; returns the
+    names of the steps that failed (for the caller to note for repair)."""
     try:
         async with asyncio.timeout(budget):
             results = await asyncio.gather(*steps.values(), return_exceptions=True)
     except TimeoutError:
         log.warning("%s skipped: Redis unavailable: timeout", ", ".join(steps))
-        return
+        return set(steps)
+    failed = set()
     for what, result in zip(steps, results, strict=True):
         if isinstance(result, RedisError):
             log.warning("%s skipped: Redis unavailable: %s", what, result)
+            failed.add(what)
         elif isinstance(result, BaseException):
             raise result
+    return failed
