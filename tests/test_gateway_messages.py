@@ -6,13 +6,39 @@ from __future__ import annotations
 import asyncio
 import urllib.request
 import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 from caches import MessageCache
 from caches.redis import RedisClient
 from gateway.client import GatewayClient
 from tests.gateways import GatewayProcess, client_for, gateways
 from tests.test_protocol import BAD_MESSAGING_FRAMES
+
+
+@dataclass(frozen=True)
+class Pair:
+    """Two instances, a user on each, and their direct conversation."""
+
+    gw1: GatewayProcess
+    gw2: GatewayProcess
+    a: GatewayClient
+    b: GatewayClient
+    room: str
+
+
+@pytest.fixture
+async def pair(redis: RedisClient, redis_url: str, tmp_path: Path) -> AsyncIterator[Pair]:
+    with gateways(redis_url, tmp_path, 2) as (gw1, gw2):
+        a = await client_for(redis, gw1)
+        b = await client_for(redis, gw2)
+        room = await _direct(a, uuid.UUID(b.hello["user_id"]))
+        yield Pair(gw1, gw2, a, b, room)
+        for client in (a, b):
+            await client.close()
 
 
 async def _direct(a: GatewayClient, other: uuid.UUID) -> str:
@@ -184,32 +210,22 @@ def _metric(gw: GatewayProcess, name: str) -> float:
     return 0.0
 
 
-async def test_history_pages_by_seq_and_repeated_reads_come_from_the_cache(
-    redis: RedisClient, redis_url: str, tmp_path: Path
-) -> None:
-    with gateways(redis_url, tmp_path, 2) as (gw1, gw2):
-        ann, bob = uuid.uuid4(), uuid.uuid4()
-        a = await client_for(redis, gw1, ann)
-        b = await client_for(redis, gw2, bob)
-        room = await _direct(a, bob)
-        for n in range(5):
-            await a.request(
-                "message.send", conversation_id=room, client_msg_id=f"m{n}", content=f"{n}"
-            )
-        newest = await b.request("messages.list", conversation_id=room, limit=3)
-        assert [m["seq"] for m in newest["messages"]] == [3, 4, 5] and newest["has_more"] is True
-        stores = _metric(gw2, "gateway_history_store_reads_total")
-        for _ in range(5):
-            again = await b.request("messages.list", conversation_id=room, limit=3)
-            assert again == {**newest, "id": again["id"]}
-        assert _metric(gw2, "gateway_history_cache_hits_total") >= 5
-        assert _metric(gw2, "gateway_history_store_reads_total") == stores
-        older = await b.request("messages.list", conversation_id=room, limit=3, before_seq=3)
-        assert [m["seq"] for m in older["messages"]] == [1, 2] and older["has_more"] is False
-        after = await b.request("messages.list", conversation_id=room, after_seq=2, limit=2)
-        assert [m["seq"] for m in after["messages"]] == [3, 4] and after["has_more"] is True
-        for client in (a, b):
-            await client.close()
+async def test_history_pages_by_seq_and_repeated_reads_come_from_the_cache(pair: Pair) -> None:
+    a, b, room = pair.a, pair.b, pair.room
+    for n in range(5):
+        await a.request("message.send", conversation_id=room, client_msg_id=f"m{n}", content=f"{n}")
+    newest = await b.request("messages.list", conversation_id=room, limit=3)
+    assert [m["seq"] for m in newest["messages"]] == [3, 4, 5] and newest["has_more"] is True
+    stores = _metric(pair.gw2, "gateway_history_store_reads_total")
+    for _ in range(5):
+        again = await b.request("messages.list", conversation_id=room, limit=3)
+        assert again == {**newest, "id": again["id"]}
+    assert _metric(pair.gw2, "gateway_history_cache_hits_total") >= 5
+    assert _metric(pair.gw2, "gateway_history_store_reads_total") == stores
+    older = await b.request("messages.list", conversation_id=room, limit=3, before_seq=3)
+    assert [m["seq"] for m in older["messages"]] == [1, 2] and older["has_more"] is False
+    after = await b.request("messages.list", conversation_id=room, after_seq=2, limit=2)
+    assert [m["seq"] for m in after["messages"]] == [3, 4] and after["has_more"] is True
 
 
 async def test_a_client_that_was_away_recovers_everything_in_order_once(
@@ -289,35 +305,27 @@ async def test_conversation_list_with_unread_counts_cached_and_flags(
             await client.close()
 
 
-async def test_a_sender_deletes_a_message_everywhere(
-    redis: RedisClient, redis_url: str, tmp_path: Path
-) -> None:
-    with gateways(redis_url, tmp_path, 2) as (gw1, gw2):
-        ann, bob = uuid.uuid4(), uuid.uuid4()
-        a = await client_for(redis, gw1, ann)
-        b = await client_for(redis, gw2, bob)
-        room = await _direct(a, bob)
-        sent = []
-        for n in range(3):
-            ack = await a.request(
-                "message.send", conversation_id=room, client_msg_id=f"m{n}", content=f"{n}"
-            )
-            sent.append(ack["message"])
-        assert len((await b.request("messages.list", conversation_id=room))["messages"]) == 3
-        await b.send("message.delete", id="d0", conversation_id=room, message_id=sent[1]["id"])
-        refused = await b.next_event("error")
-        assert (refused["id"], refused["code"]) == ("d0", "forbidden")  # not the sender
-        deleted = await a.request("message.delete", conversation_id=room, message_id=sent[1]["id"])
-        assert deleted["seq"] == 2
-        told = await b.next_event("message.deleted")
-        assert (told["message_id"], told["seq"]) == (sent[1]["id"], 2)
-        history = await b.request("messages.list", conversation_id=room)
-        assert [m["seq"] for m in history["messages"]] == [1, 3]  # from the store: caches dropped
-        assert await MessageCache(redis).get_message(sent[1]["id"]) is None
-        await a.send("message.delete", id="d1", conversation_id=room, message_id=sent[1]["id"])
-        assert (await a.next_event("error"))["code"] == "not_found"
-        for client in (a, b):
-            await client.close()
+async def test_a_sender_deletes_a_message_everywhere(pair: Pair, redis: RedisClient) -> None:
+    a, b, room = pair.a, pair.b, pair.room
+    sent = []
+    for n in range(3):
+        ack = await a.request(
+            "message.send", conversation_id=room, client_msg_id=f"m{n}", content=f"{n}"
+        )
+        sent.append(ack["message"])
+    assert len((await b.request("messages.list", conversation_id=room))["messages"]) == 3
+    await b.send("message.delete", id="d0", conversation_id=room, message_id=sent[1]["id"])
+    refused = await b.next_event("error")
+    assert (refused["id"], refused["code"]) == ("d0", "forbidden")  # not the sender
+    deleted = await a.request("message.delete", conversation_id=room, message_id=sent[1]["id"])
+    assert deleted["seq"] == 2
+    told = await b.next_event("message.deleted")
+    assert (told["message_id"], told["seq"]) == (sent[1]["id"], 2)
+    history = await b.request("messages.list", conversation_id=room)
+    assert [m["seq"] for m in history["messages"]] == [1, 3]  # from the store: caches dropped
+    assert await MessageCache(redis).get_message(sent[1]["id"]) is None
+    await a.send("message.delete", id="d1", conversation_id=room, message_id=sent[1]["id"])
+    assert (await a.next_event("error"))["code"] == "not_found"
 
 
 async def test_unread_counts_exact_after_a_storm_of_sends_and_reads(
@@ -371,44 +379,38 @@ async def test_unread_counts_exact_after_a_storm_of_sends_and_reads(
 
 
 async def test_unread_count_is_cached_exact_and_rebuilt_after_redis_loses_it(
-    redis: RedisClient, redis_url: str, tmp_path: Path
+    pair: Pair, redis: RedisClient
 ) -> None:
-    with gateways(redis_url, tmp_path, 2) as (gw1, gw2):
-        ann, bob = uuid.uuid4(), uuid.uuid4()
-        a = await client_for(redis, gw1, ann)
-        b = await client_for(redis, gw2, bob)
-        room = await _direct(a, bob)
+    a, b, room = pair.a, pair.b, pair.room
 
-        async def send(n: int) -> dict[str, object]:
-            ack = await a.request(
-                "message.send", conversation_id=room, client_msg_id=f"u{n}", content=f"{n}"
-            )
-            return dict(ack["message"])
+    async def send(n: int) -> dict[str, object]:
+        ack = await a.request(
+            "message.send", conversation_id=room, client_msg_id=f"u{n}", content=f"{n}"
+        )
+        return dict(ack["message"])
 
-        async def count() -> int:
-            answer = await b.request("conversation.unread", conversation_id=room)
-            assert answer["conversation_id"] == room
-            return int(answer["unread_count"])
+    async def count() -> int:
+        answer = await b.request("conversation.unread", conversation_id=room)
+        assert answer["conversation_id"] == room
+        return int(answer["unread_count"])
 
-        for n in range(3):
-            await send(n)
-        assert await count() == 3  # from the store, which fills the counter
-        stores = _metric(gw2, "gateway_unread_store_reads_total")
-        last = await send(3)
-        assert await count() == 4  # the counter counted the send
-        assert _metric(gw2, "gateway_unread_cache_hits_total") >= 1
-        assert _metric(gw2, "gateway_unread_store_reads_total") == stores
-        own = await a.request("conversation.unread", conversation_id=room)
-        assert own["unread_count"] == 0  # the sender's own messages are read
-        await b.request("message.read", conversation_id=room, message_id=last["id"])
-        assert await count() == 0
-        await send(4)
-        await send(5)
-        await redis.flushdb()  # Redis loses everything: rebuilt from the store, never 0
-        assert await count() == 2
-        assert await count() == 2
-        for client in (a, b):
-            await client.close()
+    for n in range(3):
+        await send(n)
+    assert await count() == 3  # from the store, which fills the counter
+    stores = _metric(pair.gw2, "gateway_unread_store_reads_total")
+    last = await send(3)
+    assert await count() == 4  # the counter counted the send
+    assert _metric(pair.gw2, "gateway_unread_cache_hits_total") >= 1
+    assert _metric(pair.gw2, "gateway_unread_store_reads_total") == stores
+    own = await a.request("conversation.unread", conversation_id=room)
+    assert own["unread_count"] == 0  # the sender's own messages are read
+    await b.request("message.read", conversation_id=room, message_id=last["id"])
+    assert await count() == 0
+    await send(4)
+    await send(5)
+    await redis.flushdb()  # Redis loses everything: rebuilt from the store, never 0
+    assert await count() == 2
+    assert await count() == 2
 
 
 async def test_every_malformed_messaging_frame_is_answered_through_a_real_socket(
@@ -427,21 +429,12 @@ async def test_every_malformed_messaging_frame_is_answered_through_a_real_socket
         await client.close()
 
 
-async def test_a_new_conversation_appears_in_a_members_cached_list_at_once(
-    redis: RedisClient, redis_url: str, tmp_path: Path
-) -> None:
-    with gateways(redis_url, tmp_path, 2) as (gw1, gw2):
-        ann, bob, cat = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-        a = await client_for(redis, gw1, ann)
-        b = await client_for(redis, gw2, bob)
-        first = await _direct(a, bob)
-        listed = await b.request("conversations.list")  # bob's list is cached from here on
-        assert [c["id"] for c in listed["conversations"]] == [first]
-        created = await a.request(
-            "conversation.create", kind="group", member_ids=[str(bob), str(cat)], name="g"
-        )
-        second = created["conversation"]["id"]
-        listed = await b.request("conversations.list")
-        assert {c["id"] for c in listed["conversations"]} == {first, second}
-        for client in (a, b):
-            await client.close()
+async def test_a_new_conversation_appears_in_a_members_cached_list_at_once(pair: Pair) -> None:
+    a, b, first = pair.a, pair.b, pair.room
+    listed = await b.request("conversations.list")  # b's list is cached from here on
+    assert [c["id"] for c in listed["conversations"]] == [first]
+    members = [b.hello["user_id"], str(uuid.uuid4())]
+    created = await a.request("conversation.create", kind="group", member_ids=members, name="g")
+    second = created["conversation"]["id"]
+    listed = await b.request("conversations.list")
+    assert {c["id"] for c in listed["conversations"]} == {first, second}
