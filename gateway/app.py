@@ -33,7 +33,7 @@ from gateway.http import HttpRoutes
 from gateway.logs import redacting_logger
 from gateway.metrics import render
 from gateway.protocol import events
-from gateway.realtime import ClientServer, Hub
+from gateway.realtime import ClientServer, Hub, TokenExpiry
 from gateway.runtime import redis_url
 from gateway.services import (
     CacheRepair,
@@ -112,6 +112,7 @@ async def _serve(
             repair=repair,
         )
         requests = RequestBudget(budget)
+        expiry = TokenExpiry(authenticator, hub, settings.token_leeway)
         context = HandlerContext(
             presence=presence,
             typing=typing,
@@ -123,6 +124,7 @@ async def _serve(
             ),
             metrics=metrics,
             budget=requests,
+            sessions=expiry,
         )
         spawner = _Spawner()
         clients = ClientServer(
@@ -135,6 +137,7 @@ async def _serve(
             context,
             metrics,
             spawner.spawn,
+            expiry,
         )
 
         async def readiness() -> list[str]:
@@ -182,7 +185,7 @@ async def _serve(
                     tasks.create_task(pipeline.run()),
                     tasks.create_task(bus.run(hub.deliver, reconnected)),
                     tasks.create_task(presence.maintain()),
-                    tasks.create_task(clients.watch_silence()),
+                    tasks.create_task(clients.watch_deadlines()),
                     tasks.create_task(requests.enforce()),
                     tasks.create_task(repair.run()),
                 ]

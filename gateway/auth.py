@@ -69,6 +69,7 @@ class TokenVerifier:
     def __init__(self, settings: Settings) -> None:
         self._audience = settings.jwt_audience or None
         self._issuer = settings.jwt_issuer or None
+        self._leeway = settings.token_leeway
         configured = [a.strip() for a in settings.jwt_algorithms.split(",") if a.strip()]
         self._key: Any
         if settings.jwt_secret and settings.jwt_public_key:
@@ -111,6 +112,7 @@ class TokenVerifier:
                 algorithms=self.algorithms,
                 audience=self._audience,
                 issuer=self._issuer,
+                leeway=self._leeway,
                 options={"require": _REQUIRED_CLAIMS, "verify_aud": self._audience is not None},
             )
         except jwt.ExpiredSignatureError:

@@ -56,6 +56,9 @@ class Settings:
     typing_ttl: float = _setting(10.0, "typing indicator TTL (spec: 10 s)")
     typing_throttle: float = _setting(3.0, "a repeat typing.start inside this is not re-sent")
     auth_timeout: float = _setting(5.0, "seconds to send the auth frame when no header is used")
+    token_leeway: float = _setting(
+        5.0, "seconds a token is still accepted past its `exp` (clock skew), also on live sockets"
+    )
     max_frame_bytes: int = _setting(65536, "largest client frame; bigger closes 1009")
     rate_limit: float = _setting(20.0, "client frames per second per connection (refill)")
     rate_burst: int = _setting(60, "token bucket size per connection")
@@ -171,6 +174,8 @@ def _validate(settings: Settings) -> None:
             "probe_interval",
         ],
     )
+    if settings.token_leeway < 0:
+        raise ConfigError("--token-leeway / GATEWAY_TOKEN_LEEWAY: must not be negative")
     if settings.lease_ttl <= settings.heartbeat_interval:
         raise ConfigError("--lease-ttl must be longer than --heartbeat-interval")
     if not 0 <= settings.port < 65536:

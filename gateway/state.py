@@ -19,6 +19,8 @@ class ClientState:
     token_id: str
     session: SessionData
     """Kept to restore the session if Redis loses it."""
+    expires_at: float = float("inf")
+    """The token's `exp` (epoch seconds): the connection ends then unless refreshed."""
     away: bool = False
     watching: set[uuid.UUID] | None = None
     """Users whose presence this client watches (None until the first subscribe)."""

@@ -25,7 +25,7 @@ MALFORMED = [
     ('{"no": "type"}', "invalid_frame"),
     ('{"type": 42}', "invalid_frame"),
     ('{"type": "nope"}', "unknown_type"),
-    ('{"type": "auth", "token": "x"}', "already_authenticated"),
+    ('{"type": "auth", "token": "x"}', "unauthenticated"),
     ('{"type": "heartbeat", "id": 7}', "invalid_field"),
     ('{"type": "presence.subscribe"}', "invalid_field"),
     ('{"type": "presence.subscribe", "user_ids": []}', "invalid_field"),

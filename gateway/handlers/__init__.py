@@ -14,7 +14,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from gateway.handlers import conversations, messages, presence, typing
+from gateway.handlers import conversations, messages, presence, session, typing
 from gateway.handlers.budget import RequestBudget
 from gateway.handlers.context import HandlerContext, Limits, Outcome
 from gateway.protocol import ErrorCode, ProtocolError, decode, events, frames
@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 Handler = Callable[[HandlerContext, ClientState, Any], Awaitable[Outcome]]
 
 HANDLERS: dict[type[frames.ClientFrame], Handler] = {
+    frames.Auth: session.reauth,
     frames.Heartbeat: presence.heartbeat,
     frames.PresenceSubscribe: presence.subscribe,
     frames.PresenceUnsubscribe: presence.unsubscribe,

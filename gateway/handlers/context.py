@@ -21,6 +21,7 @@ __all__ = [
     "MessagesPort",
     "Outcome",
     "PresencePort",
+    "SessionsPort",
     "TopicsPort",
     "TypingPort",
 ]
@@ -95,6 +96,16 @@ class TopicsPort(Protocol):
     def unwatch(self, client: ClientState, user_ids: Iterable[uuid.UUID]) -> None: ...
 
 
+class SessionsPort(Protocol):
+    async def refresh(self, client: ClientState, token: str) -> float:
+        """Carry on under a fresh token of the same user; its expiry (epoch seconds).
+
+        Raises:
+            AuthError: bad, revoked or another user's token.
+        """
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class Limits:
     max_watched: int
@@ -112,6 +123,8 @@ class HandlerContext:
     metrics: Counter[str]
     budget: RequestBudget
     """How long one request may take before it is answered `unavailable`."""
+    sessions: SessionsPort | None = None
+    """Token refresh on a live connection (None: `auth` after the hello is refused)."""
 
 
 @dataclass(frozen=True, slots=True)

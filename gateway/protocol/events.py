@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -32,9 +32,12 @@ __all__ = [
     "presence_entry",
     "reconnect",
     "resync",
+    "session_expired",
+    "session_expiring",
     "session_revoked",
     "text_frame",
     "typing",
+    "utc",
 ]
 
 REVOKED = "session revoked or token blacklisted"
@@ -177,6 +180,21 @@ def resync(reason: str = RESYNC_BUS_GAP) -> bytes:
 
 def session_revoked(reason: str = REVOKED) -> bytes:
     return encode({"type": "session.revoked", "reason": reason})
+
+
+def session_expiring(expires_at: float) -> bytes:
+    """The token ends at `expires_at`: send `auth` with a fresh one before then."""
+    return encode({"type": "session.expiring", "expires_at": utc(expires_at)})
+
+
+def session_expired() -> bytes:
+    """The token ended and was not refreshed; close 4003 follows."""
+    return encode({"type": "session.expired", "reason": "token expired"})
+
+
+def utc(epoch_seconds: float) -> datetime:
+    """Epoch seconds as the aware time frames carry (RFC 3339 on the wire)."""
+    return datetime.fromtimestamp(epoch_seconds, UTC)
 
 
 def reconnect(after_ms: int) -> bytes:

@@ -1,7 +1,8 @@
 """The only code that holds sockets: connections, the hub and a client's lifecycle."""
 
 from gateway.realtime.connection import Connection, ConnState
+from gateway.realtime.expiry import TokenExpiry
 from gateway.realtime.hub import Hub
 from gateway.realtime.lifecycle import ClientServer
 
-__all__ = ["ClientServer", "ConnState", "Connection", "Hub"]
+__all__ = ["ClientServer", "ConnState", "Connection", "Hub", "TokenExpiry"]

@@ -115,6 +115,16 @@ class Hub:
             self._join(conn, keys.conversation_channel(conversation_id))
         return channel if first else None
 
+    def reindex(self, conn: Connection, session_id: str, token_id: str) -> None:
+        """The connection carries on under another token (a refresh): revocations of the new
+        session or token reach it, those of the old ones no longer do."""
+        client = conn.client
+        _unindex(self._by_session, client.session_id, conn)
+        _unindex(self._by_token, client.token_id, conn)
+        client.session_id, client.token_id = session_id, token_id
+        _index(self._by_session, session_id, conn)
+        _index(self._by_token, token_id, conn)
+
     async def confirmed(self, channel: str) -> None:
         await self._bus.confirmed([channel], self._budget)
 

@@ -23,6 +23,7 @@ from gateway.handlers import HandlerContext, dispatch
 from gateway.protocol import Close, ErrorCode, ProtocolError, decode, events, frames
 from gateway.ratelimit import TokenBucket, record_rejection
 from gateway.realtime.connection import Connection, ConnState
+from gateway.realtime.expiry import EXPIRE, TokenExpiry
 from gateway.realtime.hub import Hub
 from gateway.realtime.silence import SilenceWatch
 from gateway.services import ConversationService, PresenceService, TypingService
@@ -53,6 +54,7 @@ class ClientServer:
         context: HandlerContext,
         metrics: Counter[str],
         spawn: Spawn,
+        expiry: TokenExpiry,
     ) -> None:
         self._settings = settings
         self._authenticator = authenticator
@@ -65,6 +67,7 @@ class ClientServer:
         self._spawn = spawn
         self._budget = settings.redis_timeout
         self._silence = SilenceWatch(settings.lease_ttl)
+        self._expiry = expiry
         self.draining = False
 
     async def serve(self, ws: ServerConnection) -> None:
@@ -83,6 +86,7 @@ class ClientServer:
             identity.session_id,
             identity.token_id,
             identity.session,
+            identity.expires_at,
         )
         settings = self._settings
         conn = Connection(
@@ -114,6 +118,7 @@ class ClientServer:
                 )
             )
             self._silence.add(conn)
+            self._expiry.track(conn)
             await self._receive_loop(conn)
         except ConnectionClosed:
             pass
@@ -246,12 +251,20 @@ class ClientServer:
 
     # Instance-wide jobs
 
-    async def watch_silence(self) -> None:
-        """Close connections silent for a whole lease, until cancelled."""
+    async def watch_deadlines(self) -> None:
+        """Until cancelled: close connections silent for a whole lease, warn those whose token
+        ends soon, end those whose token ended unrefreshed."""
         while True:
             await asyncio.sleep(_TICK)
             for conn in self._silence.due(time.monotonic()):
                 conn.close(Close.HEARTBEAT_TIMEOUT, "heartbeat timeout")
+            for conn, kind in self._expiry.due(time.time()):
+                if kind == EXPIRE:
+                    self._metrics["tokens_expired"] += 1
+                    conn.send(events.session_expired())
+                    conn.close(Close.TOKEN_EXPIRED, "token expired")
+                else:
+                    conn.send(events.session_expiring(conn.client.expires_at))
 
     def drain(self) -> None:
         """Tell every client to reconnect elsewhere (jittered), then close them 1012."""

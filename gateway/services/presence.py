@@ -96,16 +96,25 @@ class PresenceService:
             deadline = time.monotonic() + self._settings.grace
             heapq.heappush(self._expiries, (deadline, client.user_id))
 
+    def session_ttl(self, client: ClientState) -> float:
+        """How long the session may be kept alive for this client: `--session-ttl`, but never
+        past its token's expiry (plus the leeway); 0 once that has passed."""
+        left = client.expires_at + self._settings.token_leeway - time.time()
+        return max(0.0, min(self._settings.session_ttl, left))
+
     async def renew(self, client: ClientState) -> bool:
         """Heartbeat: the lease and the session in one pipelined round trip; False when the
-        session no longer exists."""
+        session no longer exists. The session is never extended past the token's expiry (the
+        connection ends then, unless the client refreshed its token)."""
+        ttl = self.session_ttl(client)
+        lease = self._presence.heartbeat(
+            client.user_id, client.connection_id, self._lease, away=client.away
+        )
+        if ttl < 0.001:
+            await self.announce(await lease)
+            return True  # the token's end closes the connection (4003), not this heartbeat
         update, alive = await asyncio.gather(
-            self._presence.heartbeat(
-                client.user_id, client.connection_id, self._lease, away=client.away
-            ),
-            self._sessions.extend(
-                client.session_id, self._settings.session_ttl, user_id=client.user_id
-            ),
+            lease, self._sessions.extend(client.session_id, ttl, user_id=client.user_id)
         )
         if not alive:
             alive = await self._restored(client)
@@ -123,9 +132,8 @@ class PresenceService:
             if not await self._redis.exists(self._epoch_key):
                 await self._reassert()
                 return True
-            return await self._sessions.extend(
-                client.session_id, self._settings.session_ttl, user_id=client.user_id
-            )
+            ttl = max(self.session_ttl(client), 0.001)
+            return await self._sessions.extend(client.session_id, ttl, user_id=client.user_id)
 
     async def set_away(self, client: ClientState, away: bool) -> PresenceStatus:
         """Client-reported idle (`away`) or active; the user's resulting status."""
@@ -163,11 +171,12 @@ class PresenceService:
         # its session still finds the mark gone and waits for the restore.
         lost = not await self._redis.exists(self._epoch_key)
         clients = list(self._clients())
-        ttl = self._settings.session_ttl
         if lost:
             await asyncio.gather(
                 *(
-                    self._sessions.set(c.session_id, c.session, ttl, if_missing=True)
+                    self._sessions.set(
+                        c.session_id, c.session, max(self.session_ttl(c), 0.001), if_missing=True
+                    )
                     for c in clients
                 )
             )
