@@ -79,7 +79,14 @@ def main(argv: list[str] | None = None) -> int:
     token.add_argument("--ttl", type=float, default=900.0, help="seconds (session and token)")
     token.add_argument("--session", default=None, help="session id (default: random)")
     token.add_argument("--username", default="", help="username stored in the session")
-    for name in ("redis_url", "jwt_secret", "jwt_public_key", "jwt_audience", "jwt_issuer"):
+    for name in (
+        "redis_url",
+        "jwt_secret",
+        "jwt_secret_file",
+        "jwt_public_key",
+        "jwt_audience",
+        "jwt_issuer",
+    ):
         token.add_argument("--" + name.replace("_", "-"), dest=name, default=None)
     args = parser.parse_args(argv)
     try:

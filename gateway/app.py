@@ -9,7 +9,7 @@ import dataclasses
 import logging
 import signal
 from collections import Counter
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -177,7 +177,15 @@ async def _serve(
             hub.broadcast(events.resync())
             await presence.reassert()
 
-        routes = HttpRoutes(readiness, metrics_text, authenticator, presence_cache, budget)
+        routes = HttpRoutes(
+            readiness,
+            metrics_text,
+            authenticator,
+            presence_cache,
+            budget,
+            metrics_token=settings.metrics_token,
+            metrics_here=not settings.metrics_host,
+        )
         try:
             async with asyncio.TaskGroup() as tasks:
                 spawner.tasks = tasks
@@ -193,19 +201,22 @@ async def _serve(
                 with contextlib.suppress(RedisError, TimeoutError):
                     async with asyncio.timeout(budget):
                         await presence.mark_epoch()
-                async with serve(
-                    clients.serve,
-                    settings.host,
-                    settings.port,
-                    process_request=routes.process_request,
-                    origins=_origins(settings),
-                    max_size=settings.max_frame_bytes,
-                    compression="deflate" if settings.compression else None,
-                    ping_interval=None,
-                    close_timeout=2,
-                    logger=redacting_logger(),
-                ) as server:
-                    line = _ready_line(settings, server, url)
+                async with (
+                    _metrics_listener(settings, routes) as metrics_server,
+                    serve(
+                        clients.serve,
+                        settings.host,
+                        settings.port,
+                        process_request=routes.process_request,
+                        origins=_origins(settings),
+                        max_size=settings.max_frame_bytes,
+                        compression="deflate" if settings.compression else None,
+                        ping_interval=None,
+                        close_timeout=2,
+                        logger=redacting_logger(),
+                    ) as server,
+                ):
+                    line = _ready_line(settings, server, metrics_server, url)
                     print(line, flush=True)
                     if on_ready is not None:
                         on_ready(line)
@@ -242,12 +253,43 @@ def _origins(settings: Settings) -> list[Any] | None:
     return [None, *allowed]  # None: requests without an Origin header (non-browser clients)
 
 
-def _ready_line(settings: Settings, server: Server, redis_url: str) -> str:
+@contextlib.asynccontextmanager
+async def _metrics_listener(settings: Settings, routes: HttpRoutes) -> AsyncIterator[Server | None]:
+    """/metrics on an address of its own, when `--metrics-host` is set."""
+    if not settings.metrics_host:
+        yield None
+        return
+
+    async def never(ws: Any) -> None:  # process_metrics answers every request
+        raise AssertionError("the metrics listener never upgrades")
+
+    async with serve(
+        never,
+        settings.metrics_host,
+        settings.metrics_port,
+        process_request=routes.process_metrics,
+        logger=redacting_logger(),
+    ) as server:
+        yield server
+
+
+def _address(server: Server) -> tuple[str, int]:
     host, port = next(iter(s.getsockname()[:2] for s in server.sockets))
+    return host, port
+
+
+def _ready_line(
+    settings: Settings, server: Server, metrics_server: Server | None, redis_url: str
+) -> str:
+    host, port = _address(server)
     redis = "embedded Valkey" if not settings.redis_url else _safe_url(redis_url)
+    metrics = ""
+    if metrics_server is not None:
+        metrics_host, metrics_port = _address(metrics_server)
+        metrics = f"; metrics: http://{metrics_host}:{metrics_port}/metrics"
     return (
         f"presence-gateway {settings.instance_id} listening on ws://{host}:{port}/ws "
-        f"(redis: {redis}; store: {settings.store})"
+        f"(redis: {redis}; store: {settings.store}{metrics})"
     )
 
 

@@ -40,7 +40,10 @@ class Settings:
         default_factory=_random_instance_id,
         metadata={"help": "this instance's id (default: random)"},
     )
-    jwt_secret: str = _setting("", "HS256 secret (at least 32 bytes)")
+    jwt_secret: str = _setting("", "HS256 secret (at least 32 bytes); prefer --jwt-secret-file")
+    jwt_secret_file: str = _setting(
+        "", "file holding the HS256 secret (keeps it off the command line and out of `ps`)"
+    )
     jwt_public_key: str = _setting("", "PEM public key, or a path to one (RS256/ES256/EdDSA)")
     jwt_algorithms: str = _setting("", "accepted algorithms, comma-separated (default by key)")
     jwt_audience: str = _setting("", "required `aud` claim, when set")
@@ -79,6 +82,11 @@ class Settings:
     )
     drain_timeout: float = _setting(10.0, "seconds clients get to reconnect elsewhere on stop")
     log_level: str = _setting("info", "debug, info, warning or error")
+    metrics_host: str = _setting("", "serve /metrics on this address instead of the main port")
+    metrics_port: int = _setting(0, "with --metrics-host: its port (0 picks a free one)")
+    metrics_token: str = _setting(
+        "", "require `Authorization: Bearer <this>` on /metrics (empty: open)"
+    )
 
     @property
     def origins(self) -> list[str] | None:
@@ -142,9 +150,26 @@ def load(args: argparse.Namespace | None = None, env: Mapping[str, str] | None =
             raw = environ.get(_env(f.name))
         if raw is not None:
             values[f.name] = _parse(f.type, str(raw), f.name)
-    settings = Settings(**values)
+    settings = _with_secret_file(Settings(**values))
     _validate(settings)
     return settings
+
+
+def _with_secret_file(settings: Settings) -> Settings:
+    """The secret read from `--jwt-secret-file`, so everything else sees `jwt_secret`."""
+    if not settings.jwt_secret_file:
+        return settings
+    name = "jwt_secret_file"
+    if settings.jwt_secret:
+        raise ConfigError("set either --jwt-secret or --jwt-secret-file, not both")
+    try:
+        with open(settings.jwt_secret_file, encoding="utf-8") as file:
+            secret = file.read().strip()
+    except OSError as exc:
+        raise ConfigError(f"{_flag(name)} / {_env(name)}: cannot read it: {exc}") from None
+    if not secret:
+        raise ConfigError(f"{_flag(name)} / {_env(name)}: the file is empty")
+    return dataclasses.replace(settings, jwt_secret=secret)
 
 
 def _positive(settings: Settings, names: Sequence[str]) -> None:
@@ -178,8 +203,9 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("--token-leeway / GATEWAY_TOKEN_LEEWAY: must not be negative")
     if settings.lease_ttl <= settings.heartbeat_interval:
         raise ConfigError("--lease-ttl must be longer than --heartbeat-interval")
-    if not 0 <= settings.port < 65536:
-        raise ConfigError("--port / GATEWAY_PORT: must be 0-65535")
+    for name in ("port", "metrics_port"):
+        if not 0 <= getattr(settings, name) < 65536:
+            raise ConfigError(f"{_flag(name)} / {_env(name)}: must be 0-65535")
     if settings.redis_url.startswith("redis+cluster://") or "cluster=true" in settings.redis_url:
         # The bus has no sharded pub/sub backend yet (SSUBSCRIBE/SPUBLISH on ClusterPubSub).
         # Refuse rather than fail on every connect.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import http
 import uuid
 from collections.abc import Awaitable, Callable
@@ -56,9 +57,16 @@ class HttpRoutes:
         authenticator: Authenticator,
         presence: PresenceCache,
         budget: float,
+        *,
+        metrics_token: str = "",
+        metrics_here: bool = True,
     ) -> None:
+        """`metrics_here`: False when /metrics has a listener of its own (`process_metrics`);
+        `metrics_token`: the bearer /metrics requires (empty: none)."""
         self._readiness = readiness
         self._metrics = metrics
+        self._metrics_token = metrics_token.encode()
+        self._metrics_here = metrics_here
         self._authenticator = authenticator
         self._presence = presence
         self._budget = budget
@@ -71,12 +79,8 @@ class HttpRoutes:
             return _json(http.HTTPStatus.OK, {"status": "ok"})
         if path == "/readyz":
             return await self._ready()
-        if path == "/metrics":
-            body = self._metrics()
-            headers = Headers(
-                [("Content-Type", "text/plain; version=0.0.4"), ("Content-Length", str(len(body)))]
-            )
-            return Response(200, "OK", headers, body)
+        if path == "/metrics" and self._metrics_here:
+            return self._scrape(request)
         if path.startswith("/api/v1/users/"):
             try:
                 async with asyncio.timeout(self._budget):
@@ -84,6 +88,25 @@ class HttpRoutes:
             except (RedisError, TimeoutError):
                 return _problem(http.HTTPStatus.SERVICE_UNAVAILABLE, "unavailable", "retry later")
         return _problem(http.HTTPStatus.NOT_FOUND, "not_found", f"no route for {path[:100]}")
+
+    async def process_metrics(self, ws: ServerConnection, request: Request) -> Response:
+        """The separate metrics listener: /metrics, nothing else, never an upgrade."""
+        if urlsplit(request.path).path == "/metrics":
+            return self._scrape(request)
+        return _problem(http.HTTPStatus.NOT_FOUND, "not_found", "only /metrics here")
+
+    def _scrape(self, request: Request) -> Response:
+        if self._metrics_token:
+            given = (bearer_token(request.headers.get("Authorization")) or "").encode()
+            if not hmac.compare_digest(given, self._metrics_token):
+                return _problem(
+                    http.HTTPStatus.UNAUTHORIZED, "unauthenticated", "Authorization: Bearer <token>"
+                )
+        body = self._metrics()
+        headers = Headers(
+            [("Content-Type", "text/plain; version=0.0.4"), ("Content-Length", str(len(body)))]
+        )
+        return Response(200, "OK", headers, body)
 
     async def _ready(self) -> Response:
         reasons = await self._readiness()

@@ -30,6 +30,8 @@ class Launched:
     http: str
     log_path: Path
     settings: dict[str, str] = field(default_factory=dict)
+    ready_line: str = ""
+    """What the gateway printed when it started listening."""
 
     @property
     def pid(self) -> int:
@@ -96,4 +98,4 @@ def launch(
             line = proc.stdout.readline()
     url = line.decode().split("listening on ", 1)[1].split()[0]
     http = url.replace("ws://", "http://").removesuffix("/ws")
-    return Launched(proc, url, http, log_path, dict(settings))
+    return Launched(proc, url, http, log_path, dict(settings), line.decode().strip())

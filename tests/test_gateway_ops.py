@@ -21,7 +21,6 @@ from websockets.asyncio.client import connect as ws_connect
 
 from caches import PresenceCache, connect
 from caches.redis import EmbeddedRedis, RedisClient
-from gateway.client import GatewayClient
 from tests.conftest import wait_for
 from tests.gateways import SECRET, client_for, gateways, token_for
 
@@ -86,17 +85,26 @@ async def test_sigterm_drains_clients_then_exits_cleanly(
         assert await asyncio.to_thread(gw.proc.wait, 10) == 0
 
 
-async def test_tokens_never_logged(redis: RedisClient, redis_url: str, tmp_path: Path) -> None:
-    """Even at DEBUG, where websockets logs request headers, the Authorization value is not."""
+async def test_credentials_never_logged(redis: RedisClient, redis_url: str, tmp_path: Path) -> None:
+    """Even at DEBUG, where websockets logs request lines and headers: no token in a query
+    string, no Authorization, Cookie or X-Api-Key value."""
     with gateways(redis_url, tmp_path, 1, log_level="debug") as (gw,):
         token = await token_for(redis)
-        client = await GatewayClient.connect(gw.url, token)
-        await client.request("heartbeat")
-        await client.close()
+        async with ws_connect(
+            f"{gw.url}?token={token}&access_key=k3y-in-query&room=lobby",
+            additional_headers={
+                "Authorization": f"Bearer {token}",
+                "Cookie": "sid=c00kie-value",
+                "X-Api-Key": "ap1-key-value",
+            },
+        ) as ws:
+            assert "hello" in str(await ws.recv())
         gw.stop()
         log = gw.log()
-        assert "Authorization: [redacted]" in log
-        assert token not in log and token.split(".")[2] not in log
+        assert "Authorization: [redacted]" in log and "X-Api-Key: [redacted]" in log
+        assert "room=lobby" in log  # other parameters stay readable
+        for secret in (token, token.split(".")[2], "k3y-in-query", "c00kie-value", "ap1-key"):
+            assert secret not in log
 
 
 async def test_redis_restart_under_live_connections(tmp_path: Path) -> None:
