@@ -29,6 +29,7 @@ from gateway.autopipe import auto_pipelined
 from gateway.bus import RedisBus
 from gateway.config import Settings
 from gateway.handlers import HandlerContext, Limits, RequestBudget
+from gateway.handshake import GatewayConnection
 from gateway.http import HttpRoutes
 from gateway.logs import redacting_logger
 from gateway.metrics import render
@@ -214,6 +215,7 @@ async def _serve(
                         ping_interval=None,
                         close_timeout=2,
                         logger=redacting_logger(),
+                        create_connection=GatewayConnection,
                     ) as server,
                 ):
                     line = _ready_line(settings, server, metrics_server, url)
@@ -269,6 +271,7 @@ async def _metrics_listener(settings: Settings, routes: HttpRoutes) -> AsyncIter
         settings.metrics_port,
         process_request=routes.process_metrics,
         logger=redacting_logger(),
+        create_connection=GatewayConnection,
     ) as server:
         yield server
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hmac
 import http
 import uuid
@@ -19,9 +20,10 @@ from websockets.http11 import Request, Response
 from caches import PresenceCache, PresenceStatus
 from gateway.auth import Authenticator, AuthError, bearer_token
 
-__all__ = ["HttpRoutes"]
+__all__ = ["HttpRoutes", "RequestWithBody", "problem"]
 
 _MAX_BULK_IDS = 1000
+_BULK_PATH = "/api/v1/users/presence/bulk"
 
 
 def _json(status: http.HTTPStatus, body: Any) -> Response:
@@ -36,7 +38,14 @@ def _json(status: http.HTTPStatus, body: Any) -> Response:
     return Response(status.value, status.phrase, headers, payload)
 
 
-def _problem(status: http.HTTPStatus, code: str, message: str) -> Response:
+@dataclasses.dataclass
+class RequestWithBody(Request):
+    """A request with the body `gateway.handshake` read for it."""
+
+    body: bytes = b""
+
+
+def problem(status: http.HTTPStatus, code: str, message: str) -> Response:
     return _json(status, {"error": {"code": code, "message": message}})
 
 
@@ -75,6 +84,14 @@ class HttpRoutes:
         path = urlsplit(request.path).path
         if path == "/ws":
             return None
+        if request.method not in ("GET", "POST") or (
+            request.method == "POST" and path != _BULK_PATH
+        ):
+            return problem(
+                http.HTTPStatus.METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                f"{request.method[:20]} is not allowed here (GET; POST on {_BULK_PATH})",
+            )
         if path == "/healthz":
             return _json(http.HTTPStatus.OK, {"status": "ok"})
         if path == "/readyz":
@@ -86,20 +103,20 @@ class HttpRoutes:
                 async with asyncio.timeout(self._budget):
                     return await self._presence_api(request, path)
             except (RedisError, TimeoutError):
-                return _problem(http.HTTPStatus.SERVICE_UNAVAILABLE, "unavailable", "retry later")
-        return _problem(http.HTTPStatus.NOT_FOUND, "not_found", f"no route for {path[:100]}")
+                return problem(http.HTTPStatus.SERVICE_UNAVAILABLE, "unavailable", "retry later")
+        return problem(http.HTTPStatus.NOT_FOUND, "not_found", f"no route for {path[:100]}")
 
     async def process_metrics(self, ws: ServerConnection, request: Request) -> Response:
         """The separate metrics listener: /metrics, nothing else, never an upgrade."""
         if urlsplit(request.path).path == "/metrics":
             return self._scrape(request)
-        return _problem(http.HTTPStatus.NOT_FOUND, "not_found", "only /metrics here")
+        return problem(http.HTTPStatus.NOT_FOUND, "not_found", "only /metrics here")
 
     def _scrape(self, request: Request) -> Response:
         if self._metrics_token:
             given = (bearer_token(request.headers.get("Authorization")) or "").encode()
             if not hmac.compare_digest(given, self._metrics_token):
-                return _problem(
+                return problem(
                     http.HTTPStatus.UNAUTHORIZED, "unauthenticated", "Authorization: Bearer <token>"
                 )
         body = self._metrics()
@@ -119,25 +136,25 @@ class HttpRoutes:
     async def _presence_api(self, request: Request, path: str) -> Response:
         token = bearer_token(request.headers.get("Authorization"))
         if not token:
-            return _problem(
+            return problem(
                 http.HTTPStatus.UNAUTHORIZED, "unauthenticated", "Authorization: Bearer <jwt>"
             )
         try:
             await self._authenticator.authenticate(token)
         except AuthError as exc:
-            return _problem(http.HTTPStatus.UNAUTHORIZED, "unauthenticated", str(exc))
+            return problem(http.HTTPStatus.UNAUTHORIZED, "unauthenticated", str(exc))
         parts = path.removeprefix("/api/v1/users/").split("/")
         if parts == ["presence", "bulk"]:
             return await self._bulk(request)
         if len(parts) == 2 and parts[1] == "presence":
             return await self._one(parts[0])
-        return _problem(http.HTTPStatus.NOT_FOUND, "not_found", f"no route for {path[:100]}")
+        return problem(http.HTTPStatus.NOT_FOUND, "not_found", f"no route for {path[:100]}")
 
     async def _one(self, raw_id: str) -> Response:
         try:
             user_id = uuid.UUID(raw_id)
         except ValueError:
-            return _problem(http.HTTPStatus.BAD_REQUEST, "invalid_id", "user id must be a UUID")
+            return problem(http.HTTPStatus.BAD_REQUEST, "invalid_id", "user id must be a UUID")
         status, last_seen = (await self._presence.get_bulk_presence([user_id]))[user_id]
         return _json(
             http.HTTPStatus.OK,
@@ -149,17 +166,45 @@ class HttpRoutes:
         )
 
     async def _bulk(self, request: Request) -> Response:
-        raw = ",".join(parse_qs(urlsplit(request.path).query).get("ids", []))
-        pieces = [p for p in raw.split(",") if p]
+        """GET `?ids=<uuid>,...` for small sets (the request line is limited to 8 KiB, about 200
+        ids); POST `{"user_ids": [...]}` for up to 1,000."""
+        if request.method == "POST":
+            pieces = _posted_ids(request)
+            if pieces is None:
+                return problem(
+                    http.HTTPStatus.BAD_REQUEST,
+                    "invalid_body",
+                    'a JSON body {"user_ids": ["<uuid>", ...]} with Content-Type application/json',
+                )
+        else:
+            raw = ",".join(parse_qs(urlsplit(request.path).query).get("ids", []))
+            pieces = [p for p in raw.split(",") if p]
         if not pieces:
-            return _problem(http.HTTPStatus.BAD_REQUEST, "invalid_id", "ids=<uuid>,<uuid>,...")
+            return problem(
+                http.HTTPStatus.BAD_REQUEST,
+                "invalid_id",
+                'ids=<uuid>,<uuid>,... (GET) or {"user_ids": [...]} (POST)',
+            )
         if len(pieces) > _MAX_BULK_IDS:
-            return _problem(
+            return problem(
                 http.HTTPStatus.BAD_REQUEST, "too_many_ids", f"at most {_MAX_BULK_IDS} ids"
             )
         try:
             ids = list(dict.fromkeys(uuid.UUID(p) for p in pieces))
         except ValueError:
-            return _problem(http.HTTPStatus.BAD_REQUEST, "invalid_id", "every id must be a UUID")
+            return problem(http.HTTPStatus.BAD_REQUEST, "invalid_id", "every id must be a UUID")
         statuses = await self._presence.get_bulk_status(ids)
         return _json(http.HTTPStatus.OK, {str(u): s.value for u, s in statuses.items()})
+
+
+def _posted_ids(request: Request) -> list[str] | None:
+    """The ids of a bulk POST body; None when the body is not `{"user_ids": [str, ...]}`."""
+    body = request.body if isinstance(request, RequestWithBody) else b""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    ids = data.get("user_ids") if isinstance(data, dict) else None
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        return None
+    return ids
