@@ -34,7 +34,7 @@ from gateway.http import HttpRoutes
 from gateway.logs import redacting_logger
 from gateway.metrics import render
 from gateway.protocol import events
-from gateway.realtime import ClientServer, Hub, TokenExpiry
+from gateway.realtime import Admission, ClientServer, Hub, TokenExpiry
 from gateway.runtime import redis_url
 from gateway.services import (
     CacheRepair,
@@ -113,7 +113,8 @@ async def _serve(
             repair=repair,
         )
         requests = RequestBudget(budget)
-        expiry = TokenExpiry(authenticator, hub, settings.token_leeway)
+        admission = Admission(settings, metrics)
+        expiry = TokenExpiry(authenticator, hub, admission, settings.token_leeway)
         context = HandlerContext(
             presence=presence,
             typing=typing,
@@ -139,6 +140,7 @@ async def _serve(
             metrics,
             spawner.spawn,
             expiry,
+            admission,
         )
 
         async def readiness() -> list[str]:
@@ -186,6 +188,7 @@ async def _serve(
             budget,
             metrics_token=settings.metrics_token,
             metrics_here=not settings.metrics_host,
+            ws_gate=lambda ws: admission.at_handshake(clients.address(ws)),
         )
         try:
             async with asyncio.TaskGroup() as tasks:

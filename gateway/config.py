@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import ipaddress
 import os
 import secrets
 from collections.abc import Mapping, Sequence
@@ -67,6 +68,24 @@ class Settings:
     rate_burst: int = _setting(60, "token bucket size per connection")
     rate_limit_close_after: int = _setting(
         50, "rejected frames within 10 s before the connection is closed 4008"
+    )
+    max_connections: int = _setting(
+        50_000, "connections this instance holds (authenticated or not); beyond: 503"
+    )
+    max_pending_auth: int = _setting(
+        1000, "connections still authenticating on this instance; beyond: 503"
+    )
+    max_pending_auth_per_ip: int = _setting(
+        20, "connections still authenticating from one client address; beyond: 503"
+    )
+    max_connections_per_user: int = _setting(
+        50, "connections of one user on this instance; beyond: close 1013"
+    )
+    max_connections_per_session: int = _setting(
+        10, "connections of one session on this instance; beyond: close 1013"
+    )
+    trusted_proxies: str = _setting(
+        "", "addresses/CIDRs of balancers whose X-Forwarded-For names the client (comma-separated)"
     )
     max_watched: int = _setting(1000, "users one connection may watch")
     max_message_bytes: int = _setting(4096, "largest message content in UTF-8 bytes")
@@ -195,10 +214,24 @@ def _validate(settings: Settings) -> None:
             "rate_limit_close_after",
             "max_watched",
             "max_message_bytes",
+            "max_connections",
+            "max_pending_auth",
+            "max_pending_auth_per_ip",
+            "max_connections_per_user",
+            "max_connections_per_session",
             "send_buffer_limit",
             "probe_interval",
         ],
     )
+    for part in settings.trusted_proxies.split(","):
+        try:
+            if part.strip():
+                ipaddress.ip_network(part.strip(), strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"--trusted-proxies / GATEWAY_TRUSTED_PROXIES: {part.strip()!r} is not an "
+                "address or a CIDR"
+            ) from None
     if settings.token_leeway < 0:
         raise ConfigError("--token-leeway / GATEWAY_TOKEN_LEEWAY: must not be negative")
     if settings.lease_ttl <= settings.heartbeat_interval:

@@ -69,6 +69,7 @@ class HttpRoutes:
         *,
         metrics_token: str = "",
         metrics_here: bool = True,
+        ws_gate: Callable[[ServerConnection], str | None] | None = None,
     ) -> None:
         """`metrics_here`: False when /metrics has a listener of its own (`process_metrics`);
         `metrics_token`: the bearer /metrics requires (empty: none)."""
@@ -76,6 +77,7 @@ class HttpRoutes:
         self._metrics = metrics
         self._metrics_token = metrics_token.encode()
         self._metrics_here = metrics_here
+        self._ws_gate = ws_gate
         self._authenticator = authenticator
         self._presence = presence
         self._budget = budget
@@ -83,7 +85,12 @@ class HttpRoutes:
     async def process_request(self, ws: ServerConnection, request: Request) -> Response | None:
         path = urlsplit(request.path).path
         if path == "/ws":
-            return None
+            refused = self._ws_gate(ws) if self._ws_gate is not None else None
+            if refused is None:
+                return None
+            response = problem(http.HTTPStatus.SERVICE_UNAVAILABLE, "over_capacity", refused)
+            response.headers["Retry-After"] = "5"
+            return response
         if request.method not in ("GET", "POST") or (
             request.method == "POST" and path != _BULK_PATH
         ):

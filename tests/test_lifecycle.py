@@ -22,7 +22,7 @@ from gateway.bus import MemoryBroker, MemoryBus
 from gateway.config import Settings
 from gateway.handlers import HandlerContext, Limits, RequestBudget
 from gateway.protocol import envelope, events
-from gateway.realtime import ClientServer, Hub, TokenExpiry
+from gateway.realtime import Admission, ClientServer, Hub, TokenExpiry
 from gateway.services import CacheRepair, ConversationService, PresenceService, TypingService
 from gateway.state import ClientState
 from gateway.store import SqliteStore
@@ -105,10 +105,11 @@ def server(
         RequestBudget(1.0),
     )
     authenticator = Authenticator(TokenVerifier(SETTINGS), SessionCache(redis))
-    expiry = TokenExpiry(authenticator, hub, SETTINGS.token_leeway)
+    admission = Admission(SETTINGS, metrics)
+    expiry = TokenExpiry(authenticator, hub, admission, SETTINGS.token_leeway)
     clients = ClientServer(
         SETTINGS, authenticator, hub, presence, typing, conversations, context, metrics, _spawn,
-        expiry,
+        expiry, admission,
     )  # fmt: skip
     return clients, hub
 

@@ -13,6 +13,7 @@ import itertools
 import time
 
 from gateway.auth import Authenticator, AuthError
+from gateway.realtime.admission import Admission
 from gateway.realtime.connection import Connection, ConnState
 from gateway.realtime.hub import Hub
 from gateway.state import ClientState
@@ -27,9 +28,12 @@ EXPIRE = "expire"
 
 
 class TokenExpiry:
-    def __init__(self, authenticator: Authenticator, hub: Hub, leeway: float) -> None:
+    def __init__(
+        self, authenticator: Authenticator, hub: Hub, admission: Admission, leeway: float
+    ) -> None:
         self._authenticator = authenticator
         self._hub = hub
+        self._admission = admission
         self._leeway = leeway
         self._heap: list[tuple[float, int, str, float, Connection]] = []
         self._order = itertools.count()
@@ -66,6 +70,7 @@ class TokenExpiry:
         conn = self._hub.connections.get(client.connection_id)
         if conn is None:  # closing meanwhile
             raise AuthError("connection is closing")
+        self._admission.moved(client.session_id, identity.session_id)
         self._hub.reindex(conn, identity.session_id, identity.token_id)
         client.session = identity.session
         client.expires_at = identity.expires_at

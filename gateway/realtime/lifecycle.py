@@ -22,6 +22,7 @@ from gateway.config import Settings
 from gateway.handlers import HandlerContext, dispatch
 from gateway.protocol import Close, ErrorCode, ProtocolError, decode, events, frames
 from gateway.ratelimit import TokenBucket, record_rejection
+from gateway.realtime.admission import Admission
 from gateway.realtime.connection import Connection, ConnState
 from gateway.realtime.expiry import EXPIRE, TokenExpiry
 from gateway.realtime.hub import Hub
@@ -55,6 +56,7 @@ class ClientServer:
         metrics: Counter[str],
         spawn: Spawn,
         expiry: TokenExpiry,
+        admission: Admission,
     ) -> None:
         self._settings = settings
         self._authenticator = authenticator
@@ -68,17 +70,35 @@ class ClientServer:
         self._budget = settings.redis_timeout
         self._silence = SilenceWatch(settings.lease_ttl)
         self._expiry = expiry
+        self._admission = admission
         self.draining = False
+
+    def address(self, ws: ServerConnection) -> str:
+        """The client's address: the peer, or what a trusted proxy says it forwarded."""
+        assert ws.request is not None
+        peer = ws.remote_address[0] if ws.remote_address else ""
+        return self._admission.proxies.client_address(str(peer), ws.request.headers)
 
     async def serve(self, ws: ServerConnection) -> None:
         if self.draining:
             await ws.close(Close.SERVICE_RESTART, "draining")
             return
+        address = self.address(ws)
+        refused = self._admission.start_auth(address)
+        if refused is not None:
+            await ws.close(Close.TRY_AGAIN_LATER, refused)
+            return
         try:
             identity = await self._authenticate(ws)
         except ConnectionClosed:
             return
+        finally:
+            self._admission.end_auth(address)
         if identity is None:
+            return
+        refused = self._admission.admit(identity.user_id, identity.session_id)
+        if refused is not None:
+            await ws.close(Close.TRY_AGAIN_LATER, refused)
             return
         client = ClientState(
             f"{self._settings.instance_id}.{secrets.token_hex(6)}",
@@ -88,6 +108,12 @@ class ClientServer:
             identity.session,
             identity.expires_at,
         )
+        try:
+            await self._serve_authenticated(ws, client)
+        finally:  # under the session it has now (a refresh may have moved it)
+            self._admission.release(client.user_id, client.session_id)
+
+    async def _serve_authenticated(self, ws: ServerConnection, client: ClientState) -> None:
         settings = self._settings
         conn = Connection(
             ws,

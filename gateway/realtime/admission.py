@@ -1,0 +1,140 @@
+"""Admission: the caps that keep a flood of sockets from locking everyone else out.
+
+Sockets still authenticating are capped for the instance and per client address (the address
+the balancer saw, from `X-Forwarded-For`, believed only when the peer is a trusted proxy), and
+authenticated connections per instance, per user and per session. A refusal before the upgrade
+is an HTTP 503; after it, close 1013; each is counted by reason and logged at most once per
+interval, never a line per socket.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import time
+import uuid
+from collections import Counter
+from typing import TypeVar
+
+from websockets.datastructures import Headers
+
+from gateway.config import Settings
+
+__all__ = ["Admission", "TrustedProxies"]
+
+log = logging.getLogger(__name__)
+
+_LOG_INTERVAL = 10.0
+_K = TypeVar("_K")
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class TrustedProxies:
+    """Which peers' `X-Forwarded-For` is believed, and the client address it names."""
+
+    def __init__(self, spec: str) -> None:
+        self._networks: list[Network] = [
+            ipaddress.ip_network(part.strip(), strict=False)
+            for part in spec.split(",")
+            if part.strip()
+        ]
+
+    def _trusted(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address.strip())
+        except ValueError:
+            return False
+        return any(ip in network for network in self._networks)
+
+    def client_address(self, peer: str, headers: Headers) -> str:
+        """The peer itself, unless it is a trusted proxy: then the nearest address in
+        `X-Forwarded-For` that is not one (the client as the outermost trusted proxy saw it)."""
+        if not self._networks or not self._trusted(peer):
+            return peer
+        hops = [h.strip() for v in headers.get_all("X-Forwarded-For") for h in v.split(",")]
+        for hop in reversed([h for h in hops if h]):
+            if not self._trusted(hop):
+                return hop
+        return hops[0] if hops else peer
+
+
+class Admission:
+    def __init__(self, settings: Settings, metrics: Counter[str]) -> None:
+        self._settings = settings
+        self._metrics = metrics
+        self.proxies = TrustedProxies(settings.trusted_proxies)
+        self._pending: Counter[str] = Counter()
+        self.pending = 0
+        self.connections = 0
+        self._by_user: Counter[uuid.UUID] = Counter()
+        self._by_session: Counter[str] = Counter()
+        self._unlogged: Counter[str] = Counter()
+        self._logged_at = -_LOG_INTERVAL
+
+    def at_handshake(self, address: str) -> str | None:
+        """Why a new socket from `address` is refused before its upgrade (None: go on)."""
+        settings = self._settings
+        if self.connections + self.pending >= settings.max_connections:
+            return self._refuse("max_connections", "the instance is at its connection limit")
+        if self.pending >= settings.max_pending_auth:
+            return self._refuse("max_pending_auth", "too many connections authenticating")
+        if self._pending[address] >= settings.max_pending_auth_per_ip:
+            return self._refuse(
+                "max_pending_auth_per_ip", "too many connections authenticating from this address"
+            )
+        return None
+
+    def start_auth(self, address: str) -> str | None:
+        """Count an upgraded socket as authenticating; why it is refused instead (sockets that
+        passed the handshake check together may overshoot the caps)."""
+        refused = self.at_handshake(address)
+        if refused is None:
+            self._pending[address] += 1
+            self.pending += 1
+        return refused
+
+    def end_auth(self, address: str) -> None:
+        self.pending -= 1
+        _decrement(self._pending, address)
+
+    def admit(self, user_id: uuid.UUID, session_id: str) -> str | None:
+        """Count an authenticated connection; why it is refused instead."""
+        settings = self._settings
+        if self._by_user[user_id] >= settings.max_connections_per_user:
+            return self._refuse("max_connections_per_user", "too many connections for this user")
+        if self._by_session[session_id] >= settings.max_connections_per_session:
+            return self._refuse(
+                "max_connections_per_session", "too many connections for this session"
+            )
+        self._by_user[user_id] += 1
+        self._by_session[session_id] += 1
+        self.connections += 1
+        return None
+
+    def release(self, user_id: uuid.UUID, session_id: str) -> None:
+        self.connections -= 1
+        _decrement(self._by_user, user_id)
+        _decrement(self._by_session, session_id)
+
+    def moved(self, old_session: str, new_session: str) -> None:
+        """A connection carries on under another session (a token refresh)."""
+        _decrement(self._by_session, old_session)
+        self._by_session[new_session] += 1
+
+    def _refuse(self, reason: str, message: str) -> str:
+        self._metrics[f"refused_{reason}"] += 1
+        self._unlogged[reason] += 1
+        now = time.monotonic()
+        if now - self._logged_at >= _LOG_INTERVAL:
+            summary = ", ".join(f"{count} by {name}" for name, count in self._unlogged.items())
+            log.warning("connections refused since the last report: %s", summary)
+            self._unlogged.clear()
+            self._logged_at = now
+        return message
+
+
+def _decrement(counter: Counter[_K], key: _K) -> None:
+    counter[key] -= 1
+    if counter[key] <= 0:
+        del counter[key]
