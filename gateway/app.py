@@ -41,6 +41,7 @@ from gateway.services import (
     ConversationService,
     MessageService,
     PresenceService,
+    PresenceVisibility,
     TypingService,
 )
 from gateway.store import SqliteStore
@@ -114,6 +115,7 @@ async def _serve(
         )
         requests = RequestBudget(budget)
         admission = Admission(settings, metrics)
+        visibility = PresenceVisibility(settings.presence_visibility, store)
         expiry = TokenExpiry(authenticator, hub, admission, settings.token_leeway)
         context = HandlerContext(
             presence=presence,
@@ -127,6 +129,7 @@ async def _serve(
             metrics=metrics,
             budget=requests,
             sessions=expiry,
+            visibility=visibility,
         )
         spawner = _Spawner()
         clients = ClientServer(
@@ -189,6 +192,7 @@ async def _serve(
             metrics_token=settings.metrics_token,
             metrics_here=not settings.metrics_host,
             ws_gate=lambda ws: admission.at_handshake(clients.address(ws)),
+            visible=visibility.visible,
         )
         try:
             async with asyncio.TaskGroup() as tasks:

@@ -88,6 +88,11 @@ class Settings:
         "", "addresses/CIDRs of balancers whose X-Forwarded-For names the client (comma-separated)"
     )
     max_watched: int = _setting(1000, "users one connection may watch")
+    presence_visibility: str = _setting(
+        "any",
+        "whose presence a user may see: any, or shared-conversation (users sharing a "
+        "conversation, or granted in the store's presence_grants)",
+    )
     max_message_bytes: int = _setting(4096, "largest message content in UTF-8 bytes")
     send_buffer_limit: int = _setting(
         1 << 20, "bytes queued to one client before it is closed as a slow consumer (4009)"
@@ -245,6 +250,10 @@ def _validate(settings: Settings) -> None:
         raise ConfigError(
             "--redis-url / GATEWAY_REDIS_URL: Redis Cluster is not supported by the gateway yet "
             "(the caches library supports it); use a standalone or replicated Redis"
+        )
+    if settings.presence_visibility not in ("any", "shared-conversation"):
+        raise ConfigError(
+            "--presence-visibility / GATEWAY_PRESENCE_VISIBILITY: any or shared-conversation"
         )
     if settings.log_level not in ("debug", "info", "warning", "error"):
         raise ConfigError("--log-level / GATEWAY_LOG_LEVEL: debug, info, warning or error")

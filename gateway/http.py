@@ -49,6 +49,9 @@ def problem(status: http.HTTPStatus, code: str, message: str) -> Response:
     return _json(status, {"error": {"code": code, "message": message}})
 
 
+Visible = Callable[[uuid.UUID, list[uuid.UUID]], Awaitable[set[uuid.UUID]]]
+"""Those of the ids the watcher may see (`--presence-visibility`)."""
+
 Readiness = Callable[[], Awaitable[list[str]]]
 """Why the instance is not ready (empty when it is)."""
 
@@ -70,6 +73,7 @@ class HttpRoutes:
         metrics_token: str = "",
         metrics_here: bool = True,
         ws_gate: Callable[[ServerConnection], str | None] | None = None,
+        visible: Visible | None = None,
     ) -> None:
         """`metrics_here`: False when /metrics has a listener of its own (`process_metrics`);
         `metrics_token`: the bearer /metrics requires (empty: none)."""
@@ -78,6 +82,7 @@ class HttpRoutes:
         self._metrics_token = metrics_token.encode()
         self._metrics_here = metrics_here
         self._ws_gate = ws_gate
+        self._visible = visible
         self._authenticator = authenticator
         self._presence = presence
         self._budget = budget
@@ -147,21 +152,26 @@ class HttpRoutes:
                 http.HTTPStatus.UNAUTHORIZED, "unauthenticated", "Authorization: Bearer <jwt>"
             )
         try:
-            await self._authenticator.authenticate(token)
+            watcher = (await self._authenticator.authenticate(token)).user_id
         except AuthError as exc:
             return problem(http.HTTPStatus.UNAUTHORIZED, "unauthenticated", str(exc))
         parts = path.removeprefix("/api/v1/users/").split("/")
         if parts == ["presence", "bulk"]:
-            return await self._bulk(request)
+            return await self._bulk(request, watcher)
         if len(parts) == 2 and parts[1] == "presence":
-            return await self._one(parts[0])
+            return await self._one(parts[0], watcher)
         return problem(http.HTTPStatus.NOT_FOUND, "not_found", f"no route for {path[:100]}")
 
-    async def _one(self, raw_id: str) -> Response:
+    async def _allowed(self, watcher: uuid.UUID, ids: list[uuid.UUID]) -> set[uuid.UUID]:
+        return set(ids) if self._visible is None else await self._visible(watcher, ids)
+
+    async def _one(self, raw_id: str, watcher: uuid.UUID) -> Response:
         try:
             user_id = uuid.UUID(raw_id)
         except ValueError:
             return problem(http.HTTPStatus.BAD_REQUEST, "invalid_id", "user id must be a UUID")
+        if user_id not in await self._allowed(watcher, [user_id]):
+            return problem(http.HTTPStatus.FORBIDDEN, "forbidden", "not allowed to see this user")
         status, last_seen = (await self._presence.get_bulk_presence([user_id]))[user_id]
         return _json(
             http.HTTPStatus.OK,
@@ -172,7 +182,7 @@ class HttpRoutes:
             },
         )
 
-    async def _bulk(self, request: Request) -> Response:
+    async def _bulk(self, request: Request, watcher: uuid.UUID) -> Response:
         """GET `?ids=<uuid>,...` for small sets (the request line is limited to 8 KiB, about 200
         ids); POST `{"user_ids": [...]}` for up to 1,000."""
         if request.method == "POST":
@@ -200,8 +210,10 @@ class HttpRoutes:
             ids = list(dict.fromkeys(uuid.UUID(p) for p in pieces))
         except ValueError:
             return problem(http.HTTPStatus.BAD_REQUEST, "invalid_id", "every id must be a UUID")
-        statuses = await self._presence.get_bulk_status(ids)
-        return _json(http.HTTPStatus.OK, {str(u): s.value for u, s in statuses.items()})
+        allowed = await self._allowed(watcher, ids)
+        statuses = await self._presence.get_bulk_status([u for u in ids if u in allowed])
+        answer = {str(u): statuses[u].value if u in allowed else "forbidden" for u in ids}
+        return _json(http.HTTPStatus.OK, answer)
 
 
 def _posted_ids(request: Request) -> list[str] | None:

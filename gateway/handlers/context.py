@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -24,6 +24,7 @@ __all__ = [
     "SessionsPort",
     "TopicsPort",
     "TypingPort",
+    "VisibilityPort",
 ]
 
 
@@ -96,6 +97,17 @@ class TopicsPort(Protocol):
     def unwatch(self, client: ClientState, user_ids: Iterable[uuid.UUID]) -> None: ...
 
 
+class VisibilityPort(Protocol):
+    async def visible(self, watcher: uuid.UUID, targets: Collection[uuid.UUID]) -> set[uuid.UUID]:
+        """Those of `targets` whose presence `watcher` may see."""
+        ...
+
+
+class _Everyone:
+    async def visible(self, watcher: uuid.UUID, targets: Collection[uuid.UUID]) -> set[uuid.UUID]:
+        return set(targets)
+
+
 class SessionsPort(Protocol):
     async def refresh(self, client: ClientState, token: str) -> float:
         """Carry on under a fresh token of the same user; its expiry (epoch seconds).
@@ -125,6 +137,8 @@ class HandlerContext:
     """How long one request may take before it is answered `unavailable`."""
     sessions: SessionsPort | None = None
     """Token refresh on a live connection (None: `auth` after the hello is refused)."""
+    visibility: VisibilityPort = _Everyone()
+    """Whose presence a client may see (default: anyone's)."""
 
 
 @dataclass(frozen=True, slots=True)

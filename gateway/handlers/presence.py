@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Sequence
+
 from gateway.handlers.context import HandlerContext, Outcome
 from gateway.protocol import Close, ErrorCode, ProtocolError, events
 from gateway.protocol.frames import (
@@ -23,10 +26,19 @@ async def heartbeat(ctx: HandlerContext, client: ClientState, frame: Heartbeat) 
     return Outcome(events.session_revoked(events.EXPIRED), Close.SESSION_REVOKED, events.EXPIRED)
 
 
+async def _visible(
+    ctx: HandlerContext, client: ClientState, user_ids: Sequence[uuid.UUID]
+) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
+    """The ids the client may see, and those refused (answered `forbidden`)."""
+    allowed = await ctx.visibility.visible(client.user_id, user_ids)
+    return [u for u in user_ids if u in allowed], [u for u in user_ids if u not in allowed]
+
+
 async def subscribe(ctx: HandlerContext, client: ClientState, frame: PresenceSubscribe) -> Outcome:
     """Watch users: subscribe (confirmed) first, then read, so no transition falls between."""
     watching = client.watching or set()
-    added = [u for u in frame.user_ids if u not in watching]
+    allowed, refused = await _visible(ctx, client, frame.user_ids)
+    added = [u for u in allowed if u not in watching]
     if len(watching) + len(added) > ctx.limits.max_watched:
         raise ProtocolError(
             ErrorCode.TOO_MANY_WATCHED,
@@ -34,7 +46,8 @@ async def subscribe(ctx: HandlerContext, client: ClientState, frame: PresenceSub
             frame.id,
         )
     await ctx.topics.watch(client, added)
-    return Outcome(events.ack(frame.id, presence=await ctx.presence.statuses(frame.user_ids)))
+    statuses = await ctx.presence.statuses(allowed)
+    return Outcome(events.ack(frame.id, presence=statuses, forbidden=refused))
 
 
 async def unsubscribe(
@@ -45,7 +58,9 @@ async def unsubscribe(
 
 
 async def query(ctx: HandlerContext, client: ClientState, frame: PresenceQuery) -> Outcome:
-    return Outcome(events.ack(frame.id, presence=await ctx.presence.statuses(frame.user_ids)))
+    allowed, refused = await _visible(ctx, client, frame.user_ids)
+    statuses = await ctx.presence.statuses(allowed)
+    return Outcome(events.ack(frame.id, presence=statuses, forbidden=refused))
 
 
 async def set_status(ctx: HandlerContext, client: ClientState, frame: PresenceSet) -> Outcome:

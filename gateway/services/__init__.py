@@ -6,12 +6,14 @@ from gateway.services.messages import MessageService
 from gateway.services.presence import PresenceService, Publish
 from gateway.services.repair import CacheRepair
 from gateway.services.typing import TypingService
+from gateway.services.visibility import PresenceVisibility
 
 __all__ = [
     "CacheRepair",
     "ConversationService",
     "MessageService",
     "PresenceService",
+    "PresenceVisibility",
     "Publish",
     "TypingService",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -202,6 +203,13 @@ class Store(Protocol):
         Raises:
             NotAMember: not a member.
         """
+        ...
+
+    async def visible_users(
+        self, watcher: uuid.UUID, targets: Collection[uuid.UUID]
+    ) -> set[uuid.UUID]:
+        """Those of `targets` who share a conversation with `watcher`, or whom the application
+        let `watcher` see (a `presence_grants` row)."""
         ...
 
     async def close(self) -> None: ...

@@ -50,6 +50,14 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     ALTER TABLE members ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE members ADD COLUMN muted INTEGER NOT NULL DEFAULT 0;
     """,
+    # 4: presence grants the application adds (besides shared conversations)
+    """
+    CREATE TABLE presence_grants (
+        watcher_id TEXT NOT NULL,
+        target_id TEXT NOT NULL,
+        PRIMARY KEY (watcher_id, target_id)
+    );
+    """,
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)

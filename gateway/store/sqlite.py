@@ -13,7 +13,7 @@ import contextlib
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import TypeVar
@@ -479,6 +479,25 @@ class SqliteStore:
             raise NotAMember("not a member of this conversation")
         last_seq, read_seq = int(row[0]), int(row[1])
         return max(0, last_seq - read_seq), last_seq
+
+    async def visible_users(
+        self, watcher: uuid.UUID, targets: Collection[uuid.UUID]
+    ) -> set[uuid.UUID]:
+        if not targets:
+            return set()
+        wanted = [str(t) for t in targets]
+        marks = ",".join("?" * len(wanted))
+        rows = await self._run(
+            lambda: self.db.execute(
+                "SELECT other.user_id FROM members mine JOIN members other"
+                " ON other.conversation_id = mine.conversation_id"
+                f" WHERE mine.user_id = ? AND other.user_id IN ({marks})"
+                " UNION SELECT target_id FROM presence_grants"
+                f" WHERE watcher_id = ? AND target_id IN ({marks})",
+                (str(watcher), *wanted, str(watcher), *wanted),
+            ).fetchall()
+        )
+        return {uuid.UUID(row[0]) for row in rows}
 
     async def close(self) -> None:
         if self._db is not None:
