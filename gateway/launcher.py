@@ -12,6 +12,7 @@ import selectors
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,14 @@ class Launched:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def metric(self, name: str) -> float:
+        """One sample of its `/metrics` (0 when absent), read from the main port."""
+        with urllib.request.urlopen(f"{self.http}/metrics", timeout=5) as response:
+            for line in response.read().decode().splitlines():
+                if line.startswith(name + " "):
+                    return float(line.split()[1])
+        return 0.0
 
     def stop(self, sig: int = 15, timeout: float = 10.0) -> int:
         """Signal (SIGTERM by default), wait, SIGKILL after `timeout`; the exit code."""

@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-import urllib.request
 import uuid
 from dataclasses import dataclass
 
 import orjson
 import psutil
 
-from gateway.launcher import Launched
 from gateway.store import SqliteStore
 from loadtest.bench_fanout import cluster, connect_all, cpu_seconds, mint_tokens
 from loadtest.stats import median, percentile
@@ -49,14 +47,6 @@ class MessagesResult:
 def _cpu(process: psutil.Process) -> float:
     times = process.cpu_times()
     return float(times.user + times.system)
-
-
-def _metric(gw: Launched, name: str) -> float:
-    with urllib.request.urlopen(f"{gw.http}/metrics", timeout=5) as response:
-        for line in response.read().decode().splitlines():
-            if line.startswith(name + " "):
-                return float(line.split()[1])
-    return 0.0
 
 
 async def run_messages(
@@ -148,8 +138,8 @@ async def run_messages(
         await asyncio.sleep(0.5)
         paced_acks = sorted(acks[:count])
         paced_deliveries = sorted(deliveries)
-        hits_before = sum(_metric(g, "gateway_history_cache_hits_total") for g in gateways)
-        stores_before = sum(_metric(g, "gateway_history_store_reads_total") for g in gateways)
+        hits_before = sum(g.metric("gateway_history_cache_hits_total") for g in gateways)
+        stores_before = sum(g.metric("gateway_history_store_reads_total") for g in gateways)
         reads[0] = 0
         history_started = time.perf_counter()
         while time.perf_counter() - history_started < history_seconds:
@@ -167,9 +157,9 @@ async def run_messages(
             await asyncio.sleep(0.02)  # offers up to 10,000 reads/s with 200 clients
         await asyncio.sleep(0.5)
         history_window = time.perf_counter() - history_started
-        hits = sum(_metric(g, "gateway_history_cache_hits_total") for g in gateways) - hits_before
+        hits = sum(g.metric("gateway_history_cache_hits_total") for g in gateways) - hits_before
         stores = (
-            sum(_metric(g, "gateway_history_store_reads_total") for g in gateways) - stores_before
+            sum(g.metric("gateway_history_store_reads_total") for g in gateways) - stores_before
         )
         big_acks: list[float] = []
         for n in range(20):

@@ -6,7 +6,6 @@ clients still get in."""
 from __future__ import annotations
 
 import contextlib
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -19,14 +18,6 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from caches.redis import RedisClient
 from gateway.client import GatewayClient
 from tests.gateways import GatewayProcess, gateways, token_for
-
-
-def _metric(gw: GatewayProcess, name: str) -> float:
-    with urllib.request.urlopen(f"{gw.http}/metrics", timeout=5) as response:
-        for line in response.read().decode().splitlines():
-            if line.startswith(name + " "):
-                return float(line.split()[1])
-    return 0.0
 
 
 async def _flood(
@@ -70,7 +61,7 @@ async def test_a_flood_from_one_address_locks_nobody_else_out(
                 gw.url, await token_for(redis), use_header=False
             )  # auth frame: pending for a moment, from another address
             assert legit.hello["type"] == browser.hello["type"] == "hello"
-            assert _metric(gw, "gateway_refused_max_pending_auth_per_ip_total") == 35
+            assert gw.metric("gateway_refused_max_pending_auth_per_ip_total") == 35
             assert gw.log().count("connections refused since the last report") <= 2
             await legit.close()
             await browser.close()
@@ -96,7 +87,7 @@ async def test_pending_cap_for_the_instance_and_trusted_proxy_addresses(
         assert len(second) == 2 and refused == [503]  # the instance cap, reached first
         third, refused = await _flood(gw, 1, **{"X-Forwarded-For": "203.0.113.9"})
         assert third == [] and refused == [503]  # the instance's 4 are taken
-        assert _metric(gw, "gateway_refused_max_pending_auth_total") == 2  # the 5th and 6th
+        assert gw.metric("gateway_refused_max_pending_auth_total") == 2  # the 5th and 6th
         await _close_all(first + second)
 
 

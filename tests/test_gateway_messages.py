@@ -4,7 +4,6 @@ retries, fan-out to every member's connections, receipts as watermarks."""
 from __future__ import annotations
 
 import asyncio
-import urllib.request
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -202,26 +201,18 @@ async def test_a_non_member_is_refused_every_conversation_frame(
             await client.close()
 
 
-def _metric(gw: GatewayProcess, name: str) -> float:
-    with urllib.request.urlopen(f"{gw.http}/metrics", timeout=5) as response:
-        for line in response.read().decode().splitlines():
-            if line.startswith(name + " "):
-                return float(line.split()[1])
-    return 0.0
-
-
 async def test_history_pages_by_seq_and_repeated_reads_come_from_the_cache(pair: Pair) -> None:
     a, b, room = pair.a, pair.b, pair.room
     for n in range(5):
         await a.request("message.send", conversation_id=room, client_msg_id=f"m{n}", content=f"{n}")
     newest = await b.request("messages.list", conversation_id=room, limit=3)
     assert [m["seq"] for m in newest["messages"]] == [3, 4, 5] and newest["has_more"] is True
-    stores = _metric(pair.gw2, "gateway_history_store_reads_total")
+    stores = pair.gw2.metric("gateway_history_store_reads_total")
     for _ in range(5):
         again = await b.request("messages.list", conversation_id=room, limit=3)
         assert again == {**newest, "id": again["id"]}
-    assert _metric(pair.gw2, "gateway_history_cache_hits_total") >= 5
-    assert _metric(pair.gw2, "gateway_history_store_reads_total") == stores
+    assert pair.gw2.metric("gateway_history_cache_hits_total") >= 5
+    assert pair.gw2.metric("gateway_history_store_reads_total") == stores
     older = await b.request("messages.list", conversation_id=room, limit=3, before_seq=3)
     assert [m["seq"] for m in older["messages"]] == [1, 2] and older["has_more"] is False
     after = await b.request("messages.list", conversation_id=room, after_seq=2, limit=2)
@@ -397,11 +388,11 @@ async def test_unread_count_is_cached_exact_and_rebuilt_after_redis_loses_it(
     for n in range(3):
         await send(n)
     assert await count() == 3  # from the store, which fills the counter
-    stores = _metric(pair.gw2, "gateway_unread_store_reads_total")
+    stores = pair.gw2.metric("gateway_unread_store_reads_total")
     last = await send(3)
     assert await count() == 4  # the counter counted the send
-    assert _metric(pair.gw2, "gateway_unread_cache_hits_total") >= 1
-    assert _metric(pair.gw2, "gateway_unread_store_reads_total") == stores
+    assert pair.gw2.metric("gateway_unread_cache_hits_total") >= 1
+    assert pair.gw2.metric("gateway_unread_store_reads_total") == stores
     own = await a.request("conversation.unread", conversation_id=room)
     assert own["unread_count"] == 0  # the sender's own messages are read
     await b.request("message.read", conversation_id=room, message_id=last["id"])

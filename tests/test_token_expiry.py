@@ -12,7 +12,10 @@ import pytest
 
 from caches import keys
 from caches.redis import RedisClient
+from gateway.bus.memory import MemoryBroker, MemoryBus
 from gateway.client import GatewayClient, GatewayError
+from gateway.realtime import Hub, TokenExpiry
+from tests.fakes import RecordingConnection, client_state
 from tests.gateways import gateways, token_for
 
 SHORT = 3.0
@@ -65,3 +68,18 @@ async def test_a_heartbeat_never_stretches_a_session_past_its_token(
         ttl_ms = await redis.pttl(keys.session(client.hello["session_id"]))
         assert 0 < ttl_ms <= SHORT * 1000  # not the 900 s session TTL
         await client.close()
+
+
+def test_deadlines_of_closed_connections_do_not_pile_up() -> None:
+    """Reconnecting clients with long-lived tokens: the heap stays proportional to the live
+    connections, not to every connection ever opened."""
+    hub = Hub(MemoryBus(MemoryBroker()), 1.0)
+    expiry = TokenExpiry(None, hub, None, 0.0)  # type: ignore[arg-type]  # refresh unused
+    for _ in range(20_000):
+        client = client_state()
+        client.expires_at = time.time() + 1e6
+        conn = RecordingConnection(client)
+        hub.connections[conn.id] = conn
+        expiry.track(conn)
+        del hub.connections[conn.id]  # closed
+    assert len(expiry._heap) <= 1024 + 2

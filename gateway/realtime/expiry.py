@@ -3,7 +3,8 @@
 A connection lives no longer than its token (plus the leeway): some time before the end it is
 told `session.expiring`, and a client that sends an `auth` frame with a fresh token for the same
 user carries on under it; one that does not gets `session.expired` and close 4003. Deadlines sit
-in a heap; a refresh pushes a new one and the stale entry is skipped when it comes due.
+in a heap by connection id (a closed connection is not kept alive by it); a refresh pushes a new
+one and the stale entry is skipped when it comes due.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ class TokenExpiry:
         self._hub = hub
         self._admission = admission
         self._leeway = leeway
-        self._heap: list[tuple[float, int, str, float, Connection]] = []
+        self._heap: list[tuple[float, int, str, float, str]] = []
         self._order = itertools.count()
 
     def track(self, conn: Connection) -> None:
@@ -44,7 +45,20 @@ class TokenExpiry:
         lifetime = max(0.0, expires_at - time.time())
         notice_at = expires_at - min(_NOTICE_AHEAD, lifetime / 4)
         for when, kind in ((notice_at, NOTICE), (expires_at + self._leeway, EXPIRE)):
-            heapq.heappush(self._heap, (when, next(self._order), kind, expires_at, conn))
+            heapq.heappush(self._heap, (when, next(self._order), kind, expires_at, conn.id))
+        if len(self._heap) > 4 * len(self._hub.connections) + 1024:
+            self._prune()
+
+    def _prune(self) -> None:
+        """Drop the entries of closed connections and refreshed tokens: with long-lived tokens
+        and reconnecting clients they would pile up until their (distant) time came."""
+        live = self._hub.connections
+        self._heap = [
+            entry
+            for entry in self._heap
+            if (conn := live.get(entry[4])) is not None and conn.client.expires_at == entry[3]
+        ]
+        heapq.heapify(self._heap)
 
     def due(self, now: float) -> list[tuple[Connection, str]]:
         """(connection, NOTICE or EXPIRE) whose time came at wall-clock `now`; entries of a
@@ -52,8 +66,13 @@ class TokenExpiry:
         found = []
         heap = self._heap
         while heap and heap[0][0] <= now:
-            _, _, kind, expires_at, conn = heapq.heappop(heap)
-            if conn.state is ConnState.OPEN and conn.client.expires_at == expires_at:
+            _, _, kind, expires_at, conn_id = heapq.heappop(heap)
+            conn = self._hub.connections.get(conn_id)
+            if (
+                conn is not None
+                and conn.state is ConnState.OPEN
+                and conn.client.expires_at == expires_at
+            ):
                 found.append((conn, kind))
         return found
 
