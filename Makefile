@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 serve: $(STAMP)
-	$(BIN)/presence-gateway serve
+	$(BIN)/presence-gateway serve --dev
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

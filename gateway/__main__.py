@@ -8,9 +8,8 @@ import sys
 import uuid
 
 from caches import SessionCache, connect
-from gateway.auth import dev_secret, mint_token
+from gateway.auth import TokenVerifier, dev_secret, mint_token
 from gateway.config import ConfigError, Settings, add_arguments, load
-from gateway.limits import raise_open_files_limit
 from gateway.logs import configure
 from gateway.runtime import embedded_url
 from gateway.store import StoreOpenError
@@ -30,7 +29,7 @@ def _serve(settings: Settings) -> int:
     from gateway.app import run  # the composition root: only the command that serves loads it
 
     configure(settings.log_level)
-    raise_open_files_limit(settings.max_connections)
+    TokenVerifier(settings)  # no usable JWT key: stop here, before anything starts
     _install_uvloop()
     try:
         asyncio.run(run(settings))

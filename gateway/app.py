@@ -31,6 +31,7 @@ from gateway.config import Settings
 from gateway.handlers import HandlerContext, Limits, RequestBudget
 from gateway.handshake import GatewayConnection
 from gateway.http import HttpRoutes
+from gateway.limits import raise_open_files_limit
 from gateway.logs import redacting_logger
 from gateway.metrics import render
 from gateway.protocol import events
@@ -60,6 +61,7 @@ async def run(settings: Settings, on_ready: Callable[[str], None] | None = None)
         loop.add_signal_handler(signum, stop.set)
     # First, so a store that cannot be opened stops start-up before anything else starts.
     store = await SqliteStore(settings.store).open()
+    raise_open_files_limit(settings.max_connections)
     try:
         await _serve(settings, store, stop, on_ready)
     finally:

@@ -79,11 +79,16 @@ class TokenVerifier:
             allowed = _algorithms_for(self._key)
         else:
             secret = settings.jwt_secret
+            if not secret and not settings.dev:
+                raise ConfigError(
+                    "no JWT key: set --jwt-secret-file (or --jwt-secret) or --jwt-public-key; "
+                    "--dev runs with a development secret"
+                )
             if not secret:
                 secret = dev_secret()
                 log.warning(
-                    "no --jwt-secret or --jwt-public-key: using the development secret in %s "
-                    "(never in production)",
+                    "--dev: using the development secret in %s (never in production); "
+                    "mint a token with: presence-gateway token --user <uuid>",
                     DEV_SECRET_FILE,
                 )
             if len(secret.encode()) < _MIN_SECRET_BYTES:

@@ -12,6 +12,7 @@ import dataclasses
 import ipaddress
 import os
 import secrets
+import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +34,10 @@ def _random_instance_id() -> str:
 
 @dataclass(frozen=True, slots=True)
 class Settings:
+    config: str = _setting("", "TOML file of settings (these names, as keys); flags and env win")
+    dev: bool = _setting(
+        False, "development: a generated JWT secret when none is set (never in production)"
+    )
     host: str = _setting("127.0.0.1", "address to listen on")
     port: int = _setting(8080, "port for WebSocket (/ws) and HTTP; 0 picks a free one")
     redis_url: str = _setting("", "Redis URL; empty starts an embedded Valkey")
@@ -151,17 +156,21 @@ def _parse(kind: Any, raw: str, name: str) -> Any:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """One flag per setting; values stay strings until `load` parses them."""
     for f in dataclasses.fields(Settings):
+        # A switch may stand alone (`--dev`) or take a value (`--dev=false`).
+        switch = {"nargs": "?", "const": "true"} if f.type in (bool, "bool") else {}
         parser.add_argument(
             _flag(f.name),
             dest=f.name,
             default=None,
             metavar=f.name.upper(),
             help=f"{f.metadata['help']} [env {_env(f.name)}]",
+            **switch,  # type: ignore[arg-type]
         )
 
 
 def load(args: argparse.Namespace | None = None, env: Mapping[str, str] | None = None) -> Settings:
-    """Settings from flags, then the environment, then defaults; validated.
+    """Settings from flags, then the environment, then the `--config` file, then defaults;
+    validated.
 
     Raises:
         ConfigError: a value does not parse or is out of range, naming flag and variable.
@@ -174,9 +183,37 @@ def load(args: argparse.Namespace | None = None, env: Mapping[str, str] | None =
             raw = environ.get(_env(f.name))
         if raw is not None:
             values[f.name] = _parse(f.type, str(raw), f.name)
+    if values.get("config"):
+        values = {**_from_file(values["config"]), **values}
     settings = _with_secret_file(Settings(**values))
     _validate(settings)
     return settings
+
+
+def _from_file(path: str) -> dict[str, Any]:
+    """The settings of a TOML file, parsed like flags; an unknown key or a bad value stops
+    start-up naming the file and the setting."""
+    try:
+        with open(path, "rb") as file:
+            table = tomllib.load(file)
+    except OSError as exc:
+        raise ConfigError(f"--config / GATEWAY_CONFIG: cannot read {path}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"--config / GATEWAY_CONFIG: {path} is not TOML: {exc}") from None
+    kinds = {f.name: f.type for f in dataclasses.fields(Settings)}
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        name = key.replace("-", "_")
+        if name not in kinds or name == "config":
+            raise ConfigError(f"{path}: unknown setting {key!r}")
+        if isinstance(value, (dict, list)):
+            raise ConfigError(f"{path}: {key} must be a single value")
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        try:
+            values[name] = _parse(kinds[name], text, name)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+    return values
 
 
 def _with_secret_file(settings: Settings) -> Settings:
