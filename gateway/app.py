@@ -33,7 +33,7 @@ from gateway.handshake import GatewayConnection
 from gateway.http import HttpRoutes
 from gateway.limits import raise_open_files_limit
 from gateway.logs import redacting_logger
-from gateway.metrics import render
+from gateway.metrics import Latency, MetricsExport, key
 from gateway.protocol import events
 from gateway.realtime import Admission, ClientServer, Hub, TokenExpiry
 from gateway.runtime import redis_url
@@ -60,10 +60,11 @@ async def run(settings: Settings, on_ready: Callable[[str], None] | None = None)
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     # First, so a store that cannot be opened stops start-up before anything else starts.
-    store = await SqliteStore(settings.store).open()
+    store_latency = Latency("store", "One store call: queue, thread hop and the work")
+    store = await SqliteStore(settings.store, store_latency).open()
     raise_open_files_limit(settings.max_connections)
     try:
-        await _serve(settings, store, stop, on_ready)
+        await _serve(settings, store, store_latency, stop, on_ready)
     finally:
         await store.close()
 
@@ -71,6 +72,7 @@ async def run(settings: Settings, on_ready: Callable[[str], None] | None = None)
 async def _serve(
     settings: Settings,
     store: SqliteStore,
+    store_latency: Latency,
     stop: asyncio.Event,
     on_ready: Callable[[str], None] | None,
 ) -> None:
@@ -87,7 +89,8 @@ async def _serve(
             decode_responses=False,
         )
         assert isinstance(subscriber, aioredis.Redis)  # the settings refuse a cluster URL
-        client, pipeline = auto_pipelined(redis, budget)
+        redis_latency = Latency("redis", "One Redis command's round trip (auto-pipeline)")
+        client, pipeline = auto_pipelined(redis, budget, redis_latency)
         metrics: Counter[str] = Counter()
         bus = RedisBus(subscriber, client, settings.instance_id, settings.probe_interval, budget)
         hub = Hub(bus, budget)
@@ -100,7 +103,7 @@ async def _serve(
         message_cache, conversation_cache = MessageCache(client), ConversationCache(client)
         repair = CacheRepair(message_cache, conversation_cache, budget)
         conversations = ConversationService(
-            store, bus.publish, hub.add_membership, conversation_cache, budget / 4, repair
+            store, bus.publish, hub.add_membership, conversation_cache, budget / 4, repair, metrics
         )
         authenticator = Authenticator(TokenVerifier(settings), sessions)
 
@@ -161,33 +164,36 @@ async def _serve(
                 reasons.append("redis unreachable")
             return reasons
 
-        def metrics_text() -> bytes:
-            return render(
-                {
-                    "connections": len(hub.connections),
-                    "users": len(hub.by_user),
-                    "bus_channels": bus.channel_count,
-                    "cache_repairs_pending": repair.pending,
-                },
-                {
-                    "bus_reconnects": bus.reconnects,
-                    "deliveries": hub.delivered,
-                    "cache_repairs_refused": repair.refused,
-                },
-                metrics,
-            )
+        export = MetricsExport(
+            metrics,
+            lambda: {
+                "connections": ("Authenticated connections on this instance", len(hub.connections)),
+                "connections_authenticating": ("Sockets still authenticating", admission.pending),
+                "users": ("Users with a connection on this instance", len(hub.by_user)),
+                "bus_channels": ("Pub/sub channels subscribed", bus.channel_count),
+                "cache_repairs_pending": ("Stale cache entries waiting for Redis", repair.pending),
+            },
+            lambda: {
+                "bus_reconnects": bus.reconnects,
+                "deliveries": hub.delivered,
+                "cache_repairs_refused": repair.refused,
+                **{key("frames_out", kind): n for kind, n in hub.frames_out.items()},
+            },
+            [redis_latency, store_latency, hub.fanout],
+        )
 
         async def reconnected() -> None:
             # Messages published while the bus was away never reach this instance: say so
             # first, so clients recover from the store, then take the leases again. What failed
             # writes left stale in the caches goes before that, so the recovery reads miss it.
             await repair.drain()
+            metrics["resyncs"] += 1
             hub.broadcast(events.resync())
             await presence.reassert()
 
         routes = HttpRoutes(
             readiness,
-            metrics_text,
+            export.render,
             authenticator,
             presence_cache,
             budget,

@@ -37,6 +37,7 @@ from redis.exceptions import DataError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from caches.redis import RedisClient
+from gateway.metrics import Latency
 from gateway.replies import ReplyStream, stream_writer
 from gateway.tasks import first_to_end
 
@@ -96,6 +97,8 @@ class _Lane(_Queued):
 
     def __init__(self, base: aioredis.Redis, deadline: float) -> None:
         super().__init__()
+        self.latency: Latency | None = None
+        """Round trip of each command, observed when its reply is read (standalone only)."""
         self._base = base
         self._deadline = deadline
         self._inflight: collections.deque[tuple[_Call, float]] = collections.deque()
@@ -165,11 +168,16 @@ class _Lane(_Queued):
     async def _read(self, connection: AbstractConnection) -> None:
         stream = ReplyStream(connection)
         inflight = self._inflight
+        latency = self.latency
         while True:
-            for reply in await stream.read():
+            replies = await stream.read()
+            now = time.monotonic()
+            for reply in replies:
                 if not inflight:
                     raise RedisConnectionError("a reply nobody asked for (auto-pipeline)")
-                (args, options, future), _ = inflight.popleft()
+                (args, options, future), sent = inflight.popleft()
+                if latency is not None:
+                    latency.observe(now - sent)
                 if not future.done():
                     result = self._settle(future, args[0], options, reply)
                     if result is not None:  # an awaitable callback (rare)
@@ -258,10 +266,13 @@ class _PipelinedCluster(_Pipelined, RedisCluster):  # type: ignore[misc]
     pass
 
 
-def auto_pipelined(client: RedisClient, deadline: float = 2.0) -> tuple[RedisClient, AutoPipeline]:
+def auto_pipelined(
+    client: RedisClient, deadline: float = 2.0, latency: Latency | None = None
+) -> tuple[RedisClient, AutoPipeline]:
     """A client sharing `client`'s settings whose commands are pipelined, and the sender to run.
 
-    `deadline`: seconds a command may wait for its reply before it fails (standalone).
+    `deadline`: seconds a command may wait for its reply before it fails (standalone);
+    `latency`: where each command's round trip is observed (standalone).
     """
     auto: AutoPipeline
     wrapped: Any = copy.copy(client)  # same pool and callbacks (standalone) or nodes (cluster)
@@ -270,6 +281,7 @@ def auto_pipelined(client: RedisClient, deadline: float = 2.0) -> tuple[RedisCli
         wrapped.__class__ = _PipelinedCluster
     else:
         auto = _Lane(client, deadline)
+        auto.latency = latency
         wrapped.__class__ = _PipelinedRedis
     wrapped._auto = auto
     return wrapped, auto

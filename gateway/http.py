@@ -19,6 +19,7 @@ from websockets.http11 import Request, Response
 
 from caches import PresenceCache, PresenceStatus
 from gateway.auth import Authenticator, AuthError, bearer_token
+from gateway.metrics import CONTENT_TYPE
 
 __all__ = ["HttpRoutes", "RequestWithBody", "problem"]
 
@@ -132,9 +133,7 @@ class HttpRoutes:
                     http.HTTPStatus.UNAUTHORIZED, "unauthenticated", "Authorization: Bearer <token>"
                 )
         body = self._metrics()
-        headers = Headers(
-            [("Content-Type", "text/plain; version=0.0.4"), ("Content-Length", str(len(body)))]
-        )
+        headers = Headers([("Content-Type", CONTENT_TYPE), ("Content-Length", str(len(body)))])
         return Response(200, "OK", headers, body)
 
     async def _ready(self) -> Response:

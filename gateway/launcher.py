@@ -41,8 +41,11 @@ class Launched:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def metric(self, name: str) -> float:
-        """One sample of its `/metrics` (0 when absent), read from the main port."""
+    def metric(self, name: str, **labels: str) -> float:
+        """One sample of its `/metrics` (0 when absent), read from the main port:
+        `metric("gateway_refused_total", cap="max_connections")`."""
+        if labels:
+            name += "{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}"
         with urllib.request.urlopen(f"{self.http}/metrics", timeout=5) as response:
             for line in response.read().decode().splitlines():
                 if line.startswith(name + " "):

@@ -138,8 +138,14 @@ async def run_messages(
         await asyncio.sleep(0.5)
         paced_acks = sorted(acks[:count])
         paced_deliveries = sorted(deliveries)
-        hits_before = sum(g.metric("gateway_history_cache_hits_total") for g in gateways)
-        stores_before = sum(g.metric("gateway_history_store_reads_total") for g in gateways)
+        hits_before = sum(
+            g.metric("gateway_cache_requests_total", cache="messages", op="history", result="hit")
+            for g in gateways
+        )
+        stores_before = sum(
+            g.metric("gateway_cache_requests_total", cache="messages", op="history", result="miss")
+            for g in gateways
+        )
         reads[0] = 0
         history_started = time.perf_counter()
         while time.perf_counter() - history_started < history_seconds:
@@ -157,9 +163,23 @@ async def run_messages(
             await asyncio.sleep(0.02)  # offers up to 10,000 reads/s with 200 clients
         await asyncio.sleep(0.5)
         history_window = time.perf_counter() - history_started
-        hits = sum(g.metric("gateway_history_cache_hits_total") for g in gateways) - hits_before
+        hits = (
+            sum(
+                g.metric(
+                    "gateway_cache_requests_total", cache="messages", op="history", result="hit"
+                )
+                for g in gateways
+            )
+            - hits_before
+        )
         stores = (
-            sum(g.metric("gateway_history_store_reads_total") for g in gateways) - stores_before
+            sum(
+                g.metric(
+                    'gateway_cache_requests_total{cache="messages",op="history",result="miss"}'
+                )
+                for g in gateways
+            )
+            - stores_before
         )
         big_acks: list[float] = []
         for n in range(20):

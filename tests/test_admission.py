@@ -61,7 +61,7 @@ async def test_a_flood_from_one_address_locks_nobody_else_out(
                 gw.url, await token_for(redis), use_header=False
             )  # auth frame: pending for a moment, from another address
             assert legit.hello["type"] == browser.hello["type"] == "hello"
-            assert gw.metric("gateway_refused_max_pending_auth_per_ip_total") == 35
+            assert gw.metric("gateway_refused_total", cap="max_pending_auth_per_ip") == 35
             assert gw.log().count("connections refused since the last report") <= 2
             await legit.close()
             await browser.close()
@@ -87,7 +87,7 @@ async def test_pending_cap_for_the_instance_and_trusted_proxy_addresses(
         assert len(second) == 2 and refused == [503]  # the instance cap, reached first
         third, refused = await _flood(gw, 1, **{"X-Forwarded-For": "203.0.113.9"})
         assert third == [] and refused == [503]  # the instance's 4 are taken
-        assert gw.metric("gateway_refused_max_pending_auth_total") == 2  # the 5th and 6th
+        assert gw.metric("gateway_refused_total", cap="max_pending_auth") == 2  # the 5th and 6th
         await _close_all(first + second)
 
 

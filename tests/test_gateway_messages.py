@@ -207,12 +207,24 @@ async def test_history_pages_by_seq_and_repeated_reads_come_from_the_cache(pair:
         await a.request("message.send", conversation_id=room, client_msg_id=f"m{n}", content=f"{n}")
     newest = await b.request("messages.list", conversation_id=room, limit=3)
     assert [m["seq"] for m in newest["messages"]] == [3, 4, 5] and newest["has_more"] is True
-    stores = pair.gw2.metric("gateway_history_store_reads_total")
+    stores = pair.gw2.metric(
+        'gateway_cache_requests_total{cache="messages",op="history",result="miss"}'
+    )
     for _ in range(5):
         again = await b.request("messages.list", conversation_id=room, limit=3)
         assert again == {**newest, "id": again["id"]}
-    assert pair.gw2.metric("gateway_history_cache_hits_total") >= 5
-    assert pair.gw2.metric("gateway_history_store_reads_total") == stores
+    assert (
+        pair.gw2.metric(
+            "gateway_cache_requests_total", cache="messages", op="history", result="hit"
+        )
+        >= 5
+    )
+    assert (
+        pair.gw2.metric(
+            "gateway_cache_requests_total", cache="messages", op="history", result="miss"
+        )
+        == stores
+    )
     older = await b.request("messages.list", conversation_id=room, limit=3, before_seq=3)
     assert [m["seq"] for m in older["messages"]] == [1, 2] and older["has_more"] is False
     after = await b.request("messages.list", conversation_id=room, after_seq=2, limit=2)
@@ -388,11 +400,19 @@ async def test_unread_count_is_cached_exact_and_rebuilt_after_redis_loses_it(
     for n in range(3):
         await send(n)
     assert await count() == 3  # from the store, which fills the counter
-    stores = pair.gw2.metric("gateway_unread_store_reads_total")
+    stores = pair.gw2.metric(
+        'gateway_cache_requests_total{cache="unread",op="count",result="miss"}'
+    )
     last = await send(3)
     assert await count() == 4  # the counter counted the send
-    assert pair.gw2.metric("gateway_unread_cache_hits_total") >= 1
-    assert pair.gw2.metric("gateway_unread_store_reads_total") == stores
+    assert (
+        pair.gw2.metric("gateway_cache_requests_total", cache="unread", op="count", result="hit")
+        >= 1
+    )
+    assert (
+        pair.gw2.metric("gateway_cache_requests_total", cache="unread", op="count", result="miss")
+        == stores
+    )
     own = await a.request("conversation.unread", conversation_id=room)
     assert own["unread_count"] == 0  # the sender's own messages are read
     await b.request("message.read", conversation_id=room, message_id=last["id"])

@@ -166,7 +166,7 @@ async def test_slow_consumer_closed_4009(
                 await a.send("typing.start", conversation_id=conv)
                 await a.send("typing.stop", conversation_id=conv)
             status, metrics = await get(f"{gw.http}/metrics")
-            return "gateway_closed_slow_consumer_total 1" in metrics
+            return 'gateway_closes_total{code="4009",reason="slow_consumer"} 1.0' in metrics
 
         await wait_for(closed_slow, timeout=20)
         assert (await a.request("heartbeat"))["type"] == "heartbeat_ack"

@@ -267,7 +267,7 @@ async def test_failures_answered_with_stable_codes(failure: Exception, code: str
         )
     )
     assert (answer["code"], answer["id"]) == (code, "q")
-    assert ctx.metrics["errors"] == 1
+    assert ctx.metrics[f"errors|{code}"] == 1  # counted by code
 
 
 async def test_overdue_request_answered_unavailable_and_the_connection_goes_on() -> None:

@@ -17,6 +17,7 @@ from redis.exceptions import RedisError
 from gateway.handlers import conversations, messages, presence, session, typing
 from gateway.handlers.budget import RequestBudget
 from gateway.handlers.context import HandlerContext, Limits, Outcome
+from gateway.metrics import key
 from gateway.protocol import ErrorCode, ProtocolError, decode, events, frames
 from gateway.state import ClientState
 from gateway.store import StoreError
@@ -24,6 +25,8 @@ from gateway.store import StoreError
 __all__ = ["HANDLERS", "HandlerContext", "Limits", "Outcome", "RequestBudget", "dispatch"]
 
 log = logging.getLogger(__name__)
+
+_INVALID = key("frames_in", "invalid")
 
 Handler = Callable[[HandlerContext, ClientState, Any], Awaitable[Outcome]]
 
@@ -53,7 +56,12 @@ async def dispatch(ctx: HandlerContext, client: ClientState, raw: str) -> Outcom
     """Decode `raw`, run its handler, and say what should happen."""
     request_id = None
     try:
-        frame = decode(raw)
+        try:
+            frame = decode(raw)
+        except ProtocolError:
+            ctx.metrics[_INVALID] += 1
+            raise
+        ctx.metrics[key("frames_in", frame.TYPE)] += 1
         request_id = frame.id
         handler = HANDLERS.get(type(frame))
         if handler is None:  # only `auth` is valid on the wire but not here
@@ -70,10 +78,10 @@ async def dispatch(ctx: HandlerContext, client: ClientState, raw: str) -> Outcom
         finally:
             ctx.budget.finish(task)
     except ProtocolError as exc:
-        ctx.metrics["errors"] += 1
+        ctx.metrics[key("errors", exc.code.value)] += 1
         return Outcome(events.error(exc.code, exc.message, exc.request_id))
     except (RedisError, StoreError, TimeoutError) as exc:
-        ctx.metrics["errors"] += 1
+        ctx.metrics[key("errors", ErrorCode.UNAVAILABLE.value)] += 1
         log.warning(
             "backend unavailable handling a frame of %s: %s",
             client.connection_id,
@@ -83,6 +91,6 @@ async def dispatch(ctx: HandlerContext, client: ClientState, raw: str) -> Outcom
             events.error(ErrorCode.UNAVAILABLE, "temporarily unavailable; retry", request_id)
         )
     except Exception:
-        ctx.metrics["errors"] += 1
+        ctx.metrics[key("errors", ErrorCode.INTERNAL.value)] += 1
         log.exception("unexpected error handling a frame of %s", client.connection_id)
         return Outcome(events.error(ErrorCode.INTERNAL, "internal error", request_id))

@@ -22,6 +22,7 @@ __all__ = [
     "conversation_added",
     "encode",
     "error",
+    "frame_type",
     "heartbeat_ack",
     "hello",
     "message_deleted",
@@ -190,6 +191,15 @@ def session_expiring(expires_at: float) -> bytes:
 def session_expired() -> bytes:
     """The token ended and was not refreshed; close 4003 follows."""
     return encode({"type": "session.expired", "reason": "token expired"})
+
+
+def frame_type(frame: bytes) -> str:
+    """The `type` of a frame this module encoded (its first field), for metrics."""
+    if frame.startswith(b'{"type":"'):
+        end = frame.find(b'"', 9)
+        if end > 9:
+            return frame[9:end].decode()
+    return "other"
 
 
 def utc(epoch_seconds: float) -> datetime:

@@ -19,6 +19,7 @@ from typing import TypeVar
 from websockets.datastructures import Headers
 
 from gateway.config import Settings
+from gateway.metrics import key
 
 __all__ = ["Admission", "TrustedProxies"]
 
@@ -123,7 +124,7 @@ class Admission:
         self._by_session[new_session] += 1
 
     def _refuse(self, reason: str, message: str) -> str:
-        self._metrics[f"refused_{reason}"] += 1
+        self._metrics[key("refused", reason)] += 1
         self._unlogged[reason] += 1
         now = time.monotonic()
         if now - self._logged_at >= _LOG_INTERVAL:

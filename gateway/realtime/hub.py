@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 
 from caches import keys
 from gateway.bus import Bus
+from gateway.metrics import Latency
 from gateway.protocol import Close, envelope, events
 from gateway.protocol.envelope import Revocation
 from gateway.realtime.connection import Connection
@@ -92,6 +95,9 @@ class Hub:
         self._outbox: dict[Connection, list[bytes]] = {}
         self._batched = False
         self.delivered = 0
+        self.frames_out: Counter[str] = Counter()
+        """Frames handed to local connections, by frame type."""
+        self.fanout = Latency("fanout", "From a bus batch's arrival to its frames' socket writes")
         bus.subscribe(keys.REVOCATIONS_CHANNEL)
 
     # Registry
@@ -239,6 +245,7 @@ class Hub:
 
     def deliver(self, batch: list[tuple[bytes, bytes]]) -> None:
         """Route the messages of one bus batch to the local connections that want them."""
+        started = time.monotonic()
         self._batched = len(batch) > 1
         for channel, payload in batch:
             topic = self._topics.get(channel)
@@ -248,6 +255,7 @@ class Hub:
                 self._revoke(payload)
         if self._batched:
             self._flush()
+        self.fanout.observe(time.monotonic() - started)
 
     def _forward(self, topic: _Topic, channel: bytes, payload: bytes) -> None:
         try:
@@ -300,6 +308,7 @@ class Hub:
         topic.next_seq = max(held) + 1
 
     def _send(self, topic: _Topic, exclude: bytes, body: bytes) -> None:
+        self.frames_out[events.frame_type(body)] += len(topic.members)
         frame = events.text_frame(body)
         if not self._batched:
             sent = 0

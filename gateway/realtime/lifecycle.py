@@ -20,6 +20,7 @@ from websockets.exceptions import ConnectionClosed
 from gateway.auth import Authenticator, AuthError, Identity, bearer_token
 from gateway.config import Settings
 from gateway.handlers import HandlerContext, dispatch
+from gateway.metrics import key
 from gateway.protocol import Close, ErrorCode, ProtocolError, decode, events, frames
 from gateway.ratelimit import TokenBucket, record_rejection
 from gateway.realtime.admission import Admission
@@ -36,6 +37,7 @@ __all__ = ["ClientServer"]
 log = logging.getLogger(__name__)
 
 _TICK = 0.25
+_BINARY = key("frames_in", "invalid")
 _BACKEND_ERRORS = (RedisError, StoreError, TimeoutError)
 
 Spawn = Callable[[Coroutine[Any, Any, None]], None]
@@ -249,15 +251,16 @@ class ClientServer:
             raw = await ws.recv()
             now = time.monotonic()
             conn.last_heard = now
-            metrics["frames_in"] += 1
             if not conn.bucket.take(now):
                 self._reject_flood(conn, now)
                 continue
             if isinstance(raw, bytes):
+                metrics[_BINARY] += 1
                 conn.send(events.error(ErrorCode.INVALID_FRAME, "text frames only"))
                 continue
             outcome = await dispatch(context, conn.client, raw)
             if outcome.reply is not None:
+                metrics[key("frames_out", events.frame_type(outcome.reply))] += 1
                 conn.send(outcome.reply)
             if outcome.close is not None:
                 conn.close(outcome.close, outcome.reason)
@@ -272,7 +275,7 @@ class ClientServer:
             conn.send(events.error(ErrorCode.RATE_LIMITED, "too many frames; slow down"))
 
     def _close(self, conn: Connection, code: Close, reason: str) -> None:
-        self._metrics[f"closed_{code.name.lower()}"] += 1
+        self._metrics[key("closes", str(int(code)), code.name.lower())] += 1
         self._spawn(_close(conn.ws, code, reason))
 
     # Instance-wide jobs

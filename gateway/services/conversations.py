@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections import Counter
 from collections.abc import Callable
 
 from caches import CachedConversation, ConversationCache, keys
 from caches.models import to_ms
+from gateway.metrics import key
 from gateway.protocol import envelope, events
 from gateway.services.presence import Publish
 from gateway.services.repair import CacheRepair
@@ -17,6 +19,8 @@ from gateway.store import ConversationSummary, Store
 __all__ = ["ConversationService"]
 
 _MEMBERS_REMEMBERED = 10_000
+_LIST_HIT = key("cache_requests", "conversations", "list", "hit")
+_LIST_MISS = key("cache_requests", "conversations", "list", "miss")
 
 
 class ConversationService:
@@ -28,6 +32,7 @@ class ConversationService:
         cache: ConversationCache,
         side_budget: float,
         repair: CacheRepair,
+        metrics: Counter[str] | None = None,
     ) -> None:
         self._store = store
         self._publish = publish
@@ -35,6 +40,7 @@ class ConversationService:
         self._cache = cache
         self._side_budget = side_budget
         self._repair = repair
+        self._metrics: Counter[str] = Counter() if metrics is None else metrics
         # Members never change once a conversation exists (no add/remove yet), so a send needs
         # no store read for them after the first; bounded, oldest first out.
         self._members: dict[uuid.UUID, tuple[uuid.UUID, ...]] = {}
@@ -82,6 +88,7 @@ class ConversationService:
             self._cache.get_user_conversations(user_id, limit),
             self._side_budget,
         )
+        self._metrics[_LIST_HIT if cached is not None else _LIST_MISS] += 1
         if cached is not None:
             total = await quietly(
                 "unread total", self._cache.get_total_unread_count(user_id), self._side_budget

@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 
 from caches import CachedMessage, ConversationCache, MessageCache, keys
+from gateway.metrics import key
 from gateway.protocol import envelope, events
 from gateway.services.presence import Publish
 from gateway.services.repair import CacheRepair
@@ -26,6 +27,11 @@ from gateway.store import Receipt, Store, StoredMessage
 __all__ = ["MessageService"]
 
 log = logging.getLogger(__name__)
+
+_HISTORY_HIT = key("cache_requests", "messages", "history", "hit")
+_HISTORY_MISS = key("cache_requests", "messages", "history", "miss")
+_UNREAD_HIT = key("cache_requests", "unread", "count", "hit")
+_UNREAD_MISS = key("cache_requests", "unread", "count", "miss")
 
 
 class MessageService:
@@ -68,6 +74,7 @@ class MessageService:
             conversation_id, client.user_id, client_msg_id, content, content_type
         )
         if created:
+            self._metrics["messages_persisted"] += 1
             members = await self._members(conversation_id)
             # The caches before the event (the spec's order): a member who fetches on
             # `message.new` finds the message cached.
@@ -100,9 +107,9 @@ class MessageService:
         if newest:
             cached = await self._cached_page(conversation_id, limit)
             if cached is not None:
-                self._metrics["history_cache_hits"] += 1
+                self._metrics[_HISTORY_HIT] += 1
                 return [_wire(m) for m in cached], bool(cached) and (cached[0].seq or 0) > 1
-        self._metrics["history_store_reads"] += 1
+        self._metrics[_HISTORY_MISS] += 1
         page, more = await self._store.list_messages(
             conversation_id, limit, before_seq=before_seq, after_seq=after_seq
         )
@@ -159,9 +166,9 @@ class MessageService:
             self._side_budget,
         )
         if cached is not None:
-            self._metrics["unread_cache_hits"] += 1
+            self._metrics[_UNREAD_HIT] += 1
             return cached
-        self._metrics["unread_store_reads"] += 1
+        self._metrics[_UNREAD_MISS] += 1
         version = await quietly(
             "unread fill version",
             self._messages.unread_fill_version(conversation_id),

@@ -28,6 +28,7 @@ from caches import (
 )
 from caches.redis import RedisClient
 from gateway.config import Settings
+from gateway.metrics import key
 from gateway.protocol import envelope, events
 from gateway.state import ClientState
 
@@ -72,7 +73,7 @@ class PresenceService:
         if update.transition is PresenceTransition.NONE:
             return
         frame = events.presence(update.user_id, update.status, update.last_seen)
-        self._metrics["presence_transitions"] += 1
+        self._metrics[key("presence_transitions", update.status.value)] += 1
         await self._publish(keys.presence_channel(update.user_id), envelope.pack(frame))
 
     async def announce_all(self, updates: Iterable[PresenceUpdate]) -> None:

@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import TypeVar
 
+from gateway.metrics import Latency
 from gateway.store.base import (
     Conversation,
     ConversationSummary,
@@ -73,8 +74,10 @@ def _message(row: tuple[str, str, int, str, str, str, str, str]) -> StoredMessag
 class SqliteStore:
     """The default `Store`. All statements run on one worker thread, in order."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, latency: Latency | None = None) -> None:
+        """`latency`: where each call's time (queue, thread hop and work) is observed."""
         self._path = path
+        self._latency = latency
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
         self._db: sqlite3.Connection | None = None
         self._writes = GroupCommit(self._run, self._transaction)
@@ -143,10 +146,14 @@ class SqliteStore:
         return int(self.db.execute("PRAGMA user_version").fetchone()[0])
 
     async def _run(self, work: Callable[[], _T]) -> _T:
+        started = time.monotonic()
         try:
             return await asyncio.get_running_loop().run_in_executor(self._executor, work)
         except sqlite3.Error as exc:
             raise StoreError(str(exc)) from exc
+        finally:
+            if self._latency is not None:
+                self._latency.observe(time.monotonic() - started)
 
     def _transaction(self, works: list[Work]) -> list[Outcome]:
         """Writes in one transaction (one writer at a time across every process on the file:
