@@ -151,6 +151,8 @@ async def test_redis_killed_mid_conversation_loses_nothing(tmp_path: Path) -> No
             assert read["read_seq"] == 3
             private.restart()  # back, and empty
             await b.next_event("resync", timeout=15)
+            assert gw.metric("gateway_resyncs_total") >= 1
+            assert gw.metric("gateway_bus_reconnects_total") >= 1
             after = await b.request("messages.list", conversation_id=room)
             assert [m["seq"] for m in after["messages"]] == [1, 2, 3]
             assert (await b.request("conversations.list"))["total_unread"] == 0
