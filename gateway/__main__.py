@@ -28,7 +28,7 @@ def _install_uvloop() -> None:
 def _serve(settings: Settings) -> int:
     from gateway.app import run  # the composition root: only the command that serves loads it
 
-    configure(settings.log_level)
+    configure(settings.log_level, settings.log_format, settings.instance_id)
     TokenVerifier(settings)  # no usable JWT key: stop here, before anything starts
     _install_uvloop()
     try:

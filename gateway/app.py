@@ -238,7 +238,11 @@ async def _serve(
                     if on_ready is not None:
                         on_ready(line)
                     await stop.wait()
-                    log.info("stopping: draining %d connections", len(hub.connections))
+                    log.info(
+                        "stopping: draining %d connections",
+                        len(hub.connections),
+                        extra={"event": "drain"},
+                    )
                     server.close(close_connections=False)
                     clients.drain()
                     with contextlib.suppress(TimeoutError):

@@ -111,6 +111,9 @@ class Settings:
     )
     drain_timeout: float = _setting(10.0, "seconds clients get to reconnect elsewhere on stop")
     log_level: str = _setting("info", "debug, info, warning or error")
+    log_format: str = _setting(
+        "auto", "json (one object a line), text, or auto: text on a terminal, JSON otherwise"
+    )
     metrics_host: str = _setting("", "serve /metrics on this address instead of the main port")
     metrics_port: int = _setting(0, "with --metrics-host: its port (0 picks a free one)")
     metrics_token: str = _setting(
@@ -292,5 +295,7 @@ def _validate(settings: Settings) -> None:
         raise ConfigError(
             "--presence-visibility / GATEWAY_PRESENCE_VISIBILITY: any or shared-conversation"
         )
+    if settings.log_format not in ("auto", "json", "text"):
+        raise ConfigError("--log-format / GATEWAY_LOG_FORMAT: auto, json or text")
     if settings.log_level not in ("debug", "info", "warning", "error"):
         raise ConfigError("--log-level / GATEWAY_LOG_LEVEL: debug, info, warning or error")

@@ -145,13 +145,20 @@ class RedisBus:
                 tasks = [self._read(connection, deliver), self._probe(), self._write(pubsub)]
                 if not first:
                     self.reconnects += 1
-                    log.warning("bus: reconnected to Redis; re-asserting presence")
+                    log.warning(
+                        "bus: reconnected to Redis; re-asserting presence",
+                        extra={"event": "redis_reconnected"},
+                    )
                     tasks.append(_then_idle(reconnected()))
                 first = False
                 backoff = _BACKOFF_START
                 await first_to_end(*tasks)
             except (OSError, TimeoutError, RedisError, BusLost) as exc:
-                log.warning("bus: pub/sub connection lost: %s", exc or type(exc).__name__)
+                log.warning(
+                    "bus: pub/sub connection lost: %s",
+                    exc or type(exc).__name__,
+                    extra={"event": "redis_disconnected"},
+                )
             except Exception:  # the task's edge: a protocol surprise; reconnect
                 log.exception("bus: unexpected failure; reconnecting")
             finally:

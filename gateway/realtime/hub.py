@@ -350,6 +350,11 @@ class Hub:
         }
         if not affected:
             return
+        log.info(
+            "revoked: %d local connections closed",
+            len(affected),
+            extra={"event": "revocation", "connections": len(affected)},
+        )
         notice = events.session_revoked()
         for conn in affected:
             conn.send(notice)

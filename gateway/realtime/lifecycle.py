@@ -17,6 +17,7 @@ from redis.exceptions import RedisError
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
+from gateway import logs
 from gateway.auth import Authenticator, AuthError, Identity, bearer_token
 from gateway.config import Settings
 from gateway.handlers import HandlerContext, dispatch
@@ -91,7 +92,7 @@ class ClientServer:
             await ws.close(Close.TRY_AGAIN_LATER, refused)
             return
         try:
-            identity = await self._authenticate(ws)
+            identity = await self._authenticate(ws, address)
         except ConnectionClosed:
             return
         finally:
@@ -110,12 +111,26 @@ class ClientServer:
             identity.session,
             identity.expires_at,
         )
+        # Every log line of this connection's task names it and its user.
+        logs.connection_id.set(client.connection_id)
+        logs.user_id.set(str(client.user_id))
+        started = time.monotonic()
         try:
-            await self._serve_authenticated(ws, client)
+            await self._serve_authenticated(ws, client, address)
         finally:  # under the session it has now (a refresh may have moved it)
             self._admission.release(client.user_id, client.session_id)
+            log.info(
+                "disconnected",
+                extra={
+                    "event": "disconnect",
+                    "close_code": ws.close_code,
+                    "duration_s": round(time.monotonic() - started, 3),
+                },
+            )
 
-    async def _serve_authenticated(self, ws: ServerConnection, client: ClientState) -> None:
+    async def _serve_authenticated(
+        self, ws: ServerConnection, client: ClientState, address: str
+    ) -> None:
         settings = self._settings
         conn = Connection(
             ws,
@@ -128,6 +143,7 @@ class ClientServer:
             if not await self.attach(conn):
                 await ws.close(Close.TRY_AGAIN_LATER, "backend unavailable")
                 return
+            log.info("connected", extra={"event": "connect", "address": address})
             conn.send(
                 events.hello(
                     connection_id=client.connection_id,
@@ -155,7 +171,7 @@ class ClientServer:
 
     # Authentication
 
-    async def _authenticate(self, ws: ServerConnection) -> Identity | None:
+    async def _authenticate(self, ws: ServerConnection, address: str) -> Identity | None:
         assert ws.request is not None
         token = bearer_token(ws.request.headers.get("Authorization"))
         if token is None:
@@ -167,6 +183,11 @@ class ClientServer:
                 return await self._authenticator.authenticate(token)
         except AuthError as exc:
             self._metrics["auth_failures"] += 1
+            log.info(
+                "authentication refused: %s",
+                exc,
+                extra={"event": "auth_failure", "reason": str(exc), "address": address},
+            )
             await ws.send(events.error(ErrorCode.UNAUTHENTICATED, str(exc)).decode())
             await ws.close(Close.UNAUTHENTICATED, "unauthenticated")
         except (RedisError, TimeoutError) as exc:
