@@ -199,7 +199,11 @@ async def _serve(
             budget,
             metrics_token=settings.metrics_token,
             metrics_here=not settings.metrics_host,
-            ws_gate=lambda ws: admission.at_handshake(clients.address(ws)),
+            ws_gate=lambda ws: (
+                "draining: reconnect to another instance"
+                if clients.draining
+                else admission.at_handshake(clients.address(ws))
+            ),
             visible=visibility.visible,
         )
         try:
@@ -243,10 +247,12 @@ async def _serve(
                         len(hub.connections),
                         extra={"event": "drain"},
                     )
+                    # Still listening meanwhile: /readyz answers 503 and /ws refuses (503), so
+                    # the balancer takes the instance out while its clients move.
+                    await clients.drain(settings.drain_timeout * 0.8)
                     server.close(close_connections=False)
-                    clients.drain()
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(server.wait_closed(), settings.drain_timeout)
+                        await asyncio.wait_for(server.wait_closed(), settings.drain_timeout * 0.2)
                 await cancel_and_wait(background)
         finally:
             spawner.tasks = None

@@ -109,7 +109,9 @@ class Settings:
         "budget in seconds for one Redis- or store-backed operation (a client request, an "
         "HTTP probe, a cleanup step); past it the answer is `unavailable` / 503",
     )
-    drain_timeout: float = _setting(10.0, "seconds clients get to reconnect elsewhere on stop")
+    drain_timeout: float = _setting(
+        10.0, "on SIGTERM: the window clients are moved off over; the process exits within it"
+    )
     log_level: str = _setting("info", "debug, info, warning or error")
     log_format: str = _setting(
         "auto", "json (one object a line), text, or auto: text on a terminal, JSON otherwise"

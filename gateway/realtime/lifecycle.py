@@ -316,13 +316,24 @@ class ClientServer:
                 else:
                     conn.send(events.session_expiring(conn.client.expires_at))
 
-    def drain(self) -> None:
-        """Tell every client to reconnect elsewhere (jittered), then close them 1012."""
+    async def drain(self, window: float) -> None:
+        """Close every connection 1012 after a `reconnect` event, spread evenly over `window`
+        seconds in a random order, so a fleet restart causes no reconnect storm. New sockets
+        are refused from the start (`draining`). Each client is told to come back within a
+        fraction of the presence grace: its user never looks offline to watchers."""
         self.draining = True
-        window_ms = int(self._settings.drain_timeout * 500)
-        for conn in self._hub.all_connections():
-            conn.send(events.reconnect(random.randint(0, max(window_ms, 1))))
-            conn.close(Close.SERVICE_RESTART, "service restart")
+        conns = list(self._hub.all_connections())
+        random.shuffle(conns)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        back_within_ms = max(1, int(self._settings.grace * 1000 / 3))
+        for index, conn in enumerate(conns):
+            due = started + window * index / len(conns)
+            if due - loop.time() > 0.005:  # the rest of this slot goes together
+                await asyncio.sleep(due - loop.time())
+            if conn.state is ConnState.OPEN:
+                conn.send(events.reconnect(random.randint(0, back_within_ms)))
+                conn.close(Close.SERVICE_RESTART, "service restart")
 
 
 async def _close(ws: ServerConnection, code: Close, reason: str) -> None:
