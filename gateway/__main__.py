@@ -8,7 +8,7 @@ import sys
 import uuid
 
 from caches import SessionCache, connect
-from gateway.auth import TokenVerifier, dev_secret, mint_token
+from gateway.auth import TokenVerifier, dev_secret, mint_token, signing_secrets
 from gateway.config import ConfigError, Settings, add_arguments, load
 from gateway.logs import configure
 from gateway.runtime import embedded_url
@@ -58,7 +58,7 @@ async def _token(settings: Settings, args: argparse.Namespace) -> str:
     try:
         return await mint_token(
             SessionCache(client),
-            settings.jwt_secret or dev_secret(),
+            signing_secrets(settings.jwt_secret)[0] if settings.jwt_secret else dev_secret(),
             args.user,
             ttl=args.ttl,
             session_id=args.session,

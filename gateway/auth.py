@@ -32,6 +32,7 @@ __all__ = [
     "TokenVerifier",
     "bearer_token",
     "mint_token",
+    "signing_secrets",
 ]
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,7 @@ class TokenVerifier:
             raise ConfigError("set either --jwt-secret or --jwt-public-key, not both")
         if settings.jwt_public_key:
             self._key = _load_public_key(settings.jwt_public_key)
+            self._keys = [self._key]
             allowed = _algorithms_for(self._key)
         else:
             secret = settings.jwt_secret
@@ -91,11 +93,13 @@ class TokenVerifier:
                     "mint a token with: presence-gateway token --user <uuid>",
                     DEV_SECRET_FILE,
                 )
-            if len(secret.encode()) < _MIN_SECRET_BYTES:
+            secrets_ = signing_secrets(secret)
+            if any(len(s.encode()) < _MIN_SECRET_BYTES for s in secrets_):
                 raise ConfigError(
                     f"--jwt-secret / GATEWAY_JWT_SECRET: at least {_MIN_SECRET_BYTES} bytes"
                 )
-            self._key = secret
+            self._key = secrets_[0]
+            self._keys = secrets_
             allowed = ["HS256", "HS384", "HS512"]
         if configured:
             wrong = [a for a in configured if a not in allowed]
@@ -109,17 +113,10 @@ class TokenVerifier:
             self.algorithms = allowed[:1] if isinstance(self._key, str) else allowed
 
     def verify(self, token: str) -> dict[str, Any]:
-        """The token's claims; AuthError with a client-safe reason otherwise."""
+        """The token's claims; AuthError with a client-safe reason otherwise. Every configured
+        secret is tried, so a key can be rotated without refusing tokens signed with the old."""
         try:
-            claims: dict[str, Any] = jwt.decode(
-                token,
-                self._key,
-                algorithms=self.algorithms,
-                audience=self._audience,
-                issuer=self._issuer,
-                leeway=self._leeway,
-                options={"require": _REQUIRED_CLAIMS, "verify_aud": self._audience is not None},
-            )
+            claims = self._decode(token)
         except jwt.ExpiredSignatureError:
             raise AuthError("token expired") from None
         except jwt.InvalidTokenError as exc:
@@ -131,6 +128,32 @@ class TokenVerifier:
         except ValueError:
             raise AuthError("invalid token: sub must be a UUID, sid and jti opaque ids") from None
         return claims
+
+    def _decode(self, token: str) -> dict[str, Any]:
+        for key in self._keys[:-1]:
+            try:
+                return self._decode_with(token, key)
+            except jwt.InvalidSignatureError:
+                continue
+        return self._decode_with(token, self._keys[-1])
+
+    def _decode_with(self, token: str, key: Any) -> dict[str, Any]:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            key,
+            algorithms=self.algorithms,
+            audience=self._audience,
+            issuer=self._issuer,
+            leeway=self._leeway,
+            options={"require": _REQUIRED_CLAIMS, "verify_aud": self._audience is not None},
+        )
+        return claims
+
+
+def signing_secrets(value: str) -> list[str]:
+    """The secrets of a `--jwt-secret` value or secret file: one per line, the first signs
+    (`presence-gateway token`), all verify (key rotation)."""
+    return [line.strip() for line in value.splitlines() if line.strip()]
 
 
 def _reason(exc: Exception) -> str:

@@ -230,7 +230,7 @@ def _with_secret_file(settings: Settings) -> Settings:
         raise ConfigError("set either --jwt-secret or --jwt-secret-file, not both")
     try:
         with open(settings.jwt_secret_file, encoding="utf-8") as file:
-            secret = file.read().strip()
+            secret = "\n".join(line.strip() for line in file if line.strip())
     except OSError as exc:
         raise ConfigError(f"{_flag(name)} / {_env(name)}: cannot read it: {exc}") from None
     if not secret:

@@ -98,3 +98,19 @@ def test_public_keys_and_no_algorithm_confusion(tmp_path: Path) -> None:
     assert ec_verifier.verify(jwt.encode(claims(), ec_key, algorithm="ES256"))
     with pytest.raises(AuthError):
         ec_verifier.verify(jwt.encode(claims(), rsa_key, algorithm="RS256"))
+
+
+def test_every_configured_secret_verifies_so_keys_rotate() -> None:
+    """A secret file with the new secret first and the old one after: tokens signed with
+    either are accepted; a third secret's are not."""
+    old, new = "old-secret-0123456789abcdef0123456789", "new-secret-0123456789abcdef0123456789"
+    verifier = TokenVerifier(Settings(jwt_secret=f"{new}\n{old}\n"))
+    for secret in (new, old):
+        token = jwt.encode(claims(), secret, algorithm="HS256")
+        assert verifier.verify(token)["sid"] == "s1"
+    stranger = jwt.encode(claims(), "third-secret-0123456789abcdef012345", algorithm="HS256")
+    with pytest.raises(AuthError, match="invalid token"):
+        verifier.verify(stranger)
+    expired = jwt.encode(claims(exp=int(time.time()) - 60), old, algorithm="HS256")
+    with pytest.raises(AuthError, match="token expired"):
+        verifier.verify(expired)
