@@ -48,7 +48,9 @@ class Settings:
     )
     jwt_secret: str = _setting("", "HS256 secret (at least 32 bytes); prefer --jwt-secret-file")
     jwt_secret_file: str = _setting(
-        "", "file holding the HS256 secret (keeps it off the command line and out of `ps`)"
+        "",
+        "file holding the HS256 secret, one a line: the first signs, all verify (rotation); "
+        "keeps it off the command line and out of `ps`",
     )
     jwt_public_key: str = _setting("", "PEM public key, or a path to one (RS256/ES256/EdDSA)")
     jwt_algorithms: str = _setting("", "accepted algorithms, comma-separated (default by key)")
