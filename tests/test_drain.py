@@ -8,26 +8,19 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-import urllib.error
-import urllib.request
 import uuid
 from pathlib import Path
 
 from caches.redis import RedisClient
 from gateway.client import GatewayClient
 from tests.gateways import gateways, token_for
+from tests.http_get import http_get
 
 MOVED = 5
 
 
 def _status(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        return exc.code
-    except OSError:
-        return 0  # no longer listening
+    return http_get(url, timeout=2)[0]
 
 
 async def test_draining_one_instance_loses_no_presence_and_no_message(

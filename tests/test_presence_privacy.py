@@ -6,8 +6,6 @@ HTTP API alike."""
 from __future__ import annotations
 
 import sqlite3
-import urllib.error
-import urllib.request
 import uuid
 from pathlib import Path
 
@@ -16,15 +14,12 @@ import orjson
 from caches.redis import RedisClient
 from gateway.client import GatewayClient
 from tests.gateways import gateways, token_for
+from tests.http_get import http_get
 
 
 def _get(url: str, token: str) -> tuple[int, dict[str, object]]:
-    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return int(response.status), orjson.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, orjson.loads(exc.read())
+    status, body = http_get(url, token)
+    return status, orjson.loads(body)
 
 
 async def test_only_shared_conversations_and_grants_are_visible(

@@ -6,8 +6,6 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import orjson
@@ -15,17 +13,12 @@ import orjson
 from caches.redis import RedisClient
 from gateway.client import GatewayClient
 from tests.gateways import SECRET, gateways, token_for
+from tests.http_get import http_get
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _get(url: str, token: str | None = None) -> tuple[int, bytes]:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=5) as r:
-            return int(r.status), r.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
+_get = http_get
 
 
 async def test_the_secret_comes_from_a_file_and_never_shows_in_ps(

@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -19,6 +17,7 @@ from caches import connect, keys
 from caches.redis import EmbeddedRedis
 from gateway.client import GatewayClient, GatewayError
 from tests.gateways import gateways, token_for
+from tests.http_get import http_get
 
 BUDGET = 1.0
 SLACK = 1.0
@@ -26,11 +25,7 @@ SLACK = 1.0
 
 
 def _status(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        return exc.code
+    return http_get(url, timeout=10)[0]
 
 
 async def _answer(work: Callable[[], Awaitable[Any]]) -> Any:
