@@ -202,7 +202,10 @@ async def _serve(
             ws_gate=lambda ws: (
                 "draining: reconnect to another instance"
                 if clients.draining
-                else admission.at_handshake(clients.address(ws))
+                else admission.at_handshake(
+                    clients.address(ws),
+                    awaits_frame=ws.request is None or "Authorization" not in ws.request.headers,
+                )
             ),
             visible=visibility.visible,
         )
@@ -235,6 +238,7 @@ async def _serve(
                         close_timeout=2,
                         logger=redacting_logger(),
                         create_connection=GatewayConnection,
+                        backlog=settings.listen_backlog,
                     ) as server,
                 ):
                     line = _ready_line(settings, server, metrics_server, url)

@@ -76,6 +76,9 @@ class Settings:
     rate_limit_close_after: int = _setting(
         50, "rejected frames within 10 s before the connection is closed 4008"
     )
+    listen_backlog: int = _setting(
+        4096, "pending TCP connections the kernel queues (capped by net.core.somaxconn)"
+    )
     max_connections: int = _setting(
         50_000, "connections this instance holds (authenticated or not); beyond: 503"
     )
@@ -264,6 +267,7 @@ def _validate(settings: Settings) -> None:
             "max_watched",
             "max_message_bytes",
             "max_connections",
+            "listen_backlog",
             "max_pending_auth",
             "max_pending_auth_per_ip",
             "max_connections_per_user",

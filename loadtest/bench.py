@@ -12,6 +12,7 @@ import os
 import platform
 import resource
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -21,6 +22,7 @@ from loadtest.bench_caches import CaseResult, run_cases
 from loadtest.bench_fanout import FanoutResult, IdleResult, run_fanout, run_idle
 from loadtest.bench_fill import FillResult, run_fill_cases
 from loadtest.bench_messages import MessagesResult, run_messages
+from loadtest.bench_scale import HeartbeatResult, StormResult, run_heartbeats, run_storm
 from loadtest.stats import median
 
 
@@ -145,6 +147,59 @@ async def messages_main(args: argparse.Namespace) -> None:
         print(f"| {label} | " + " | ".join(cells) + " |")
 
 
+async def heartbeats_main(args: argparse.Namespace) -> None:
+    _load_generator_setup()
+    results: list[HeartbeatResult] = []
+    for run in range(args.runs):
+        result = await run_heartbeats(args.connections, args.spread)
+        results.append(result)
+        print(f"  run {run + 1}: {result}", flush=True)
+    print(
+        f"heartbeats benchmark: {machine()}; one gateway; {args.connections:,} authenticated "
+        f"connections, every one heartbeating within {args.spread}s; medians of {args.runs} runs"
+    )
+    _table(
+        results,
+        [
+            ("failed heartbeats", "failed", "{:,.0f}"),
+            ("heartbeat->ack p50 ms", "ack_p50_ms", "{:.2f}"),
+            ("heartbeat->ack p99 ms", "ack_p99_ms", "{:.2f}"),
+            ("server CPU us per heartbeat", "cpu_us_per_heartbeat", "{:.1f}"),
+            ("RSS KiB per idle authenticated connection", "rss_kib_per_conn", "{:.1f}"),
+        ],
+    )
+
+
+async def storm_main(args: argparse.Namespace) -> None:
+    _load_generator_setup()
+    results: list[StormResult] = []
+    for run in range(args.runs):
+        result = await run_storm(args.clients)
+        results.append(result)
+        print(f"  run {run + 1}: {result}", flush=True)
+    print(
+        f"storm benchmark: {machine()}; one gateway (one core); {args.clients:,} clients "
+        f"connecting at once with a bearer token; medians of {args.runs} runs"
+    )
+    _table(
+        results,
+        [
+            ("connected", "connected", "{:,.0f}"),
+            ("failed or timed out", "timed_out", "{:,.0f}"),
+            ("connect p50 ms", "connect_p50_ms", "{:.1f}"),
+            ("connect p99 ms", "connect_p99_ms", "{:.1f}"),
+            ("authenticated connections/s", "connections_per_s", "{:,.0f}"),
+            ("server CPU ms per connection", "cpu_ms_per_connection", "{:.3f}"),
+        ],
+    )
+
+
+def _table(results: Sequence[object], rows: list[tuple[str, str, str]]) -> None:
+    print("| figure | median |\n|---|---|")
+    for label, attr, fmt in rows:
+        print(f"| {label} | {fmt.format(median([getattr(r, attr) for r in results]))} |")
+
+
 async def idle_main(args: argparse.Namespace) -> None:
     _load_generator_setup()
     print(f"idle benchmark: {machine()}; one gateway; medians of {args.runs} runs")
@@ -177,6 +232,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     messages.add_argument("--seconds", type=float, default=5.0)
     messages.add_argument("--runs", type=int, default=3)
+    heartbeats = sub.add_parser("heartbeats", help="a burst of heartbeats from every connection")
+    heartbeats.add_argument("--connections", type=int, default=20_000)
+    heartbeats.add_argument("--spread", type=float, default=1.0, help="seconds of the burst")
+    heartbeats.add_argument("--runs", type=int, default=3)
+    storm = sub.add_parser("storm", help="every client connecting at once")
+    storm.add_argument("--clients", type=int, default=10_000)
+    storm.add_argument("--runs", type=int, default=3)
     idle = sub.add_parser("idle", help="RSS per idle authenticated connection")
     idle.add_argument(
         "--connections", type=lambda v: [int(x) for x in v.split(",")], default=[1000, 5000]
@@ -195,6 +257,10 @@ def main(argv: list[str] | None = None) -> None:
         asyncio.run(fanout_main(args))
     elif args.command == "messages":
         asyncio.run(messages_main(args))
+    elif args.command == "heartbeats":
+        asyncio.run(heartbeats_main(args))
+    elif args.command == "storm":
+        asyncio.run(storm_main(args))
     elif args.command == "idle":
         asyncio.run(idle_main(args))
 

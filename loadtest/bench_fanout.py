@@ -118,12 +118,18 @@ def cpu_seconds(processes: list[Launched]) -> float:
 
 
 async def mint_tokens(redis_url: str, users: list[uuid.UUID]) -> list[str]:
+    """One session and token per user, in one process, with bounded concurrency (the pool's
+    connections are not exhausted whatever the count)."""
     client = connect(redis_url)
     sessions = SessionCache(client)
+    gate = asyncio.Semaphore(32)
+
+    async def one(user: uuid.UUID) -> str:
+        async with gate:
+            return await mint_token(sessions, SECRET, user, ttl=3600)
+
     try:
-        return list(
-            await asyncio.gather(*(mint_token(sessions, SECRET, u, ttl=3600) for u in users))
-        )
+        return list(await asyncio.gather(*(one(u) for u in users)))
     finally:
         await client.aclose()
 

@@ -1,10 +1,10 @@
 """Admission: the caps that keep a flood of sockets from locking everyone else out.
 
-Sockets still authenticating are capped for the instance and per client address (the address
-the balancer saw, from `X-Forwarded-For`, believed only when the peer is a trusted proxy), and
-authenticated connections per instance, per user and per session. A refusal before the upgrade
-is an HTTP 503; after it, close 1013; each is counted by reason and logged at most once per
-interval, never a line per socket.
+Sockets waiting for their `auth` frame are capped for the instance and per client address (the
+address the balancer saw, from `X-Forwarded-For`, believed only when the peer is a trusted
+proxy), and authenticated connections per instance, per user and per session. A refusal before
+the upgrade is an HTTP 503; after it, close 1013; each is counted by reason and logged at most
+once per interval, never a line per socket.
 """
 
 from __future__ import annotations
@@ -73,11 +73,16 @@ class Admission:
         self._unlogged: Counter[str] = Counter()
         self._logged_at = -_LOG_INTERVAL
 
-    def at_handshake(self, address: str) -> str | None:
-        """Why a new socket from `address` is refused before its upgrade (None: go on)."""
+    def at_handshake(self, address: str, awaits_frame: bool = True) -> str | None:
+        """Why a new socket from `address` is refused before its upgrade (None: go on).
+
+        Only sockets that will wait for an `auth` frame count against the pending caps: one with
+        a bearer header is authenticated at once and cannot be held open unauthenticated."""
         settings = self._settings
         if self.connections + self.pending >= settings.max_connections:
             return self._refuse("max_connections", "the instance is at its connection limit")
+        if not awaits_frame:
+            return None
         if self.pending >= settings.max_pending_auth:
             return self._refuse("max_pending_auth", "too many connections authenticating")
         if self._pending[address] >= settings.max_pending_auth_per_ip:
@@ -87,8 +92,8 @@ class Admission:
         return None
 
     def start_auth(self, address: str) -> str | None:
-        """Count an upgraded socket as authenticating; why it is refused instead (sockets that
-        passed the handshake check together may overshoot the caps)."""
+        """Count an upgraded socket as waiting for its `auth` frame; why it is refused instead
+        (sockets that passed the handshake check together may overshoot the caps)."""
         refused = self.at_handshake(address)
         if refused is None:
             self._pending[address] += 1

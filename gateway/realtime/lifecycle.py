@@ -87,16 +87,20 @@ class ClientServer:
             await ws.close(Close.SERVICE_RESTART, "draining")
             return
         address = self.address(ws)
-        refused = self._admission.start_auth(address)
-        if refused is not None:
-            await ws.close(Close.TRY_AGAIN_LATER, refused)
-            return
+        assert ws.request is not None
+        token = bearer_token(ws.request.headers.get("Authorization"))
+        if token is None:  # it will wait for an `auth` frame: the pending caps apply
+            refused = self._admission.start_auth(address)
+            if refused is not None:
+                await ws.close(Close.TRY_AGAIN_LATER, refused)
+                return
         try:
-            identity = await self._authenticate(ws, address)
+            identity = await self._authenticate(ws, address, token)
         except ConnectionClosed:
             return
         finally:
-            self._admission.end_auth(address)
+            if token is None:
+                self._admission.end_auth(address)
         if identity is None:
             return
         refused = self._admission.admit(identity.user_id, identity.session_id)
@@ -171,9 +175,9 @@ class ClientServer:
 
     # Authentication
 
-    async def _authenticate(self, ws: ServerConnection, address: str) -> Identity | None:
-        assert ws.request is not None
-        token = bearer_token(ws.request.headers.get("Authorization"))
+    async def _authenticate(
+        self, ws: ServerConnection, address: str, token: str | None
+    ) -> Identity | None:
         if token is None:
             token = await self._token_from_first_frame(ws)
             if token is None:
