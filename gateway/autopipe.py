@@ -25,10 +25,11 @@ import inspect
 import logging
 import time
 from collections.abc import Awaitable
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import hiredis
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import AbstractConnection
 from redis.client import EMPTY_RESPONSE, NEVER_DECODE
@@ -259,7 +260,35 @@ class _Pipelined:
 
 
 class _PipelinedRedis(_Pipelined, aioredis.Redis):  # type: ignore[misc]
-    pass
+    def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> Pipeline:
+        """A MULTI pipeline as redis-py makes it (its own pooled connection: atomic); a plain
+        one through the lane, its commands contiguous on the wire, sharing the round trip of
+        whatever else is in flight instead of waiting for a pooled connection."""
+        pipe = super().pipeline(transaction=transaction, shard_hint=shard_hint)
+        if not transaction:
+            pipe.__class__ = _LanePipeline
+            cast(_LanePipeline, pipe)._auto = self._auto
+        return pipe
+
+
+class _LanePipeline(Pipeline):
+    _auto: AutoPipeline
+
+    def execute_command(self, *args: Any, **options: Any) -> Pipeline:  # type: ignore[override]
+        if NEVER_DECODE in options:
+            raise DataError(f"{args[0]} cannot be pipelined through the lane (undecoded reply)")
+        self.command_stack.append((args, options))
+        return self
+
+    async def execute(self, raise_on_error: bool = True) -> list[Any]:
+        stack, self.command_stack = self.command_stack, []
+        calls = [self._auto.call(args, dict(options)) for args, options in stack]
+        results = list(await asyncio.gather(*calls, return_exceptions=True))
+        if raise_on_error:
+            for result in results:
+                if isinstance(result, Exception):
+                    raise result
+        return results
 
 
 class _PipelinedCluster(_Pipelined, RedisCluster):  # type: ignore[misc]

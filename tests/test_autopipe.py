@@ -15,7 +15,7 @@ import redis
 from redis.exceptions import DataError, NoScriptError, ResponseError
 
 from caches import PresenceCache, connect
-from caches.redis import EmbeddedRedis, RedisClient
+from caches.redis import ClientOptions, EmbeddedRedis, RedisClient
 from gateway.autopipe import auto_pipelined
 from tests.conftest import wait_for
 
@@ -103,4 +103,35 @@ async def test_auto_pipeline_on_a_cluster_client(cluster_url: str) -> None:
         conversation, user = uuid.uuid4(), uuid.uuid4()
         assert await presence.set_typing(conversation, user, 10)
         assert await presence.get_typing_users(conversation) == [user]
+    await base.aclose()
+
+
+async def test_plain_pipelines_ride_the_lane_and_never_wait_for_the_pool(
+    redis_url: str, redis: RedisClient
+) -> None:
+    """A burst of plain pipelines (auth and heartbeats use them) with a one-connection pool:
+    none waits for a pooled connection; MULTI pipelines keep their own connection (atomic)."""
+    base = connect(redis_url, ClientOptions(max_connections=1))
+    async with pipelined(base) as client:
+
+        async def one(n: int) -> list[object]:
+            pipe = client.pipeline(transaction=False)
+            pipe.set(f"p{n}", n)
+            pipe.get(f"p{n}")
+            pipe.lpush(f"p{n}", "x")  # the wrong type: an error in its slot, not raised
+            return await pipe.execute(raise_on_error=False)
+
+        results = await asyncio.wait_for(asyncio.gather(*(one(n) for n in range(2000))), 10)
+        pool = base.connection_pool  # type: ignore[union-attr]
+        assert not pool._available_connections and not pool._in_use_connections  # never used
+        assert [r[:2] for r in results] == [[True, str(n)] for n in range(2000)]
+        assert all(isinstance(r[2], ResponseError) for r in results)
+        with pytest.raises(ResponseError):
+            pipe = client.pipeline(transaction=False)
+            pipe.lpush("p1", "x")
+            await pipe.execute()
+        atomic = client.pipeline()  # MULTI/EXEC on a pooled connection, as redis-py does it
+        atomic.incr("counter")
+        atomic.incr("counter")
+        assert await atomic.execute() == [1, 2]
     await base.aclose()
