@@ -38,8 +38,8 @@ class GroupCommit:
         self._queue: list[tuple[Work, asyncio.Future[Any]]] = []
         self._committer: asyncio.Task[None] | None = None
 
-    async def write(self, work: Callable[[], _T]) -> _T:
-        """Run `work` (on the store's thread) in the next transaction; its result or error."""
+    async def submit(self, work: Callable[[], _T]) -> _T:
+        """Run `work` (on the store's thread) in the next batch; its result or error."""
         future: asyncio.Future[_T] = asyncio.get_running_loop().create_future()
         self._queue.append((work, future))
         if self._committer is None:

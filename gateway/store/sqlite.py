@@ -81,6 +81,8 @@ class SqliteStore:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
         self._db: sqlite3.Connection | None = None
         self._writes = GroupCommit(self._run, self._transaction)
+        # Reads that arrive together (a connect storm's membership reads) share a thread hop.
+        self._reads = GroupCommit(self._run, self._each)
 
     async def open(self) -> SqliteStore:
         """Open (creating it if need be) and migrate.
@@ -173,6 +175,18 @@ class SqliteStore:
                 db.execute("RELEASE write")
         return outcomes
 
+    @staticmethod
+    def _each(works: list[Work]) -> list[Outcome]:
+        """Reads, one after the other, each with its own outcome."""
+        outcomes: list[Outcome] = []
+        for work in works:
+            try:
+                outcomes.append((True, work()))
+            except Exception as exc:
+                error = StoreError(str(exc)) if isinstance(exc, sqlite3.Error) else exc
+                outcomes.append((False, error))
+        return outcomes
+
     @property
     def db(self) -> sqlite3.Connection:
         if self._db is None:
@@ -186,7 +200,7 @@ class SqliteStore:
         if kind == "direct" and len(members) != 2:
             raise StoreError("a direct conversation has exactly two members")
         direct_key = ":".join(str(m) for m in members) if kind == "direct" else None
-        return await self._writes.write(
+        return await self._writes.submit(
             lambda: self._create(kind, creator, members, name, direct_key)
         )
 
@@ -234,7 +248,7 @@ class SqliteStore:
         return conv, True
 
     async def get_conversation(self, conversation_id: uuid.UUID) -> Conversation | None:
-        return await self._run(lambda: self._get(conversation_id))
+        return await self._reads.submit(lambda: self._get(conversation_id))
 
     def _get(self, conversation_id: uuid.UUID) -> Conversation | None:
         row = self.db.execute(
@@ -257,7 +271,7 @@ class SqliteStore:
         )
 
     async def user_conversations(self, user_id: uuid.UUID) -> dict[uuid.UUID, int]:
-        rows = await self._run(
+        rows = await self._reads.submit(
             lambda: self.db.execute(
                 "SELECT m.conversation_id, c.last_seq FROM members m"
                 " JOIN conversations c ON c.id = m.conversation_id WHERE m.user_id = ?",
@@ -274,7 +288,7 @@ class SqliteStore:
         content: str,
         content_type: str,
     ) -> tuple[StoredMessage, bool]:
-        return await self._writes.write(
+        return await self._writes.submit(
             lambda: self._send(conversation_id, sender_id, client_msg_id, content, content_type)
         )
 
@@ -353,7 +367,7 @@ class SqliteStore:
             raise NotAMember("not a member of this conversation")
 
     async def conversation_summaries(self, user_id: uuid.UUID) -> list[ConversationSummary]:
-        return await self._run(lambda: self._summaries(user_id))
+        return await self._reads.submit(lambda: self._summaries(user_id))
 
     def _summaries(self, user_id: uuid.UUID) -> list[ConversationSummary]:
         rows = self.db.execute(
@@ -397,12 +411,12 @@ class SqliteStore:
             if cursor.rowcount == 0:
                 raise NotAMember("not a member of this conversation")
 
-        await self._writes.write(update)
+        await self._writes.submit(update)
 
     async def delete_message(
         self, conversation_id: uuid.UUID, user_id: uuid.UUID, message_id: uuid.UUID
     ) -> StoredMessage:
-        return await self._writes.write(lambda: self._delete(conversation_id, user_id, message_id))
+        return await self._writes.submit(lambda: self._delete(conversation_id, user_id, message_id))
 
     def _delete(
         self, conversation_id: uuid.UUID, user_id: uuid.UUID, message_id: uuid.UUID
@@ -422,7 +436,9 @@ class SqliteStore:
         before_seq: int | None = None,
         after_seq: int | None = None,
     ) -> tuple[list[StoredMessage], bool]:
-        return await self._run(lambda: self._list(conversation_id, limit, before_seq, after_seq))
+        return await self._reads.submit(
+            lambda: self._list(conversation_id, limit, before_seq, after_seq)
+        )
 
     def _list(
         self,
@@ -449,7 +465,7 @@ class SqliteStore:
     async def receipt(
         self, conversation_id: uuid.UUID, user_id: uuid.UUID, message_id: uuid.UUID, read: bool
     ) -> tuple[Receipt, StoredMessage]:
-        return await self._writes.write(
+        return await self._writes.submit(
             lambda: self._receipt(conversation_id, user_id, message_id, read)
         )
 
@@ -474,7 +490,7 @@ class SqliteStore:
         return Receipt(conversation_id, user_id, delivered, read_seq, moved), msg
 
     async def unread(self, conversation_id: uuid.UUID, user_id: uuid.UUID) -> tuple[int, int]:
-        row = await self._run(
+        row = await self._reads.submit(
             lambda: self.db.execute(
                 "SELECT c.last_seq, m.read_seq FROM members m"
                 " JOIN conversations c ON c.id = m.conversation_id"
@@ -494,7 +510,7 @@ class SqliteStore:
             return set()
         wanted = [str(t) for t in targets]
         marks = ",".join("?" * len(wanted))
-        rows = await self._run(
+        rows = await self._reads.submit(
             lambda: self.db.execute(
                 "SELECT other.user_id FROM members mine JOIN members other"
                 " ON other.conversation_id = mine.conversation_id"
