@@ -31,7 +31,7 @@ from gateway.config import Settings
 from gateway.handlers import HandlerContext, Limits, RequestBudget
 from gateway.handshake import GatewayConnection
 from gateway.http import HttpRoutes
-from gateway.limits import raise_open_files_limit
+from gateway.limits import raise_open_files_limit, tune_garbage_collector
 from gateway.logs import redacting_logger
 from gateway.metrics import Latency, MetricsExport, key
 from gateway.protocol import events
@@ -63,6 +63,7 @@ async def run(settings: Settings, on_ready: Callable[[str], None] | None = None)
     store_latency = Latency("store", "One store call: queue, thread hop and the work")
     store = await SqliteStore(settings.store, store_latency).open()
     raise_open_files_limit(settings.max_connections)
+    tune_garbage_collector()
     try:
         await _serve(settings, store, store_latency, stop, on_ready)
     finally:

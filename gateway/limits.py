@@ -1,18 +1,31 @@
-"""The process's open-files limit: raised to the hard limit at start, and the connection
-ceiling it implies said in the log (a socket is a descriptor; running out means accept errors
-for everyone)."""
+"""Process limits for holding many connections: the open-files limit (raised to the hard limit
+at start, and the connection ceiling it implies said in the log: a socket is a descriptor;
+running out means accept errors for everyone), and the garbage collector's thresholds."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import resource
 
-__all__ = ["raise_open_files_limit"]
+__all__ = ["raise_open_files_limit", "tune_garbage_collector"]
 
 log = logging.getLogger(__name__)
 
 _RESERVED = 100
 """Descriptors kept for Redis, the store, logs and listeners."""
+
+
+# The default thresholds (700, 10, 10) run a full collection every few seconds under load, and
+# a full collection walks every object of every connection: with 12,000 connections, 7 of 18 s
+# of CPU in a heartbeat burst went there. Fewer, larger young collections promote far less, so
+# full ones (which still reclaim the cycles closed connections leave) become rare.
+_THRESHOLDS = (50_000, 20, 10)
+
+
+def tune_garbage_collector() -> None:
+    """Collection thresholds for a process holding many long-lived connections."""
+    gc.set_threshold(*_THRESHOLDS)
 
 
 def raise_open_files_limit(max_connections: int) -> int:

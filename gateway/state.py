@@ -21,6 +21,8 @@ class ClientState:
     """Kept to restore the session if Redis loses it."""
     expires_at: float = float("inf")
     """The token's `exp` (epoch seconds): the connection ends then unless refreshed."""
+    session_extended_at: float = float("-inf")
+    """When this client last pushed its session's expiry (monotonic seconds)."""
     away: bool = False
     watching: set[uuid.UUID] | None = None
     """Users whose presence this client watches (None until the first subscribe)."""

@@ -92,6 +92,7 @@ async def run_heartbeats(connections: int, spread: float = 1.0) -> HeartbeatResu
         await asyncio.sleep(2.0)
         per_conn = (rss(gateways) - base) / max(len(conns), 1) / 1024
         cpu_start = cpu_seconds(gateways)
+        print("  burst starts", flush=True)
         started = time.perf_counter()
         for index, conn in enumerate(conns):  # spread evenly over `spread` seconds
             due = started + spread * index / len(conns)

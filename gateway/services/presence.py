@@ -83,8 +83,16 @@ class PresenceService:
     # One client's life
 
     async def attach(self, client: ClientState) -> None:
-        """A connection authenticated: take its lease; announce when it is the user's first."""
-        update = await self._presence.connect(client.user_id, client.connection_id, self._lease)
+        """A connection authenticated: take its lease and extend its session (one round trip);
+        announce when it is the user's first."""
+        connect = self._presence.connect(client.user_id, client.connection_id, self._lease)
+        ttl = self.session_ttl(client)
+        if ttl < 0.001:
+            update = await connect
+        else:
+            client.session_extended_at = time.monotonic()
+            extend = self._sessions.extend(client.session_id, ttl, user_id=client.user_id)
+            update, _ = await asyncio.gather(connect, extend)
         await self.announce(update)
 
     async def detach(self, client: ClientState, last_local: bool) -> None:
@@ -104,16 +112,21 @@ class PresenceService:
         return max(0.0, min(self._settings.session_ttl, left))
 
     async def renew(self, client: ClientState) -> bool:
-        """Heartbeat: the lease and the session in one pipelined round trip; False when the
-        session no longer exists. The session is never extended past the token's expiry (the
+        """Heartbeat: the lease, and the session when a quarter of its TTL has passed since
+        this client last extended it (both in one pipelined round trip); False when the session
+        no longer exists. The session is never extended past the token's expiry (the
         connection ends then, unless the client refreshed its token)."""
         ttl = self.session_ttl(client)
         lease = self._presence.heartbeat(
             client.user_id, client.connection_id, self._lease, away=client.away
         )
-        if ttl < 0.001:
+        now = time.monotonic()
+        if ttl < 0.001 or now - client.session_extended_at < ttl / 4:
+            # Most heartbeats: the lease alone. A revoked session is closed by its revocation
+            # event, and an expired token by its deadline (4003), not by this heartbeat.
             await self.announce(await lease)
-            return True  # the token's end closes the connection (4003), not this heartbeat
+            return True
+        client.session_extended_at = now
         update, alive = await asyncio.gather(
             lease, self._sessions.extend(client.session_id, ttl, user_id=client.user_id)
         )
