@@ -120,9 +120,9 @@ async def _serve(
             repair=repair,
         )
         requests = RequestBudget(budget)
-        admission = Admission(settings, metrics)
+        admission = Admission(settings, metrics, hub)
         visibility = PresenceVisibility(settings.presence_visibility, store)
-        expiry = TokenExpiry(authenticator, hub, admission, settings.token_leeway)
+        expiry = TokenExpiry(authenticator, hub, settings.token_leeway)
         context = HandlerContext(
             presence=presence,
             typing=typing,

@@ -92,7 +92,8 @@ async def fanout_main(args: argparse.Namespace) -> None:
     print(
         f"fanout benchmark: {machine()}; {args.clients} clients in rooms of 10 over 2 "
         f"instances (gateways on CPU 0, load + Valkey on CPU 1); typing.start/stop "
-        f"alternating at {args.rate:.0f} events/s, {args.seconds}s window; "
+        f"alternating at {args.rate:.0f} events/s from senders in shuffled order, "
+        f"{args.seconds}s window; "
         f"medians of {args.runs} runs"
     )
     rows = [

@@ -105,8 +105,8 @@ def server(
         RequestBudget(1.0),
     )
     authenticator = Authenticator(TokenVerifier(SETTINGS), SessionCache(redis))
-    admission = Admission(SETTINGS, metrics)
-    expiry = TokenExpiry(authenticator, hub, admission, SETTINGS.token_leeway)
+    admission = Admission(SETTINGS, metrics, hub)
+    expiry = TokenExpiry(authenticator, hub, SETTINGS.token_leeway)
     clients = ClientServer(
         SETTINGS, authenticator, hub, presence, typing, conversations, context, metrics, _spawn,
         expiry, admission,

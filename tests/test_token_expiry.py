@@ -74,7 +74,7 @@ def test_deadlines_of_closed_connections_do_not_pile_up() -> None:
     """Reconnecting clients with long-lived tokens: the heap stays proportional to the live
     connections, not to every connection ever opened."""
     hub = Hub(MemoryBus(MemoryBroker()), 1.0)
-    expiry = TokenExpiry(None, hub, None, 0.0)  # type: ignore[arg-type]  # refresh unused
+    expiry = TokenExpiry(None, hub, 0.0)  # type: ignore[arg-type]  # refresh unused
     for _ in range(20_000):
         client = client_state()
         client.expires_at = time.time() + 1e6

@@ -20,6 +20,7 @@ from websockets.datastructures import Headers
 
 from gateway.config import Settings
 from gateway.metrics import key
+from gateway.realtime.hub import Hub
 
 __all__ = ["Admission", "TrustedProxies"]
 
@@ -61,15 +62,14 @@ class TrustedProxies:
 
 
 class Admission:
-    def __init__(self, settings: Settings, metrics: Counter[str]) -> None:
+    def __init__(self, settings: Settings, metrics: Counter[str], hub: Hub) -> None:
         self._settings = settings
         self._metrics = metrics
+        self._hub = hub
         self.proxies = TrustedProxies(settings.trusted_proxies)
         self._pending: Counter[str] = Counter()
         self.pending = 0
         self.connections = 0
-        self._by_user: Counter[uuid.UUID] = Counter()
-        self._by_session: Counter[str] = Counter()
         self._unlogged: Counter[str] = Counter()
         self._logged_at = -_LOG_INTERVAL
 
@@ -105,28 +105,21 @@ class Admission:
         _decrement(self._pending, address)
 
     def admit(self, user_id: uuid.UUID, session_id: str) -> str | None:
-        """Count an authenticated connection; why it is refused instead."""
+        """Count an authenticated connection; why it is refused instead. The user's and the
+        session's connections are the hub's (no second index to keep in memory): connections
+        admitted together may overshoot a cap by how many attach at that moment."""
         settings = self._settings
-        if self._by_user[user_id] >= settings.max_connections_per_user:
+        if self._hub.user_connections(user_id) >= settings.max_connections_per_user:
             return self._refuse("max_connections_per_user", "too many connections for this user")
-        if self._by_session[session_id] >= settings.max_connections_per_session:
+        if self._hub.session_connections(session_id) >= settings.max_connections_per_session:
             return self._refuse(
                 "max_connections_per_session", "too many connections for this session"
             )
-        self._by_user[user_id] += 1
-        self._by_session[session_id] += 1
         self.connections += 1
         return None
 
-    def release(self, user_id: uuid.UUID, session_id: str) -> None:
+    def release(self) -> None:
         self.connections -= 1
-        _decrement(self._by_user, user_id)
-        _decrement(self._by_session, session_id)
-
-    def moved(self, old_session: str, new_session: str) -> None:
-        """A connection carries on under another session (a token refresh)."""
-        _decrement(self._by_session, old_session)
-        self._by_session[new_session] += 1
 
     def _refuse(self, reason: str, message: str) -> str:
         self._metrics[key("refused", reason)] += 1

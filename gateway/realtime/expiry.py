@@ -14,7 +14,6 @@ import itertools
 import time
 
 from gateway.auth import Authenticator, AuthError
-from gateway.realtime.admission import Admission
 from gateway.realtime.connection import Connection, ConnState
 from gateway.realtime.hub import Hub
 from gateway.state import ClientState
@@ -29,25 +28,25 @@ EXPIRE = "expire"
 
 
 class TokenExpiry:
-    def __init__(
-        self, authenticator: Authenticator, hub: Hub, admission: Admission, leeway: float
-    ) -> None:
+    def __init__(self, authenticator: Authenticator, hub: Hub, leeway: float) -> None:
         self._authenticator = authenticator
         self._hub = hub
-        self._admission = admission
         self._leeway = leeway
         self._heap: list[tuple[float, int, str, float, str]] = []
         self._order = itertools.count()
 
     def track(self, conn: Connection) -> None:
-        """Schedule the notice and the end for the connection's current token."""
+        """Schedule the notice for the connection's current token (its end is scheduled when
+        the notice is sent: one entry per connection at a time)."""
         expires_at = conn.client.expires_at
         lifetime = max(0.0, expires_at - time.time())
         notice_at = expires_at - min(_NOTICE_AHEAD, lifetime / 4)
-        for when, kind in ((notice_at, NOTICE), (expires_at + self._leeway, EXPIRE)):
-            heapq.heappush(self._heap, (when, next(self._order), kind, expires_at, conn.id))
-        if len(self._heap) > 4 * len(self._hub.connections) + 1024:
+        self._push(notice_at, NOTICE, expires_at, conn.id)
+        if len(self._heap) > 2 * len(self._hub.connections) + 1024:
             self._prune()
+
+    def _push(self, when: float, kind: str, expires_at: float, conn_id: str) -> None:
+        heapq.heappush(self._heap, (when, next(self._order), kind, expires_at, conn_id))
 
     def _prune(self) -> None:
         """Drop the entries of closed connections and refreshed tokens: with long-lived tokens
@@ -74,6 +73,8 @@ class TokenExpiry:
                 and conn.client.expires_at == expires_at
             ):
                 found.append((conn, kind))
+                if kind == NOTICE:
+                    self._push(expires_at + self._leeway, EXPIRE, expires_at, conn_id)
         return found
 
     async def refresh(self, client: ClientState, token: str) -> float:
@@ -89,7 +90,6 @@ class TokenExpiry:
         conn = self._hub.connections.get(client.connection_id)
         if conn is None:  # closing meanwhile
             raise AuthError("connection is closing")
-        self._admission.moved(client.session_id, identity.session_id)
         self._hub.reindex(conn, identity.session_id, identity.token_id)
         client.session = identity.session
         client.expires_at = identity.expires_at

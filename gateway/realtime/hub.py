@@ -190,6 +190,12 @@ class Hub:
     def all_connections(self) -> Iterator[Connection]:
         return iter(list(self.connections.values()))
 
+    def user_connections(self, user_id: uuid.UUID) -> int:
+        return len(self.by_user.get(user_id, ()))
+
+    def session_connections(self, session_id: str) -> int:
+        return len(_indexed(self._by_session, session_id))
+
     def clients(self) -> Iterator[ClientState]:
         return (conn.client for conn in list(self.connections.values()))
 

@@ -121,8 +121,8 @@ class ClientServer:
         started = time.monotonic()
         try:
             await self._serve_authenticated(ws, client, address)
-        finally:  # under the session it has now (a refresh may have moved it)
-            self._admission.release(client.user_id, client.session_id)
+        finally:
+            self._admission.release()
             log.info(
                 "disconnected",
                 extra={
