@@ -119,9 +119,43 @@ class ClientServer:
         logs.connection_id.set(client.connection_id)
         logs.user_id.set(str(client.user_id))
         started = time.monotonic()
+        settings = self._settings
+        conn = Connection(
+            ws,
+            client,
+            TokenBucket(settings.rate_limit, settings.rate_burst, time.monotonic()),
+            settings.send_buffer_limit,
+            self._close,
+        )
+        # Each coroutine frame an idle connection holds costs memory: the setup and the
+        # receive loop live here rather than in helpers awaited from here.
         try:
-            await self._serve_authenticated(ws, client, address)
+            if not await self.attach(conn):
+                await ws.close(Close.TRY_AGAIN_LATER, "backend unavailable")
+                return
+            self._greet(conn, address)
+            metrics, context = self._metrics, self._context
+            while conn.state is ConnState.OPEN:
+                raw = await ws.recv()
+                now = time.monotonic()
+                conn.last_heard = now
+                if not conn.bucket.take(now):
+                    self._reject_flood(conn, now)
+                    continue
+                if isinstance(raw, bytes):
+                    metrics[_BINARY] += 1
+                    conn.send(events.error(ErrorCode.INVALID_FRAME, "text frames only"))
+                    continue
+                outcome = await dispatch(context, client, raw)
+                if outcome.reply is not None:
+                    metrics[key("frames_out", events.frame_type(outcome.reply))] += 1
+                    conn.send(outcome.reply)
+                if outcome.close is not None:
+                    conn.close(outcome.close, outcome.reason)
+        except ConnectionClosed:
+            pass
         finally:
+            await self.detach(conn)
             self._admission.release()
             log.info(
                 "disconnected",
@@ -132,46 +166,29 @@ class ClientServer:
                 },
             )
 
-    async def _serve_authenticated(
-        self, ws: ServerConnection, client: ClientState, address: str
-    ) -> None:
-        settings = self._settings
-        conn = Connection(
-            ws,
-            client,
-            TokenBucket(settings.rate_limit, settings.rate_burst, time.monotonic()),
-            settings.send_buffer_limit,
-            self._close,
-        )
-        try:
-            if not await self.attach(conn):
-                await ws.close(Close.TRY_AGAIN_LATER, "backend unavailable")
-                return
-            log.info("connected", extra={"event": "connect", "address": address})
-            conn.send(
-                events.hello(
-                    connection_id=client.connection_id,
-                    user_id=client.user_id,
-                    session_id=client.session_id,
-                    instance_id=settings.instance_id,
-                    heartbeat_interval_ms=int(settings.heartbeat_interval * 1000),
-                    lease_ms=int(settings.lease_ttl * 1000),
-                    limits={
-                        "max_frame_bytes": settings.max_frame_bytes,
-                        "rate_limit": settings.rate_limit,
-                        "rate_burst": settings.rate_burst,
-                        "max_watched": settings.max_watched,
-                        "max_message_bytes": settings.max_message_bytes,
-                    },
-                )
+    def _greet(self, conn: Connection, address: str) -> None:
+        """Attached: say so in the log, send `hello`, start the connection's deadlines."""
+        settings, client = self._settings, conn.client
+        log.info("connected", extra={"event": "connect", "address": address})
+        conn.send(
+            events.hello(
+                connection_id=client.connection_id,
+                user_id=client.user_id,
+                session_id=client.session_id,
+                instance_id=settings.instance_id,
+                heartbeat_interval_ms=int(settings.heartbeat_interval * 1000),
+                lease_ms=int(settings.lease_ttl * 1000),
+                limits={
+                    "max_frame_bytes": settings.max_frame_bytes,
+                    "rate_limit": settings.rate_limit,
+                    "rate_burst": settings.rate_burst,
+                    "max_watched": settings.max_watched,
+                    "max_message_bytes": settings.max_message_bytes,
+                },
             )
-            self._silence.add(conn)
-            self._expiry.track(conn)
-            await self._receive_loop(conn)
-        except ConnectionClosed:
-            pass
-        finally:
-            await self.detach(conn)
+        )
+        self._silence.add(conn)
+        self._expiry.track(conn)
 
     # Authentication
 
@@ -267,28 +284,6 @@ class ClientServer:
             log.exception("%s of %s failed", what, conn.id)
 
     # Frames
-
-    async def _receive_loop(self, conn: Connection) -> None:
-        ws = conn.ws
-        metrics = self._metrics
-        context = self._context
-        while conn.state is ConnState.OPEN:
-            raw = await ws.recv()
-            now = time.monotonic()
-            conn.last_heard = now
-            if not conn.bucket.take(now):
-                self._reject_flood(conn, now)
-                continue
-            if isinstance(raw, bytes):
-                metrics[_BINARY] += 1
-                conn.send(events.error(ErrorCode.INVALID_FRAME, "text frames only"))
-                continue
-            outcome = await dispatch(context, conn.client, raw)
-            if outcome.reply is not None:
-                metrics[key("frames_out", events.frame_type(outcome.reply))] += 1
-                conn.send(outcome.reply)
-            if outcome.close is not None:
-                conn.close(outcome.close, outcome.reason)
 
     def _reject_flood(self, conn: Connection, now: float) -> None:
         self._metrics["rate_limited"] += 1
