@@ -12,8 +12,9 @@ import os
 import platform
 import resource
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -22,8 +23,10 @@ from loadtest.bench_caches import CaseResult, run_cases
 from loadtest.bench_fanout import FanoutResult, IdleResult, run_fanout, run_idle
 from loadtest.bench_fill import FillResult, run_fill_cases
 from loadtest.bench_messages import MessagesResult, run_messages
-from loadtest.bench_scale import HeartbeatResult, StormResult, run_heartbeats, run_storm
+from loadtest.bench_scale import run_heartbeats, run_storm
 from loadtest.stats import median
+
+_R = TypeVar("_R")
 
 
 def machine() -> str:
@@ -148,13 +151,18 @@ async def messages_main(args: argparse.Namespace) -> None:
         print(f"| {label} | " + " | ".join(cells) + " |")
 
 
-async def heartbeats_main(args: argparse.Namespace) -> None:
+async def _repeat(runs: int, one: Callable[[], Awaitable[_R]]) -> list[_R]:
+    """`runs` runs of a benchmark, each printed as it ends."""
     _load_generator_setup()
-    results: list[HeartbeatResult] = []
-    for run in range(args.runs):
-        result = await run_heartbeats(args.connections, args.spread)
-        results.append(result)
-        print(f"  run {run + 1}: {result}", flush=True)
+    results = []
+    for run in range(runs):
+        results.append(await one())
+        print(f"  run {run + 1}: {results[-1]}", flush=True)
+    return results
+
+
+async def heartbeats_main(args: argparse.Namespace) -> None:
+    results = await _repeat(args.runs, lambda: run_heartbeats(args.connections, args.spread))
     print(
         f"heartbeats benchmark: {machine()}; one gateway; {args.connections:,} authenticated "
         f"connections, every one heartbeating within {args.spread}s; medians of {args.runs} runs"
@@ -172,12 +180,7 @@ async def heartbeats_main(args: argparse.Namespace) -> None:
 
 
 async def storm_main(args: argparse.Namespace) -> None:
-    _load_generator_setup()
-    results: list[StormResult] = []
-    for run in range(args.runs):
-        result = await run_storm(args.clients)
-        results.append(result)
-        print(f"  run {run + 1}: {result}", flush=True)
+    results = await _repeat(args.runs, lambda: run_storm(args.clients))
     print(
         f"storm benchmark: {machine()}; one gateway (one core); {args.clients:,} clients "
         f"connecting at once with a bearer token; medians of {args.runs} runs"
