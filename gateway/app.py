@@ -169,7 +169,7 @@ async def _serve(
             metrics,
             lambda: {
                 "connections": ("Authenticated connections on this instance", len(hub.connections)),
-                "connections_authenticating": ("Sockets still authenticating", admission.pending),
+                "connections_authenticating": ("Sockets awaiting an auth frame", admission.pending),
                 "users": ("Users with a connection on this instance", len(hub.by_user)),
                 "bus_channels": ("Pub/sub channels subscribed", bus.channel_count),
                 "cache_repairs_pending": ("Stale cache entries waiting for Redis", repair.pending),

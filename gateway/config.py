@@ -83,10 +83,10 @@ class Settings:
         50_000, "connections this instance holds (authenticated or not); beyond: 503"
     )
     max_pending_auth: int = _setting(
-        1000, "connections still authenticating on this instance; beyond: 503"
+        1000, "sockets waiting for their auth frame on this instance; beyond: 503"
     )
     max_pending_auth_per_ip: int = _setting(
-        20, "connections still authenticating from one client address; beyond: 503"
+        20, "sockets waiting for their auth frame from one client address; beyond: 503"
     )
     max_connections_per_user: int = _setting(
         50, "connections of one user on this instance; beyond: close 1013"
