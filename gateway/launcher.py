@@ -7,7 +7,6 @@ your own. The child gets port 0 unless told otherwise and reports where it liste
 from __future__ import annotations
 
 import os
-import resource
 import selectors
 import subprocess
 import sys
@@ -67,8 +66,7 @@ class Launched:
 
 
 def _child_setup(cpus: list[int] | None) -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    # The open-files limit the gateway raises itself (gateway.limits), wherever it runs.
     if cpus:
         os.sched_setaffinity(0, cpus)
 

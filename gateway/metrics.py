@@ -22,7 +22,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-__all__ = ["CONTENT_TYPE", "FAMILIES", "Latency", "MetricsExport", "key"]
+__all__ = ["CONTENT_TYPE", "FAMILIES", "INVALID_FRAME", "Latency", "MetricsExport", "key"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -54,6 +54,10 @@ _DEFAULT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 def key(family: str, *labels: str) -> str:
     """The counter key of a family and its label values."""
     return "|".join((family, *labels))
+
+
+INVALID_FRAME = key("frames_in", "invalid")
+"""A client frame that did not decode (or was binary)."""
 
 
 class Latency:

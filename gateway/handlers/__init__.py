@@ -17,7 +17,7 @@ from redis.exceptions import RedisError
 from gateway.handlers import conversations, messages, presence, session, typing
 from gateway.handlers.budget import RequestBudget
 from gateway.handlers.context import HandlerContext, Limits, Outcome
-from gateway.metrics import key
+from gateway.metrics import INVALID_FRAME, key
 from gateway.protocol import ErrorCode, ProtocolError, decode, events, frames
 from gateway.state import ClientState
 from gateway.store import StoreError
@@ -25,8 +25,6 @@ from gateway.store import StoreError
 __all__ = ["HANDLERS", "HandlerContext", "Limits", "Outcome", "RequestBudget", "dispatch"]
 
 log = logging.getLogger(__name__)
-
-_INVALID = key("frames_in", "invalid")
 
 Handler = Callable[[HandlerContext, ClientState, Any], Awaitable[Outcome]]
 
@@ -59,7 +57,7 @@ async def dispatch(ctx: HandlerContext, client: ClientState, raw: str) -> Outcom
         try:
             frame = decode(raw)
         except ProtocolError:
-            ctx.metrics[_INVALID] += 1
+            ctx.metrics[INVALID_FRAME] += 1
             raise
         ctx.metrics[key("frames_in", frame.TYPE)] += 1
         request_id = frame.id

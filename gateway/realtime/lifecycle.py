@@ -21,7 +21,7 @@ from gateway import logs
 from gateway.auth import Authenticator, AuthError, Identity, bearer_token
 from gateway.config import Settings
 from gateway.handlers import HandlerContext, dispatch
-from gateway.metrics import key
+from gateway.metrics import INVALID_FRAME, key
 from gateway.protocol import Close, ErrorCode, ProtocolError, decode, events, frames
 from gateway.ratelimit import TokenBucket, record_rejection
 from gateway.realtime.admission import Admission
@@ -38,7 +38,6 @@ __all__ = ["ClientServer"]
 log = logging.getLogger(__name__)
 
 _TICK = 0.25
-_BINARY = key("frames_in", "invalid")
 _BACKEND_ERRORS = (RedisError, StoreError, TimeoutError)
 
 Spawn = Callable[[Coroutine[Any, Any, None]], None]
@@ -143,7 +142,7 @@ class ClientServer:
                     self._reject_flood(conn, now)
                     continue
                 if isinstance(raw, bytes):
-                    metrics[_BINARY] += 1
+                    metrics[INVALID_FRAME] += 1
                     conn.send(events.error(ErrorCode.INVALID_FRAME, "text frames only"))
                     continue
                 outcome = await dispatch(context, client, raw)

@@ -13,7 +13,7 @@ from gateway.metrics import key
 from gateway.protocol import envelope, events
 from gateway.services.presence import Publish
 from gateway.services.repair import CacheRepair
-from gateway.services.side import all_quietly, quietly
+from gateway.services.side import attempt, quietly
 from gateway.store import ConversationSummary, Store
 
 __all__ = ["ConversationService"]
@@ -66,7 +66,7 @@ class ConversationService:
             # Members' cached lists lack the new conversation: dropped, refilled on next read.
             # Issued together, so the auto-pipeline sends them in one round trip.
             drop = asyncio.gather(*(self._cache.delete_user_conversations(m) for m in members))
-            if await all_quietly({"conversation list invalidation": drop}, self._side_budget):
+            if not await attempt("conversation list invalidation", drop, self._side_budget):
                 self._repair.members(conversation.id, members)
             await asyncio.gather(
                 *(
@@ -118,7 +118,7 @@ class ConversationService:
             if flag == "pinned"
             else self._cache.set_muted(user_id, conversation_id, value)
         )
-        if await all_quietly({f"conversation {flag}": write}, self._side_budget):
+        if not await attempt(f"conversation {flag}", write, self._side_budget):
             self._repair.members(conversation_id, [user_id])
 
     async def members(self, conversation_id: uuid.UUID) -> tuple[uuid.UUID, ...]:

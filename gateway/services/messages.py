@@ -20,7 +20,7 @@ from gateway.metrics import key
 from gateway.protocol import envelope, events
 from gateway.services.presence import Publish
 from gateway.services.repair import CacheRepair
-from gateway.services.side import all_quietly, quietly
+from gateway.services.side import all_quietly, attempt, quietly
 from gateway.state import ClientState
 from gateway.store import Receipt, Store, StoredMessage
 
@@ -240,7 +240,7 @@ class MessageService:
 
     async def _quietly(self, what: str, work: Awaitable[object]) -> bool:
         """False when Redis did not take it (logged)."""
-        return not await all_quietly({f"messaging {what}": work}, self._side_budget)
+        return await attempt(f"messaging {what}", work, self._side_budget)
 
 
 def _cached(msg: StoredMessage) -> CachedMessage:

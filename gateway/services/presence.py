@@ -86,13 +86,7 @@ class PresenceService:
         """A connection authenticated: take its lease and extend its session (one round trip);
         announce when it is the user's first."""
         connect = self._presence.connect(client.user_id, client.connection_id, self._lease)
-        ttl = self.session_ttl(client)
-        if ttl < 0.001:
-            update = await connect
-        else:
-            client.session_extended_at = time.monotonic()
-            extend = self._sessions.extend(client.session_id, ttl, user_id=client.user_id)
-            update, _ = await asyncio.gather(connect, extend)
+        update, _ = await self._with_session(client, connect, always=True)
         await self.announce(update)
 
     async def detach(self, client: ClientState, last_local: bool) -> None:
@@ -116,24 +110,31 @@ class PresenceService:
         this client last extended it (both in one pipelined round trip); False when the session
         no longer exists. The session is never extended past the token's expiry (the
         connection ends then, unless the client refreshed its token)."""
-        ttl = self.session_ttl(client)
         lease = self._presence.heartbeat(
             client.user_id, client.connection_id, self._lease, away=client.away
         )
-        now = time.monotonic()
-        if ttl < 0.001 or now - client.session_extended_at < ttl / 4:
-            # Most heartbeats: the lease alone. A revoked session is closed by its revocation
-            # event, and an expired token by its deadline (4003), not by this heartbeat.
-            await self.announce(await lease)
-            return True
-        client.session_extended_at = now
-        update, alive = await asyncio.gather(
-            lease, self._sessions.extend(client.session_id, ttl, user_id=client.user_id)
-        )
+        update, alive = await self._with_session(client, lease, always=False)
         if not alive:
             alive = await self._restored(client)
         await self.announce(update)
         return alive
+
+    async def _with_session(
+        self, client: ClientState, step: Awaitable[PresenceUpdate], *, always: bool
+    ) -> tuple[PresenceUpdate, bool]:
+        """`step` (a lease change) and, in the same round trip, the session's extension: when
+        `always`, else once a quarter of its TTL has passed since this client last extended it
+        (most heartbeats renew the lease alone: a revoked session is closed by its revocation
+        event, an expired token by its deadline). Never past the token's expiry. Whether the
+        session still exists (True when it was not asked)."""
+        ttl = self.session_ttl(client)
+        now = time.monotonic()
+        if ttl < 0.001 or not (always or now - client.session_extended_at >= ttl / 4):
+            return await step, True
+        client.session_extended_at = now
+        extend = self._sessions.extend(client.session_id, ttl, user_id=client.user_id)
+        update, alive = await asyncio.gather(step, extend)
+        return update, alive
 
     async def _restored(self, client: ClientState) -> bool:
         """Whether a session found missing was lost with Redis's data rather than revoked.

@@ -9,7 +9,7 @@ from typing import TypeVar
 
 from redis.exceptions import RedisError
 
-__all__ = ["all_quietly", "quietly"]
+__all__ = ["all_quietly", "attempt", "quietly"]
 
 log = logging.getLogger(__name__)
 
@@ -23,8 +23,24 @@ async def quietly(what: str, work: Awaitable[_T], budget: float) -> _T | None:
         async with asyncio.timeout(budget):
             return await work
     except (RedisError, TimeoutError) as exc:
-        log.warning("%s skipped: Redis unavailable: %s", what, exc or "timeout")
+        _skipped(what, exc)
         return None
+
+
+async def attempt(what: str, work: Awaitable[object], budget: float) -> bool:
+    """`quietly` for a step whose result does not matter: whether Redis took it (the caller
+    notes a failure for repair)."""
+    try:
+        async with asyncio.timeout(budget):
+            await work
+    except (RedisError, TimeoutError) as exc:
+        _skipped(what, exc)
+        return False
+    return True
+
+
+def _skipped(what: str, exc: Exception) -> None:
+    log.warning("%s skipped: Redis unavailable: %s", what, exc or "timeout")
 
 
 async def all_quietly(steps: Mapping[str, Awaitable[object]], budget: float) -> set[str]:
@@ -34,13 +50,13 @@ async def all_quietly(steps: Mapping[str, Awaitable[object]], budget: float) -> 
     try:
         async with asyncio.timeout(budget):
             results = await asyncio.gather(*steps.values(), return_exceptions=True)
-    except TimeoutError:
-        log.warning("%s skipped: Redis unavailable: timeout", ", ".join(steps))
+    except TimeoutError as exc:
+        _skipped(", ".join(steps), exc)
         return set(steps)
     failed = set()
     for what, result in zip(steps, results, strict=True):
         if isinstance(result, RedisError):
-            log.warning("%s skipped: Redis unavailable: %s", what, result)
+            _skipped(what, result)
             failed.add(what)
         elif isinstance(result, BaseException):
             raise result

@@ -58,6 +58,11 @@ _MESSAGE_COLUMNS = (
 )
 
 
+def _failed(exc: Exception) -> Outcome:
+    """A write or read that raised: SQLite's errors as the store's, the others as they are."""
+    return False, StoreError(str(exc)) if isinstance(exc, sqlite3.Error) else exc
+
+
 def _message(row: tuple[str, str, int, str, str, str, str, str]) -> StoredMessage:
     return StoredMessage(
         id=uuid.UUID(row[0]),
@@ -170,8 +175,7 @@ class SqliteStore:
                     outcomes.append((True, work()))
                 except Exception as exc:
                     db.execute("ROLLBACK TO write")
-                    error = StoreError(str(exc)) if isinstance(exc, sqlite3.Error) else exc
-                    outcomes.append((False, error))
+                    outcomes.append(_failed(exc))
                 db.execute("RELEASE write")
         return outcomes
 
@@ -183,8 +187,7 @@ class SqliteStore:
             try:
                 outcomes.append((True, work()))
             except Exception as exc:
-                error = StoreError(str(exc)) if isinstance(exc, sqlite3.Error) else exc
-                outcomes.append((False, error))
+                outcomes.append(_failed(exc))
         return outcomes
 
     @property
