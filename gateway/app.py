@@ -33,7 +33,7 @@ from gateway.handshake import GatewayConnection
 from gateway.http import HttpRoutes
 from gateway.limits import raise_open_files_limit, tune_garbage_collector
 from gateway.logs import redacting_logger
-from gateway.metrics import Latency, MetricsExport, key
+from gateway.metrics import FRAMES_OUT, Latency, MetricsExport
 from gateway.protocol import events
 from gateway.realtime import Admission, ClientServer, Hub, TokenExpiry
 from gateway.runtime import redis_url
@@ -178,7 +178,7 @@ async def _serve(
                 "bus_reconnects": bus.reconnects,
                 "deliveries": hub.delivered,
                 "cache_repairs_refused": repair.refused,
-                **{key("frames_out", kind): n for kind, n in hub.frames_out.items()},
+                **{FRAMES_OUT[kind]: n for kind, n in hub.frames_out.items()},
             },
             [redis_latency, store_latency, hub.fanout],
         )

@@ -22,7 +22,18 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-__all__ = ["CONTENT_TYPE", "FAMILIES", "INVALID_FRAME", "Latency", "MetricsExport", "key"]
+__all__ = [
+    "CONTENT_TYPE",
+    "ERRORS",
+    "FAMILIES",
+    "FRAMES_IN",
+    "FRAMES_OUT",
+    "INVALID_FRAME",
+    "Keys",
+    "Latency",
+    "MetricsExport",
+    "key",
+]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -56,7 +67,23 @@ def key(family: str, *labels: str) -> str:
     return "|".join((family, *labels))
 
 
-INVALID_FRAME = key("frames_in", "invalid")
+class Keys(dict[str, str]):
+    """A family's counter keys by label value, each joined once (hot paths count per frame;
+    the labels are bounded)."""
+
+    def __init__(self, family: str) -> None:
+        super().__init__()
+        self.family = family
+
+    def __missing__(self, label: str) -> str:
+        made = self[label] = key(self.family, label)
+        return made
+
+
+FRAMES_IN = Keys("frames_in")
+FRAMES_OUT = Keys("frames_out")
+ERRORS = Keys("errors")
+INVALID_FRAME = FRAMES_IN["invalid"]
 """A client frame that did not decode (or was binary)."""
 
 

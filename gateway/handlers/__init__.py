@@ -17,7 +17,7 @@ from redis.exceptions import RedisError
 from gateway.handlers import conversations, messages, presence, session, typing
 from gateway.handlers.budget import RequestBudget
 from gateway.handlers.context import HandlerContext, Limits, Outcome
-from gateway.metrics import INVALID_FRAME, key
+from gateway.metrics import ERRORS, FRAMES_IN, INVALID_FRAME
 from gateway.protocol import ErrorCode, ProtocolError, decode, events, frames
 from gateway.state import ClientState
 from gateway.store import StoreError
@@ -59,7 +59,7 @@ async def dispatch(ctx: HandlerContext, client: ClientState, raw: str) -> Outcom
         except ProtocolError:
             ctx.metrics[INVALID_FRAME] += 1
             raise
-        ctx.metrics[key("frames_in", frame.TYPE)] += 1
+        ctx.metrics[FRAMES_IN[frame.TYPE]] += 1
         request_id = frame.id
         handler = HANDLERS.get(type(frame))
         if handler is None:  # only `auth` is valid on the wire but not here
@@ -76,10 +76,10 @@ async def dispatch(ctx: HandlerContext, client: ClientState, raw: str) -> Outcom
         finally:
             ctx.budget.finish(task)
     except ProtocolError as exc:
-        ctx.metrics[key("errors", exc.code.value)] += 1
+        ctx.metrics[ERRORS[exc.code.value]] += 1
         return Outcome(events.error(exc.code, exc.message, exc.request_id))
     except (RedisError, StoreError, TimeoutError) as exc:
-        ctx.metrics[key("errors", ErrorCode.UNAVAILABLE.value)] += 1
+        ctx.metrics[ERRORS[ErrorCode.UNAVAILABLE.value]] += 1
         log.warning(
             "backend unavailable handling a frame of %s: %s",
             client.connection_id,
@@ -89,6 +89,6 @@ async def dispatch(ctx: HandlerContext, client: ClientState, raw: str) -> Outcom
             events.error(ErrorCode.UNAVAILABLE, "temporarily unavailable; retry", request_id)
         )
     except Exception:
-        ctx.metrics[key("errors", ErrorCode.INTERNAL.value)] += 1
+        ctx.metrics[ERRORS[ErrorCode.INTERNAL.value]] += 1
         log.exception("unexpected error handling a frame of %s", client.connection_id)
         return Outcome(events.error(ErrorCode.INTERNAL, "internal error", request_id))

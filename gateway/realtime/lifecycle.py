@@ -21,7 +21,7 @@ from gateway import logs
 from gateway.auth import Authenticator, AuthError, Identity, bearer_token
 from gateway.config import Settings
 from gateway.handlers import HandlerContext, dispatch
-from gateway.metrics import INVALID_FRAME, key
+from gateway.metrics import FRAMES_OUT, INVALID_FRAME, key
 from gateway.protocol import Close, ErrorCode, ProtocolError, decode, events, frames
 from gateway.ratelimit import TokenBucket, record_rejection
 from gateway.realtime.admission import Admission
@@ -147,7 +147,7 @@ class ClientServer:
                     continue
                 outcome = await dispatch(context, client, raw)
                 if outcome.reply is not None:
-                    metrics[key("frames_out", events.frame_type(outcome.reply))] += 1
+                    metrics[FRAMES_OUT[events.frame_type(outcome.reply)]] += 1
                     conn.send(outcome.reply)
                 if outcome.close is not None:
                     conn.close(outcome.close, outcome.reason)
