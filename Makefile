@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test lint bench clean
+.PHONY: serve test lint bench locust clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ test: lint
 
 bench: $(STAMP)
 	$(BIN)/python loadtest/bench.py caches
+
+# The locust user against two local gateways, headless; report under loadtest/results/.
+locust: $(STAMP)
+	$(BIN)/python loadtest/locust_run.py --users $(or $(USERS),500) --seconds $(or $(SECONDS),60)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
-import platform
 import resource
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -23,59 +23,67 @@ from loadtest.bench_caches import CaseResult, run_cases
 from loadtest.bench_fanout import FanoutResult, IdleResult, run_fanout, run_idle
 from loadtest.bench_fill import FillResult, run_fill_cases
 from loadtest.bench_messages import MessagesResult, run_messages
-from loadtest.bench_scale import run_heartbeats, run_storm
+from loadtest.bench_scale import DrainStormResult, run_drain_storm, run_heartbeats, run_storm
+from loadtest.report import Report, machine
 from loadtest.stats import median
 
 _R = TypeVar("_R")
 
 
-def machine() -> str:
-    return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-
-
 async def caches_main(args: argparse.Namespace) -> None:
+    report = Report(
+        "caches",
+        f"caches benchmark: {machine()}; {args.runs} runs x {args.seconds}s per case, "
+        f"{args.concurrency} concurrent callers; medians over runs",
+    )
     with configured_or_embedded(os.environ.get("GATEWAY_REDIS_URL")) as url:
         client = connect(url)
         runs: list[list[CaseResult]] = []
         fills: list[list[FillResult]] = []
-        for _ in range(args.runs):
+        for run in range(args.runs):
             runs.append(await run_cases(client, args.seconds, args.concurrency))
             fills.append(await run_fill_cases(client, seconds=max(args.seconds, 3.0)))
+            for case in runs[-1]:
+                report.run(f"run {run + 1}", case)
         await client.aclose()
-    print(
-        f"caches benchmark: {machine()}; {args.runs} runs x {args.seconds}s per case, "
-        f"{args.concurrency} concurrent callers; medians over runs"
-    )
-    header = (
-        f"| {'case':40} | {'cache ops/s':>11} | {'p50 ms':>7} | {'p99 ms':>7} "
-        f"| {'raw ops/s':>10} | {'raw p50':>7} | {'raw p99':>7} | {'ratio':>5} |"
-    )
-    print(header)
-    print("|" + "|".join("-" * (len(col)) for col in header.split("|")[1:-1]) + "|")
+    rows = []
     for index, first in enumerate(runs[0]):
         cases = [run[index] for run in runs]
-        print(
-            f"| {first.name:40} "
-            f"| {median([c.cache.ops_per_s for c in cases]):11,.0f} "
-            f"| {median([c.cache.p50_ms for c in cases]):7.3f} "
-            f"| {median([c.cache.p99_ms for c in cases]):7.3f} "
-            f"| {median([c.raw.ops_per_s for c in cases]):10,.0f} "
-            f"| {median([c.raw.p50_ms for c in cases]):7.3f} "
-            f"| {median([c.raw.p99_ms for c in cases]):7.3f} "
-            f"| {median([c.ratio for c in cases]):5.2f} |"
+        rows.append(
+            [
+                first.name,
+                f"{median([c.cache.ops_per_s for c in cases]):,.0f}",
+                f"{median([c.cache.p50_ms for c in cases]):.3f}",
+                f"{median([c.cache.p99_ms for c in cases]):.3f}",
+                f"{median([c.raw.ops_per_s for c in cases]):,.0f}",
+                f"{median([c.raw.p50_ms for c in cases]):.3f}",
+                f"{median([c.raw.p99_ms for c in cases]):.3f}",
+                f"{median([c.ratio for c in cases]):.2f}",
+            ]
         )
-    print(
-        "\ncache-aside under writes: the list written every 100 ms, 8 readers "
-        "(get -> miss -> fill version -> 2 ms store read -> fill); medians over runs"
+    report.table(
+        "",
+        ["case", "cache ops/s", "p50 ms", "p99 ms", "raw ops/s", "raw p50", "raw p99", "ratio"],
+        rows,
     )
-    print("| list | reads | hit rate | cached list matches the store |\n|---|---|---|---|")
+    fill_rows = []
     for index, fill in enumerate(fills[0]):
         per_run = [run[index] for run in fills]
-        print(
-            f"| {fill.name} | {median([float(r.reads) for r in per_run]):,.0f} "
-            f"| {median([r.hit_rate for r in per_run]):.1%} "
-            f"| {'yes' if all(r.consistent for r in per_run) else 'NO'} |"
+        fill_rows.append(
+            [
+                fill.name,
+                f"{median([float(r.reads) for r in per_run]):,.0f}",
+                f"{median([r.hit_rate for r in per_run]):.1%}",
+                "yes" if all(r.consistent for r in per_run) else "NO",
+            ]
         )
+    report.table(
+        "cache-aside under writes: the list written every 100 ms, 8 readers "
+        "(get -> miss -> fill version -> 2 ms store read -> fill); medians over runs",
+        ["list", "reads", "hit rate", "cached list matches the store"],
+        fill_rows,
+    )
+    report.write()
 
 
 def _load_generator_setup() -> None:
@@ -85,90 +93,138 @@ def _load_generator_setup() -> None:
         os.sched_setaffinity(0, [1])  # the gateways have CPU 0 to themselves
 
 
-async def fanout_main(args: argparse.Namespace) -> None:
-    _load_generator_setup()
-    results: list[FanoutResult] = []
-    for run in range(args.runs):
-        result = await run_fanout(args.clients, args.rate, args.seconds)
-        results.append(result)
-        print(f"  run {run + 1}: {result}", flush=True)
-    print(
-        f"fanout benchmark: {machine()}; {args.clients} clients in rooms of 10 over 2 "
-        f"instances (gateways on CPU 0, load + Valkey on CPU 1); typing.start/stop "
-        f"alternating at {args.rate:.0f} events/s from senders in shuffled order, "
-        f"{args.seconds}s window; "
-        f"medians of {args.runs} runs"
-    )
-    rows = [
-        ("delivered events/s", "delivered_per_s", "{:,.0f}"),
-        ("delivered / expected", "ratio", "{:.4f}"),
-        ("latency p50 ms", "p50_ms", "{:.2f}"),
-        ("latency p99 ms", "p99_ms", "{:.2f}"),
-        ("latency max ms", "max_ms", "{:.2f}"),
-        ("server CPU % (both instances)", "server_cpu_pct", "{:.1f}"),
-        ("server CPU us per delivery", "cpu_us_per_delivery", "{:.1f}"),
-        ("RSS KiB per connection", "rss_kib_per_conn", "{:.1f}"),
-    ]
-    print("| figure | median |\n|---|---|")
-    for label, attr, fmt in rows:
-        print(f"| {label} | {fmt.format(median([getattr(r, attr) for r in results]))} |")
-
-
-async def messages_main(args: argparse.Namespace) -> None:
-    _load_generator_setup()
-    by_room: dict[int, list[MessagesResult]] = {}
-    for room in args.rooms:
-        for run in range(args.runs):
-            result = await run_messages(
-                args.clients, room, args.rate, args.seconds, args.capacity_rate
-            )
-            by_room.setdefault(room, []).append(result)
-            print(f"  rooms of {room}, run {run + 1}: {result}", flush=True)
-    print(
-        f"messages benchmark: {machine()}; {args.clients} clients over 2 instances on one SQLite "
-        f"file (the gateways share one core); latencies at {args.rate:,.0f} message.send/s "
-        f"offered, capacity at {args.capacity_rate:,.0f}/s offered, {args.seconds}s windows; "
-        f"medians of {args.runs} runs"
-    )
-    rows = [
-        ("persisted messages/s (capacity)", "persisted_per_s", "{:,.0f}"),
-        ("send->ack p50 ms", "ack_p50_ms", "{:.2f}"),
-        ("send->ack p99 ms", "ack_p99_ms", "{:.2f}"),
-        ("send->delivered p50 ms", "delivered_p50_ms", "{:.2f}"),
-        ("send->delivered p99 ms", "delivered_p99_ms", "{:.2f}"),
-        ("delivered / expected", "delivered_ratio", "{:.4f}"),
-        ("server CPU % (both instances)", "server_cpu_pct", "{:.1f}"),
-        ("load generator CPU %", "loadgen_cpu_pct", "{:.1f}"),
-        ("history reads/s (newest 20)", "history_reads_per_s", "{:,.0f}"),
-        ("history reads from the cache", "history_cache_share", "{:.1%}"),
-        ("send->ack into a 1,000-member group, ms", "big_group_ack_ms", "{:.2f}"),
-    ]
-    rooms = list(by_room)
-    print("| figure | " + " | ".join(f"rooms of {r}" for r in rooms) + " |")
-    print("|---|" + "---|" * len(rooms))
-    for label, attr, fmt in rows:
-        cells = [fmt.format(median([getattr(r, attr) for r in by_room[room]])) for room in rooms]
-        print(f"| {label} | " + " | ".join(cells) + " |")
-
-
-async def _repeat(runs: int, one: Callable[[], Awaitable[_R]]) -> list[_R]:
-    """`runs` runs of a benchmark, each printed as it ends."""
+async def _repeat(
+    report: Report, runs: int, one: Callable[[], Awaitable[_R]], label: str = ""
+) -> list[_R]:
+    """`runs` runs of a benchmark, each kept in the report as it ends."""
     _load_generator_setup()
     results = []
     for run in range(runs):
         results.append(await one())
-        print(f"  run {run + 1}: {results[-1]}", flush=True)
+        report.run(f"{label}run {run + 1}", results[-1])
     return results
 
 
-async def heartbeats_main(args: argparse.Namespace) -> None:
-    results = await _repeat(args.runs, lambda: run_heartbeats(args.connections, args.spread))
-    print(
-        f"heartbeats benchmark: {machine()}; one gateway; {args.connections:,} authenticated "
-        f"connections, every one heartbeating within {args.spread}s; medians of {args.runs} runs"
+def _medians(results: Sequence[object], attr: str) -> float:
+    return median([getattr(r, attr) for r in results])
+
+
+async def fanout_main(args: argparse.Namespace) -> None:
+    report = Report(
+        "fanout",
+        f"fanout benchmark: {machine()}; {args.clients} clients in rooms of 10 over 2 "
+        f"instances (gateways on CPU 0, load + Valkey on CPU 1); typing.start/stop alternating "
+        f"from senders in shuffled order, {args.seconds}s window per offered rate; "
+        f"medians of {args.runs} runs",
     )
-    _table(
-        results,
+    by_rate: dict[str, list[FanoutResult]] = {}
+    for rate in args.rate:
+        by_rate[f"{rate:,.0f} events/s offered"] = await _repeat(
+            report,
+            args.runs,
+            functools.partial(run_fanout, args.clients, rate, args.seconds),
+            f"{rate:,.0f}/s, ",
+        )
+    report.figures(
+        by_rate,
+        [
+            ("delivered events/s", "delivered_per_s", "{:,.0f}"),
+            ("delivered / expected", "ratio", "{:.4f}"),
+            ("latency p50 ms", "p50_ms", "{:.2f}"),
+            ("latency p99 ms", "p99_ms", "{:.2f}"),
+            ("latency max ms", "max_ms", "{:.2f}"),
+            ("server CPU % (both instances)", "server_cpu_pct", "{:.1f}"),
+            ("server CPU us per delivery", "cpu_us_per_delivery", "{:.1f}"),
+            ("RSS KiB per connection", "rss_kib_per_conn", "{:.1f}"),
+        ],
+    )
+    rates = [float(r) for r in args.rate]
+    groups = list(by_rate.values())
+    report.plot(
+        "latency",
+        "typing fan-out: latency against offered load",
+        "offered typing events/s",
+        "ms (median of runs)",
+        {
+            name: (rates, [_medians(g, attr) for g in groups])
+            for name, attr in (("p50", "p50_ms"), ("p99", "p99_ms"), ("max", "max_ms"))
+        },
+    )
+    report.plot(
+        "throughput",
+        "typing fan-out: deliveries against offered load",
+        "offered typing events/s",
+        "delivered events/s",
+        {"delivered": (rates, [_medians(g, "delivered_per_s") for g in groups])},
+    )
+    report.write()
+
+
+async def messages_main(args: argparse.Namespace) -> None:
+    report = Report(
+        "messages",
+        f"messages benchmark: {machine()}; {args.clients} clients over 2 instances on one SQLite "
+        f"file (the gateways share one core); latencies at {args.rate:,.0f} message.send/s "
+        f"offered, capacity at {args.capacity_rate:,.0f}/s offered, {args.seconds}s windows; "
+        f"medians of {args.runs} runs",
+    )
+    by_room: dict[str, list[MessagesResult]] = {}
+    for room in args.rooms:
+        by_room[f"rooms of {room}"] = await _repeat(
+            report,
+            args.runs,
+            functools.partial(
+                run_messages, args.clients, room, args.rate, args.seconds, args.capacity_rate
+            ),
+            f"rooms of {room}, ",
+        )
+    report.figures(
+        by_room,
+        [
+            ("persisted messages/s (capacity)", "persisted_per_s", "{:,.0f}"),
+            ("send->ack p50 ms", "ack_p50_ms", "{:.2f}"),
+            ("send->ack p99 ms", "ack_p99_ms", "{:.2f}"),
+            ("send->delivered p50 ms", "delivered_p50_ms", "{:.2f}"),
+            ("send->delivered p99 ms", "delivered_p99_ms", "{:.2f}"),
+            ("delivered / expected", "delivered_ratio", "{:.4f}"),
+            ("server CPU % (both instances)", "server_cpu_pct", "{:.1f}"),
+            ("load generator CPU %", "loadgen_cpu_pct", "{:.1f}"),
+            ("history reads/s (newest 20)", "history_reads_per_s", "{:,.0f}"),
+            ("history reads from the cache", "history_cache_share", "{:.1%}"),
+            ("send->ack into a 1,000-member group, ms", "big_group_ack_ms", "{:.2f}"),
+        ],
+    )
+    sizes = [float(r) for r in args.rooms]
+    groups = list(by_room.values())
+    report.plot(
+        "latency",
+        f"message latency at {args.rate:,.0f} sends/s against room size",
+        "members per conversation",
+        "ms (median of runs)",
+        {
+            name: (sizes, [_medians(g, attr) for g in groups])
+            for name, attr in (
+                ("send->ack p50", "ack_p50_ms"),
+                ("send->ack p99", "ack_p99_ms"),
+                ("send->delivered p50", "delivered_p50_ms"),
+                ("send->delivered p99", "delivered_p99_ms"),
+            )
+        },
+    )
+    report.write()
+
+
+async def heartbeats_main(args: argparse.Namespace) -> None:
+    report = Report(
+        "heartbeats",
+        f"heartbeats benchmark: {machine()}; one gateway; {args.connections:,} authenticated "
+        f"connections, every one heartbeating within {args.spread}s; medians of {args.runs} runs",
+    )
+    results = await _repeat(
+        report, args.runs, lambda: run_heartbeats(args.connections, args.spread)
+    )
+    report.figures(
+        {"median": results},
         [
             ("failed heartbeats", "failed", "{:,.0f}"),
             ("heartbeat->ack p50 ms", "ack_p50_ms", "{:.2f}"),
@@ -177,40 +233,93 @@ async def heartbeats_main(args: argparse.Namespace) -> None:
             ("RSS KiB per idle authenticated connection", "rss_kib_per_conn", "{:.1f}"),
         ],
     )
+    report.write()
 
 
 async def storm_main(args: argparse.Namespace) -> None:
-    results = await _repeat(args.runs, lambda: run_storm(args.clients))
-    print(
-        f"storm benchmark: {machine()}; one gateway (one core); {args.clients:,} clients "
-        f"connecting at once with a bearer token; medians of {args.runs} runs"
+    if args.fresh:
+        report = Report(
+            "storm-fresh",
+            f"storm benchmark: {machine()}; one fresh gateway (one core); {args.clients:,} "
+            f"clients connecting at once with a bearer token; medians of {args.runs} runs",
+        )
+        fresh = await _repeat(report, args.runs, lambda: run_storm(args.clients))
+        report.figures(
+            {"median": fresh},
+            [
+                ("connected", "connected", "{:,.0f}"),
+                ("failed or timed out", "timed_out", "{:,.0f}"),
+                ("connect p50 ms", "connect_p50_ms", "{:.1f}"),
+                ("connect p99 ms", "connect_p99_ms", "{:.1f}"),
+                ("authenticated connections/s", "connections_per_s", "{:,.0f}"),
+                ("server CPU ms per connection", "cpu_ms_per_connection", "{:.3f}"),
+            ],
+        )
+        report.write()
+        return
+    report = Report(
+        "storm",
+        f"storm benchmark: {machine()}; {args.clients:,} clients on one instance, which drains "
+        f"(SIGTERM, closes spread over {args.drain_timeout}s); each client reconnects at once on "
+        f"its `reconnect` frame to one of {args.survivors} surviving instances (all gateways on "
+        f"CPU 0), watched from them; medians of {args.runs} runs",
     )
-    _table(
-        results,
+    results: list[DrainStormResult] = await _repeat(
+        report,
+        args.runs,
+        lambda: run_drain_storm(args.clients, args.survivors, args.drain_timeout),
+    )
+    report.figures(
+        {"median": results},
         [
-            ("connected", "connected", "{:,.0f}"),
-            ("failed or timed out", "timed_out", "{:,.0f}"),
+            ("reconnected", "reconnected", "{:,.0f}"),
+            ("failed or timed out", "failed", "{:,.0f}"),
             ("connect p50 ms", "connect_p50_ms", "{:.1f}"),
             ("connect p99 ms", "connect_p99_ms", "{:.1f}"),
-            ("authenticated connections/s", "connections_per_s", "{:,.0f}"),
-            ("server CPU ms per connection", "cpu_ms_per_connection", "{:.3f}"),
+            ("authenticated connections/s taken by the survivors", "connections_per_s", "{:,.0f}"),
+            ("wave: drain start to last connection, s", "wave_s", "{:.2f}"),
+            ("online afterwards (bulk presence)", "online_after", "{:,.0f}"),
+            ("offline events seen by watchers", "offline_events", "{:,.0f}"),
         ],
     )
-
-
-def _table(results: Sequence[object], rows: list[tuple[str, str, str]]) -> None:
-    print("| figure | median |\n|---|---|")
-    for label, attr, fmt in rows:
-        print(f"| {label} | {fmt.format(median([getattr(r, attr) for r in results]))} |")
+    report.plot(
+        "connect-cdf",
+        "reconnect after a drain: connect time distribution",
+        "connect ms (TCP connect to authenticated 101)",
+        "share of clients connected",
+        {
+            f"run {i + 1}": (ordered, [(k + 1) / len(ordered) for k in range(len(ordered))])
+            for i, ordered in enumerate(sorted(r.durations_ms) for r in results)
+        },
+    )
+    report.write()
 
 
 async def idle_main(args: argparse.Namespace) -> None:
-    _load_generator_setup()
-    print(f"idle benchmark: {machine()}; one gateway; medians of {args.runs} runs")
-    print("| connections | RSS KiB per idle authenticated connection |\n|---|---|")
+    report = Report(
+        "idle", f"idle benchmark: {machine()}; one gateway; medians of {args.runs} runs"
+    )
+    by_count: dict[str, list[IdleResult]] = {}
     for count in args.connections:
-        results: list[IdleResult] = [await run_idle(count) for _ in range(args.runs)]
-        print(f"| {count:,} | {median([r.rss_kib_per_conn for r in results]):.1f} |", flush=True)
+        by_count[f"{count:,}"] = await _repeat(
+            report, args.runs, functools.partial(run_idle, count), f"{count:,} connections, "
+        )
+    groups = list(by_count.values())
+    report.table(
+        "",
+        ["connections", "RSS KiB per idle authenticated connection"],
+        [[n, f"{_medians(g, 'rss_kib_per_conn'):.1f}"] for n, g in by_count.items()],
+    )
+    counts = [float(c) for c in args.connections]
+    per_conn = [_medians(g, "rss_kib_per_conn") for g in groups]
+    report.plot(
+        "rss",
+        "gateway RSS against idle authenticated connections",
+        "connections",
+        "RSS added, MiB",
+        {"RSS added": (counts, [c * k / 1024 for c, k in zip(counts, per_conn, strict=True)])},
+    )
+    report.write()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -222,7 +331,9 @@ def main(argv: list[str] | None = None) -> None:
     caches.add_argument("--concurrency", type=int, default=8)
     fanout = sub.add_parser("fanout", help="typing fan-out over two gateway instances")
     fanout.add_argument("--clients", type=int, default=1000)
-    fanout.add_argument("--rate", type=float, default=2000.0, help="offered events/s")
+    fanout.add_argument(
+        "--rate", type=float, nargs="+", default=[1000.0, 2000.0, 3000.0], help="offered events/s"
+    )
     fanout.add_argument("--seconds", type=float, default=5.0)
     fanout.add_argument("--runs", type=int, default=3)
     messages = sub.add_parser("messages", help="message sends, receipts and history")
@@ -240,12 +351,19 @@ def main(argv: list[str] | None = None) -> None:
     heartbeats.add_argument("--connections", type=int, default=20_000)
     heartbeats.add_argument("--spread", type=float, default=1.0, help="seconds of the burst")
     heartbeats.add_argument("--runs", type=int, default=3)
-    storm = sub.add_parser("storm", help="every client connecting at once")
-    storm.add_argument("--clients", type=int, default=10_000)
+    storm = sub.add_parser("storm", help="clients reconnecting at once after an instance drains")
+    storm.add_argument("--clients", type=int, default=5_000)
+    storm.add_argument("--survivors", type=int, default=2, help="instances taking the wave")
+    storm.add_argument("--drain-timeout", type=float, default=1.0, help="the drain's window, s")
+    storm.add_argument(
+        "--fresh", action="store_true", help="instead: every client connecting to one instance"
+    )
     storm.add_argument("--runs", type=int, default=3)
     idle = sub.add_parser("idle", help="RSS per idle authenticated connection")
     idle.add_argument(
-        "--connections", type=lambda v: [int(x) for x in v.split(",")], default=[1000, 5000]
+        "--connections",
+        type=lambda v: [int(x) for x in v.split(",")],
+        default=[1000, 5000, 10000],
     )
     idle.add_argument("--runs", type=int, default=3)
     args = parser.parse_args(argv)

@@ -119,7 +119,9 @@ def cpu_seconds(processes: list[Launched]) -> float:
     return total
 
 
-async def mint_tokens(redis_url: str, users: list[uuid.UUID]) -> list[str]:
+async def mint_tokens(
+    redis_url: str, users: list[uuid.UUID], secret: str = SECRET, ttl: float = 3600.0
+) -> list[str]:
     """One session and token per user, in one process, with bounded concurrency (the pool's
     connections are not exhausted whatever the count)."""
     client = connect(redis_url)
@@ -128,7 +130,7 @@ async def mint_tokens(redis_url: str, users: list[uuid.UUID]) -> list[str]:
 
     async def one(user: uuid.UUID) -> str:
         async with gate:
-            return await mint_token(sessions, SECRET, user, ttl=3600)
+            return await mint_token(sessions, secret, user, ttl=ttl)
 
     try:
         return list(await asyncio.gather(*(one(u) for u in users)))

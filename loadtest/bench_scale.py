@@ -1,24 +1,39 @@
-"""`bench.py heartbeats` and `bench.py storm`: one gateway holding many connections.
+"""`bench.py heartbeats` and `bench.py storm`: gateways holding and taking many connections.
 
 heartbeats: N authenticated idle connections (RSS per connection measured), then every one sends
 a heartbeat within `spread` seconds: failures (anything but `heartbeat_ack`), ack latency and
-server CPU per heartbeat. storm: N clients connect at once (the drained-instance wave): connect
-p50/p99 (TCP connect to the 101 with the bearer token checked), authenticated connections/s and
-how many timed out. One load-generator process; loopback only; bounded in time and count.
+server CPU per heartbeat. storm: N clients on one instance reconnect to the survivors when it
+drains (SIGTERM; its closes spread over `--drain-timeout`), each at once on its `reconnect`
+frame: connect p50/p99 (TCP connect to the 101 with the bearer token checked), authenticated
+connections/s taken by the survivors, presence of everyone afterwards, and every `offline` event
+watchers on the survivors saw (a flap). `storm --fresh`: N clients connect at once to one fresh
+instance. One load-generator process; loopback only; bounded in time and count.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
+import urllib.request
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
-from loadtest.bench_fanout import cluster, cpu_seconds, mint_tokens, rss
+import orjson
+
+from loadtest.bench_fanout import cluster, connect_all, cpu_seconds, mint_tokens, rss
 from loadtest.stats import percentile
 from loadtest.wsclient import RawClient, open_client
 
-__all__ = ["HeartbeatResult", "StormResult", "run_heartbeats", "run_storm"]
+__all__ = [
+    "DrainStormResult",
+    "HeartbeatResult",
+    "StormResult",
+    "run_drain_storm",
+    "run_heartbeats",
+    "run_storm",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +55,20 @@ class StormResult:
     connect_p99_ms: float
     connections_per_s: float
     cpu_ms_per_connection: float
+
+
+@dataclass(frozen=True, slots=True)
+class DrainStormResult:
+    clients: int
+    reconnected: int
+    failed: int
+    connect_p50_ms: float
+    connect_p99_ms: float
+    connections_per_s: float
+    wave_s: float
+    online_after: int
+    offline_events: int
+    durations_ms: list[float] = field(repr=False)
 
 
 async def _connect_many(
@@ -138,3 +167,108 @@ async def run_storm(clients: int, concurrency: int = 10_000) -> StormResult:
             connections_per_s=len(conns) / window,
             cpu_ms_per_connection=cpu / max(len(conns), 1) * 1000,
         )
+
+
+async def run_drain_storm(
+    clients: int, survivors: int = 2, window: float = 1.0, grace: float = 5.0
+) -> DrainStormResult:
+    """`clients` on one instance, watched from the survivors; the instance drains over `window`
+    seconds and every client reconnects to a survivor on its `reconnect` frame."""
+    settings = {"drain_timeout": str(window), "grace": str(grace), "sweep_interval": "1"}
+    with cluster(survivors + 1, **settings) as (_, redis_url, gateways):
+        draining, rest = gateways[0], gateways[1:]
+        users = [uuid.uuid4() for _ in range(clients)]
+        watcher_count = max(10, math.ceil(clients / 1000))
+        tokens = await mint_tokens(redis_url, users + [uuid.uuid4() for _ in range(watcher_count)])
+        offline = [0]
+        subscribed = [0]
+
+        def watcher_sink(raw: bytes) -> None:
+            if raw.startswith(b'{"type":"presence"') and b'"offline"' in raw:
+                offline[0] += 1
+            elif raw.startswith(b'{"type":"ack"'):
+                subscribed[0] += 1
+
+        watchers = await connect_all(
+            [g.url for g in rest], tokens[clients:], [watcher_sink] * watcher_count
+        )
+        share = math.ceil(clients / watcher_count)
+        for index, watcher in enumerate(watchers):
+            watched = [str(u) for u in users[index * share : (index + 1) * share]]
+            watcher.send(
+                orjson.dumps({"type": "presence.subscribe", "id": "s", "user_ids": watched})
+            )
+        await _until(lambda: subscribed[0] >= watcher_count, 30)
+
+        loop = asyncio.get_running_loop()
+        durations: list[float] = []
+        accepted_at: list[float] = []
+        reconnects: list[asyncio.Task[None]] = []
+        failed = [0]
+        fresh: list[RawClient] = []
+
+        async def reconnect(index: int) -> None:
+            started = time.perf_counter()
+            try:
+                conn = await open_client(rest[index % len(rest)].url, tokens[index], _ignore, 30)
+            except (OSError, TimeoutError, ConnectionError):
+                failed[0] += 1
+                return
+            accepted_at.append(time.perf_counter())
+            durations.append(accepted_at[-1] - started)
+            fresh.append(conn)
+
+        def client_sink(index: int) -> object:
+            def on_message(raw: bytes) -> None:
+                if raw.startswith(b'{"type":"reconnect"'):
+                    reconnects.append(loop.create_task(reconnect(index)))
+
+            return on_message
+
+        conns, _, refused = await _connect_many(
+            draining.url, tokens[:clients], 200, 60.0, [client_sink(i) for i in range(clients)]
+        )
+        wave_start = time.perf_counter()
+        draining.proc.terminate()
+        await _until(lambda: len(reconnects) >= len(conns), window + 30)
+        await asyncio.gather(*reconnects)
+        wave = (max(accepted_at) - wave_start) if accepted_at else 0.0
+        # Past the grace (and a sweep) any flap would have been announced by now.
+        await asyncio.sleep(grace + 2.0)
+        online = await asyncio.to_thread(_count_online, rest[0].http, [str(u) for u in users])
+        for conn in [*conns, *fresh, *watchers]:
+            conn.close()
+        ordered = sorted(durations)
+        return DrainStormResult(
+            clients=clients,
+            reconnected=len(fresh),
+            failed=failed[0] + refused + len(conns) - len(reconnects),
+            connect_p50_ms=percentile(ordered, 0.5) * 1000,
+            connect_p99_ms=percentile(ordered, 0.99) * 1000,
+            connections_per_s=len(fresh) / wave if wave else 0.0,
+            wave_s=wave,
+            online_after=online,
+            offline_events=offline[0],
+            durations_ms=[d * 1000 for d in durations],
+        )
+
+
+def _ignore(raw: bytes) -> None:
+    pass
+
+
+async def _until(condition: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+
+
+def _count_online(http: str, users: list[str]) -> int:
+    online = 0
+    for start in range(0, len(users), 1000):
+        body = orjson.dumps({"user_ids": users[start : start + 1000]})
+        request = urllib.request.Request(f"{http}/api/v1/users/presence/bulk", data=body)
+        with urllib.request.urlopen(request, timeout=10) as response:
+            answer = orjson.loads(response.read())
+        online += sum(1 for status in answer.values() if status == "online")
+    return online
