@@ -77,8 +77,11 @@ class IdleResult:
 
 
 @contextlib.contextmanager
-def cluster(count: int, **settings: str) -> Iterator[tuple[Path, str, list[Launched]]]:
-    """A temp dir, an embedded Valkey and `count` gateways sharing them."""
+def cluster(
+    count: int, spread: bool = False, **settings: str
+) -> Iterator[tuple[Path, str, list[Launched]]]:
+    """A temp dir, an embedded Valkey and `count` gateways sharing them: on CPU 0, or with
+    `spread` one CPU each in turn (the load generator and Valkey then share theirs)."""
     with (
         tempfile.TemporaryDirectory(prefix="bench-") as tmp,
         EmbeddedRedis() as redis_server,
@@ -100,7 +103,8 @@ def cluster(count: int, **settings: str) -> Iterator[tuple[Path, str, list[Launc
                     **settings,
                 }
                 log_path = workdir / f"gw{index}.log"
-                started.append(launch(config, workdir, log_path, cpus=_cpus("server")))
+                cpus = [index % (os.cpu_count() or 1)] if spread else _cpus("server")
+                started.append(launch(config, workdir, log_path, cpus=cpus))
             yield workdir, redis_server.url, started
         finally:
             for process in started:

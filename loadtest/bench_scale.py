@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import time
 import urllib.request
 import uuid
@@ -21,7 +22,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import orjson
+import psutil
 
+from gateway.launcher import Launched
 from loadtest.bench_fanout import cluster, connect_all, cpu_seconds, mint_tokens, rss
 from loadtest.stats import percentile
 from loadtest.wsclient import RawClient, open_client
@@ -68,6 +71,9 @@ class DrainStormResult:
     wave_s: float
     online_after: int
     offline_events: int
+    survivors_cpu_pct: float
+    draining_cpu_pct: float
+    loadgen_cpu_pct: float
     durations_ms: list[float] = field(repr=False)
 
 
@@ -170,13 +176,14 @@ async def run_storm(clients: int, concurrency: int = 10_000) -> StormResult:
 
 
 async def run_drain_storm(
-    clients: int, survivors: int = 2, window: float = 1.0, grace: float = 5.0
+    clients: int, survivors: int = 2, window: float = 2.0, grace: float = 5.0
 ) -> DrainStormResult:
     """`clients` on one instance, watched from the survivors; the instance drains over `window`
-    seconds and every client reconnects to a survivor on its `reconnect` frame."""
+    seconds and every client reconnects to a survivor on its `reconnect` frame. The survivors
+    have a CPU each (the draining instance shares the last one's)."""
     settings = {"drain_timeout": str(window), "grace": str(grace), "sweep_interval": "1"}
-    with cluster(survivors + 1, **settings) as (_, redis_url, gateways):
-        draining, rest = gateways[0], gateways[1:]
+    with cluster(survivors + 1, spread=True, **settings) as (_, redis_url, gateways):
+        rest, draining = gateways[:-1], gateways[-1]
         users = [uuid.uuid4() for _ in range(clients)]
         watcher_count = max(10, math.ceil(clients / 1000))
         tokens = await mint_tokens(redis_url, users + [uuid.uuid4() for _ in range(watcher_count)])
@@ -228,14 +235,21 @@ async def run_drain_storm(
         conns, _, refused = await _connect_many(
             draining.url, tokens[:clients], 200, 60.0, [client_sink(i) for i in range(clients)]
         )
+        cpu_before = [cpu_seconds([g]) for g in gateways], _own_cpu()
         wave_start = time.perf_counter()
         draining.proc.terminate()
         await _until(lambda: len(reconnects) >= len(conns), window + 30)
         await asyncio.gather(*reconnects)
         wave = (max(accepted_at) - wave_start) if accepted_at else 0.0
+        used = [cpu_seconds([g]) - before for g, before in zip(rest, cpu_before[0], strict=False)]
+        draining_cpu = _exit_cpu(draining) - cpu_before[0][-1]
+        loadgen_cpu = _own_cpu() - cpu_before[1]
+        print(f"    no reconnect frame: {len(conns) - len(reconnects)}, failed: {failed[0]}")
         # Past the grace (and a sweep) any flap would have been announced by now.
         await asyncio.sleep(grace + 2.0)
-        online = await asyncio.to_thread(_count_online, rest[0].http, [str(u) for u in users])
+        online = await asyncio.to_thread(
+            _count_online, rest[0].http, tokens[clients], [str(u) for u in users]
+        )
         for conn in [*conns, *fresh, *watchers]:
             conn.close()
         ordered = sorted(durations)
@@ -249,8 +263,24 @@ async def run_drain_storm(
             wave_s=wave,
             online_after=online,
             offline_events=offline[0],
+            survivors_cpu_pct=100 * sum(used) / wave / len(rest) if wave else 0.0,
+            draining_cpu_pct=100 * draining_cpu / wave if wave else 0.0,
+            loadgen_cpu_pct=100 * loadgen_cpu / wave if wave else 0.0,
             durations_ms=[d * 1000 for d in durations],
         )
+
+
+def _own_cpu() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+def _exit_cpu(process: Launched) -> float:
+    """CPU seconds of a gateway that may have exited (then: what it used in all)."""
+    try:
+        return cpu_seconds([process])
+    except psutil.NoSuchProcess:
+        return 0.0
 
 
 def _ignore(raw: bytes) -> None:
@@ -263,11 +293,15 @@ async def _until(condition: Callable[[], bool], timeout: float) -> None:
         await asyncio.sleep(0.02)
 
 
-def _count_online(http: str, users: list[str]) -> int:
+def _count_online(http: str, token: str, users: list[str]) -> int:
     online = 0
     for start in range(0, len(users), 1000):
         body = orjson.dumps({"user_ids": users[start : start + 1000]})
-        request = urllib.request.Request(f"{http}/api/v1/users/presence/bulk", data=body)
+        request = urllib.request.Request(
+            f"{http}/api/v1/users/presence/bulk",
+            data=body,
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(request, timeout=10) as response:
             answer = orjson.loads(response.read())
         online += sum(1 for status in answer.values() if status == "online")

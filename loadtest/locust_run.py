@@ -38,13 +38,13 @@ def run_locust(
     prefix its files were written under."""
     results.mkdir(parents=True, exist_ok=True)
     prefix = results / "locust"
-    settings = {
-        "heartbeat_interval": str(heartbeat_interval),
-        "lease_ttl": str(heartbeat_interval * 3),
-        "rate_limit": "20",
-        "rate_burst": "60",
-    }
-    with cluster(2, **settings) as (workdir, redis_url, gateways):
+    with cluster(
+        2,
+        heartbeat_interval=str(heartbeat_interval),
+        lease_ttl=str(heartbeat_interval * 3),
+        rate_limit="20",
+        rate_burst="60",
+    ) as (workdir, redis_url, gateways):
         command = [
             sys.executable,
             "-m",

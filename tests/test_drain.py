@@ -11,6 +11,11 @@ import time
 import uuid
 from pathlib import Path
 
+import orjson
+import pytest
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import ConnectionClosed
+
 from caches.redis import RedisClient
 from gateway.client import GatewayClient
 from tests.gateways import gateways, token_for
@@ -91,3 +96,28 @@ async def test_draining_one_instance_loses_no_presence_and_no_message(
             assert not (event["type"] == "presence" and event["status"] == "offline"), event
         for client in (watcher, sender, *(c for _, c, _ in moves)):
             await client.close()
+
+
+async def test_a_connection_attaching_as_the_drain_starts_is_sent_away_too(
+    redis: RedisClient, redis_url: str, tmp_path: Path
+) -> None:
+    """Authenticated before SIGTERM, attached after the drain listed its connections (Redis
+    held its lease step meanwhile): it is told to reconnect and closed 1012 at once, not left
+    open until the instance exits."""
+    with gateways(redis_url, tmp_path, 1, drain_timeout="6") as (gw,):
+        token = await token_for(redis)
+        paused_until = time.monotonic() + 1.0
+        await redis.execute_command("CLIENT", "PAUSE", "1000", "WRITE")
+        ws = await ws_connect(gw.url, additional_headers={"Authorization": f"Bearer {token}"})
+        gw.proc.send_signal(signal.SIGTERM)
+        # Not /readyz: its Redis check queues behind the held lease step.
+        while "draining 0 connections" not in gw.log():
+            assert time.monotonic() < paused_until, "the drain did not start during the pause"
+            await asyncio.sleep(0.02)
+        frames = []
+        with pytest.raises(ConnectionClosed) as closed:
+            async with asyncio.timeout(3):  # the pause ends after 1 s; the window is 6 s
+                while True:
+                    frames.append(orjson.loads(await ws.recv()))
+        assert [f["type"] for f in frames] == ["hello", "reconnect"]
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1012

@@ -133,6 +133,8 @@ class ClientServer:
                 await ws.close(Close.TRY_AGAIN_LATER, "backend unavailable")
                 return
             self._greet(conn, address)
+            if self.draining:  # attached after the drain listed its connections
+                self._send_away(conn)
             metrics, context = self._metrics, self._context
             while conn.state is ConnState.OPEN:
                 raw = await ws.recv()
@@ -324,14 +326,18 @@ class ClientServer:
         random.shuffle(conns)
         loop = asyncio.get_running_loop()
         started = loop.time()
-        back_within_ms = max(1, int(self._settings.grace * 1000 / 3))
         for index, conn in enumerate(conns):
             due = started + window * index / len(conns)
             if due - loop.time() > 0.005:  # the rest of this slot goes together
                 await asyncio.sleep(due - loop.time())
             if conn.state is ConnState.OPEN:
-                conn.send(events.reconnect(random.randint(0, back_within_ms)))
-                conn.close(Close.SERVICE_RESTART, "service restart")
+                self._send_away(conn)
+
+    def _send_away(self, conn: Connection) -> None:
+        """`reconnect` with a jitter inside a third of the presence grace, then close 1012."""
+        back_within_ms = max(1, int(self._settings.grace * 1000 / 3))
+        conn.send(events.reconnect(random.randint(0, back_within_ms)))
+        conn.close(Close.SERVICE_RESTART, "service restart")
 
 
 async def _close(ws: ServerConnection, code: Close, reason: str) -> None:
