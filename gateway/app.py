@@ -173,6 +173,7 @@ async def _serve(
                 "users": ("Users with a connection on this instance", len(hub.by_user)),
                 "bus_channels": ("Pub/sub channels subscribed", bus.channel_count),
                 "cache_repairs_pending": ("Stale cache entries waiting for Redis", repair.pending),
+                "asyncio_tasks": ("Tasks on the event loop (a leak shows as growth)", _tasks()),
             },
             lambda: {
                 "bus_reconnects": bus.reconnects,
@@ -263,6 +264,13 @@ async def _serve(
             spawner.tasks = None
             await subscriber.aclose()
             await redis.aclose()
+
+
+def _tasks() -> int:
+    try:
+        return len(asyncio.all_tasks())
+    except RuntimeError:  # scraped outside the loop
+        return 0
 
 
 class _Spawner:

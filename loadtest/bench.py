@@ -1,4 +1,5 @@
-"""Benchmarks: `python loadtest/bench.py caches | fanout | messages | idle` (see --help).
+"""Benchmarks: `python loadtest/bench.py caches | fanout | messages | heartbeats | storm | soak |
+idle` (see --help). Each writes a report (JSON, Markdown, PNG plots) under loadtest/results/.
 
 Every benchmark starts what it needs (an embedded Valkey unless GATEWAY_REDIS_URL is set), runs
 bounded in count and time against loopback only, and stops everything it started.
@@ -24,6 +25,7 @@ from loadtest.bench_fanout import FanoutResult, IdleResult, run_fanout, run_idle
 from loadtest.bench_fill import FillResult, run_fill_cases
 from loadtest.bench_messages import MessagesResult, run_messages
 from loadtest.bench_scale import DrainStormResult, run_drain_storm, run_heartbeats, run_storm
+from loadtest.bench_soak import SoakResult, run_soak
 from loadtest.report import Report, machine
 from loadtest.stats import median
 
@@ -295,6 +297,58 @@ async def storm_main(args: argparse.Namespace) -> None:
     report.write()
 
 
+async def soak_main(args: argparse.Namespace) -> None:
+    report = Report(
+        "soak",
+        f"soak benchmark: {machine()}; {args.clients:,} clients over 2 instances in rooms of 5, "
+        f"{args.seconds:.0f}s at {args.rate:.0f} message.send/s (each after a typing.start; reads "
+        f"and presence queries beside), a heartbeat per client every {args.heartbeat:.0f}s; "
+        f"sampled every {args.sample:.0f}s after a {args.warmup:.0f}s warm-up; drift = last fifth "
+        f"of the samples against the first; medians of {args.runs} runs",
+    )
+    results: list[SoakResult] = await _repeat(
+        report,
+        args.runs,
+        functools.partial(
+            run_soak,
+            args.clients,
+            args.seconds,
+            args.rate,
+            args.sample,
+            args.warmup,
+            args.heartbeat,
+        ),
+    )
+    report.figures(
+        {"median": results},
+        [
+            ("messages persisted", "messages", "{:,.0f}"),
+            ("deliveries expected (every member)", "deliveries_expected", "{:,.0f}"),
+            ("lost deliveries", "lost", "{:,.0f}"),
+            ("duplicated deliveries", "duplicated", "{:,.0f}"),
+            ("error frames", "errors", "{:,.0f}"),
+            ("RSS drift % (both gateways)", "rss_drift_pct", "{:+.2f}"),
+            ("open files drift %", "fd_drift_pct", "{:+.2f}"),
+            ("asyncio tasks drift %", "tasks_drift_pct", "{:+.2f}"),
+            ("Valkey used_memory drift %", "redis_drift_pct", "{:+.2f}"),
+        ],
+    )
+    for key, title, unit in (
+        ("rss_mib", "gateway RSS (both instances)", "MiB"),
+        ("fds", "open file descriptors (both instances)", "descriptors"),
+        ("tasks", "asyncio tasks (both instances)", "tasks"),
+        ("redis_mib", "Valkey used_memory", "MiB"),
+    ):
+        report.plot(
+            key.split("_")[0],
+            f"soak: {title}",
+            "seconds since start",
+            unit,
+            {f"run {i + 1}": (r.samples["t"], r.samples[key]) for i, r in enumerate(results)},
+        )
+    report.write()
+
+
 async def idle_main(args: argparse.Namespace) -> None:
     report = Report(
         "idle", f"idle benchmark: {machine()}; one gateway; medians of {args.runs} runs"
@@ -359,6 +413,14 @@ def main(argv: list[str] | None = None) -> None:
         "--fresh", action="store_true", help="instead: every client connecting to one instance"
     )
     storm.add_argument("--runs", type=int, default=3)
+    soak = sub.add_parser("soak", help="two instances under a steady mixed load for a set time")
+    soak.add_argument("--clients", type=int, default=1000)
+    soak.add_argument("--seconds", type=float, default=600.0)
+    soak.add_argument("--rate", type=float, default=50.0, help="message.send/s")
+    soak.add_argument("--sample", type=float, default=5.0, help="seconds between samples")
+    soak.add_argument("--warmup", type=float, default=30.0, help="seconds before sampling")
+    soak.add_argument("--heartbeat", type=float, default=10.0, help="heartbeat interval, s")
+    soak.add_argument("--runs", type=int, default=3)
     idle = sub.add_parser("idle", help="RSS per idle authenticated connection")
     idle.add_argument(
         "--connections",
@@ -383,6 +445,8 @@ def main(argv: list[str] | None = None) -> None:
         asyncio.run(heartbeats_main(args))
     elif args.command == "storm":
         asyncio.run(storm_main(args))
+    elif args.command == "soak":
+        asyncio.run(soak_main(args))
     elif args.command == "idle":
         asyncio.run(idle_main(args))
 

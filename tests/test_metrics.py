@@ -48,6 +48,7 @@ async def test_every_family_moves_when_it_should(
         await b.next_event("error")
         after = _scrape(gw)
         assert after["gateway_connections"] == 2
+        assert after["gateway_asyncio_tasks"] >= 2  # at least each connection's handler
         moved = {
             'gateway_frames_in_total{type="presence.subscribe"}': 1,
             'gateway_frames_in_total{type="message.send"}': 1,
