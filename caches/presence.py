@@ -19,7 +19,7 @@ from typing import Any
 from redis.asyncio.cluster import RedisCluster
 
 from caches import keys
-from caches._base import TTL, Script, pipeline, run_idempotent, text, ttl_ms
+from caches._base import TTL, Script, is_cluster, pipeline, run_idempotent, text, ttl_ms
 from caches.models import (
     STATUS_BY_VALUE,
     PresenceStatus,
@@ -87,7 +87,7 @@ class PresenceCache:
 
     def __init__(self, client: RedisClient) -> None:
         self._redis = client
-        self._cluster = isinstance(client, RedisCluster)
+        self._cluster = is_cluster(client)
 
     # The spec's single-key API
 

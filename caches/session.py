@@ -6,10 +6,8 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-from redis.asyncio.cluster import RedisCluster
-
 from caches import keys
-from caches._base import TTL, Script, pipeline, text, ttl_ms
+from caches._base import TTL, Script, is_cluster, pipeline, text, ttl_ms
 from caches.models import Revocation, SessionData, decode, encode, to_iso, utcnow
 from caches.redis import RedisClient
 
@@ -151,7 +149,7 @@ class SessionCache:
         """Run `pipe`, then publish the revocations: in the same round trip where the client
         allows it; a cluster client (whose pipelines refuse PUBLISH) publishes right after.
         Returns the pipeline's own results."""
-        if isinstance(self._redis, RedisCluster):
+        if is_cluster(self._redis):
             results: list[Any] = await pipe.execute()
             for revocation in revocations:
                 await self._redis.publish(keys.REVOCATIONS_CHANNEL, revocation.to_json())
