@@ -264,3 +264,24 @@ async def test_bulk_presence_with_last_seen(redis: RedisClient) -> None:
     assert found[ann] == (ONLINE, None)
     assert found[bob][0] is OFFLINE and found[bob][1] is not None
     assert found[cat] == (OFFLINE, None)
+
+
+async def test_renew_many_steps_every_connection_in_order(redis: RedisClient) -> None:
+    """One batch (more than one script call's worth, a user twice, one away) gives each
+    connection its own update, in order, exactly as single renewals would."""
+    cache = PresenceCache(redis)
+    users = [uuid.uuid4() for _ in range(450)]
+    leases = [(u, f"c{i}", False) for i, u in enumerate(users)]
+    leases.append((users[0], "c-second", False))
+    leases.append((users[1], "c-away", True))
+    updates = await cache.renew_many(leases, lease=60)
+    assert [u.user_id for u in updates] == [u for u, _, _ in leases]
+    assert all(u.transition is PresenceTransition.WENT_ONLINE for u in updates[:450])
+    assert updates[450].transition is NONE and updates[451].transition is NONE
+    assert all(u.status is ONLINE and u.next_check is not None for u in updates)
+    statuses = await cache.get_bulk_status(users)
+    assert set(statuses.values()) == {ONLINE}
+    assert await cache.get_online_count() == 450
+    assert await redis.hlen(keys.presence_conns(users[0])) == 3  # two leases and the status
+    again = await cache.renew_many([(u, f"c{i}", True) for i, u in enumerate(users[2:5], start=2)])
+    assert [u.transition for u in again] == [PresenceTransition.WENT_AWAY] * 3

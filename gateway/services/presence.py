@@ -30,6 +30,7 @@ from caches.redis import RedisClient
 from gateway.config import Settings
 from gateway.metrics import key
 from gateway.protocol import envelope, events
+from gateway.services.leases import LeaseRenewals
 from gateway.state import ClientState
 
 __all__ = ["PresenceService", "Publish"]
@@ -61,6 +62,7 @@ class PresenceService:
         self._clients = clients
         self._metrics = metrics
         self._lease = settings.lease_ttl
+        self._renewals = LeaseRenewals(presence, settings.lease_ttl)
         self._epoch_key = keys.gateway_epoch(settings.instance_id)
         self._reasserting = asyncio.Lock()
         self._expiries: list[tuple[float, uuid.UUID]] = []
@@ -85,8 +87,7 @@ class PresenceService:
     async def attach(self, client: ClientState) -> None:
         """A connection authenticated: take its lease and extend its session (one round trip);
         announce when it is the user's first."""
-        connect = self._presence.connect(client.user_id, client.connection_id, self._lease)
-        update, _ = await self._with_session(client, connect, always=True)
+        update, _ = await self._with_session(client, self._renewals.renew(client), always=True)
         await self.announce(update)
 
     async def detach(self, client: ClientState, last_local: bool) -> None:
@@ -110,10 +111,7 @@ class PresenceService:
         this client last extended it (both in one pipelined round trip); False when the session
         no longer exists. The session is never extended past the token's expiry (the
         connection ends then, unless the client refreshed its token)."""
-        lease = self._presence.heartbeat(
-            client.user_id, client.connection_id, self._lease, away=client.away
-        )
-        update, alive = await self._with_session(client, lease, always=False)
+        update, alive = await self._with_session(client, self._renewals.renew(client), always=False)
         if not alive:
             alive = await self._restored(client)
         await self.announce(update)
