@@ -26,7 +26,7 @@ from loadtest.bench_fill import FillResult, run_fill_cases
 from loadtest.bench_messages import MessagesResult, run_messages
 from loadtest.bench_scale import DrainStormResult, run_drain_storm, run_heartbeats, run_storm
 from loadtest.bench_soak import SoakResult, run_soak
-from loadtest.report import Report, machine
+from loadtest.report import Report, Row, machine
 from loadtest.stats import median
 
 _R = TypeVar("_R")
@@ -107,6 +107,22 @@ async def _repeat(
     return results
 
 
+async def _grouped(
+    report: Report, runs: int, steps: dict[str, Callable[[], Awaitable[_R]]], rows: list[Row]
+) -> dict[str, list[_R]]:
+    """`runs` runs of each step, then the table of their medians, a column per step."""
+    groups = {label: await _repeat(report, runs, one, f"{label}, ") for label, one in steps.items()}
+    report.figures(groups, rows)
+    return groups
+
+
+async def _measured(
+    report: Report, runs: int, one: Callable[[], Awaitable[_R]], rows: list[Row]
+) -> list[_R]:
+    """`runs` runs, then the table of their medians."""
+    return (await _grouped(report, runs, {"median": one}, rows))["median"]
+
+
 def _medians(results: Sequence[object], attr: str) -> float:
     return median([getattr(r, attr) for r in results])
 
@@ -119,16 +135,15 @@ async def fanout_main(args: argparse.Namespace) -> None:
         f"from senders in shuffled order, {args.seconds}s window per offered rate; "
         f"medians of {args.runs} runs",
     )
-    by_rate: dict[str, list[FanoutResult]] = {}
-    for rate in args.rate:
-        by_rate[f"{rate:,.0f} events/s offered"] = await _repeat(
-            report,
-            args.runs,
-            functools.partial(run_fanout, args.clients, rate, args.seconds),
-            f"{rate:,.0f}/s, ",
-        )
-    report.figures(
-        by_rate,
+    by_rate: dict[str, list[FanoutResult]] = await _grouped(
+        report,
+        args.runs,
+        {
+            f"{rate:,.0f} events/s offered": functools.partial(
+                run_fanout, args.clients, rate, args.seconds
+            )
+            for rate in args.rate
+        },
         [
             ("delivered events/s", "delivered_per_s", "{:,.0f}"),
             ("delivered / expected", "ratio", "{:.4f}"),
@@ -142,22 +157,21 @@ async def fanout_main(args: argparse.Namespace) -> None:
     )
     rates = [float(r) for r in args.rate]
     groups = list(by_rate.values())
-    report.plot(
+    report.plot_medians(
         "latency",
         "typing fan-out: latency against offered load",
-        "offered typing events/s",
-        "ms (median of runs)",
-        {
-            name: (rates, [_medians(g, attr) for g in groups])
-            for name, attr in (("p50", "p50_ms"), ("p99", "p99_ms"), ("max", "max_ms"))
-        },
+        ("offered typing events/s", "ms (median of runs)"),
+        rates,
+        groups,
+        [("p50", "p50_ms"), ("p99", "p99_ms"), ("max", "max_ms")],
     )
-    report.plot(
+    report.plot_medians(
         "throughput",
         "typing fan-out: deliveries against offered load",
-        "offered typing events/s",
-        "delivered events/s",
-        {"delivered": (rates, [_medians(g, "delivered_per_s") for g in groups])},
+        ("offered typing events/s", "delivered events/s"),
+        rates,
+        groups,
+        [("delivered", "delivered_per_s")],
     )
     report.write()
 
@@ -170,18 +184,15 @@ async def messages_main(args: argparse.Namespace) -> None:
         f"offered, capacity at {args.capacity_rate:,.0f}/s offered, {args.seconds}s windows; "
         f"medians of {args.runs} runs",
     )
-    by_room: dict[str, list[MessagesResult]] = {}
-    for room in args.rooms:
-        by_room[f"rooms of {room}"] = await _repeat(
-            report,
-            args.runs,
-            functools.partial(
+    by_room: dict[str, list[MessagesResult]] = await _grouped(
+        report,
+        args.runs,
+        {
+            f"rooms of {room}": functools.partial(
                 run_messages, args.clients, room, args.rate, args.seconds, args.capacity_rate
-            ),
-            f"rooms of {room}, ",
-        )
-    report.figures(
-        by_room,
+            )
+            for room in args.rooms
+        },
         [
             ("persisted messages/s (capacity)", "persisted_per_s", "{:,.0f}"),
             ("send->ack p50 ms", "ack_p50_ms", "{:.2f}"),
@@ -196,22 +207,18 @@ async def messages_main(args: argparse.Namespace) -> None:
             ("send->ack into a 1,000-member group, ms", "big_group_ack_ms", "{:.2f}"),
         ],
     )
-    sizes = [float(r) for r in args.rooms]
-    groups = list(by_room.values())
-    report.plot(
+    report.plot_medians(
         "latency",
         f"message latency at {args.rate:,.0f} sends/s against room size",
-        "members per conversation",
-        "ms (median of runs)",
-        {
-            name: (sizes, [_medians(g, attr) for g in groups])
-            for name, attr in (
-                ("send->ack p50", "ack_p50_ms"),
-                ("send->ack p99", "ack_p99_ms"),
-                ("send->delivered p50", "delivered_p50_ms"),
-                ("send->delivered p99", "delivered_p99_ms"),
-            )
-        },
+        ("members per conversation", "ms (median of runs)"),
+        [float(r) for r in args.rooms],
+        list(by_room.values()),
+        [
+            ("send->ack p50", "ack_p50_ms"),
+            ("send->ack p99", "ack_p99_ms"),
+            ("send->delivered p50", "delivered_p50_ms"),
+            ("send->delivered p99", "delivered_p99_ms"),
+        ],
     )
     report.write()
 
@@ -222,11 +229,10 @@ async def heartbeats_main(args: argparse.Namespace) -> None:
         f"heartbeats benchmark: {machine()}; one gateway; {args.connections:,} authenticated "
         f"connections, every one heartbeating within {args.spread}s; medians of {args.runs} runs",
     )
-    results = await _repeat(
-        report, args.runs, lambda: run_heartbeats(args.connections, args.spread)
-    )
-    report.figures(
-        {"median": results},
+    await _measured(
+        report,
+        args.runs,
+        lambda: run_heartbeats(args.connections, args.spread),
         [
             ("failed heartbeats", "failed", "{:,.0f}"),
             ("heartbeat->ack p50 ms", "ack_p50_ms", "{:.2f}"),
@@ -245,9 +251,10 @@ async def storm_main(args: argparse.Namespace) -> None:
             f"storm benchmark: {machine()}; one fresh gateway (one core); {args.clients:,} "
             f"clients connecting at once with a bearer token; medians of {args.runs} runs",
         )
-        fresh = await _repeat(report, args.runs, lambda: run_storm(args.clients))
-        report.figures(
-            {"median": fresh},
+        await _measured(
+            report,
+            args.runs,
+            lambda: run_storm(args.clients),
             [
                 ("connected", "connected", "{:,.0f}"),
                 ("failed or timed out", "timed_out", "{:,.0f}"),
@@ -266,13 +273,10 @@ async def storm_main(args: argparse.Namespace) -> None:
         f"its `reconnect` frame to one of {args.survivors} surviving instances (a CPU each, shared "
         f"with the load generator and Valkey), watched from them; medians of {args.runs} runs",
     )
-    results: list[DrainStormResult] = await _repeat(
+    results: list[DrainStormResult] = await _measured(
         report,
         args.runs,
         lambda: run_drain_storm(args.clients, args.survivors, args.drain_timeout),
-    )
-    report.figures(
-        {"median": results},
         [
             ("reconnected", "reconnected", "{:,.0f}"),
             ("failed or timed out", "failed", "{:,.0f}"),
@@ -306,7 +310,7 @@ async def soak_main(args: argparse.Namespace) -> None:
         f"sampled every {args.sample:.0f}s after a {args.warmup:.0f}s warm-up; drift = last fifth "
         f"of the samples against the first; medians of {args.runs} runs",
     )
-    results: list[SoakResult] = await _repeat(
+    results: list[SoakResult] = await _measured(
         report,
         args.runs,
         functools.partial(
@@ -318,9 +322,6 @@ async def soak_main(args: argparse.Namespace) -> None:
             args.warmup,
             args.heartbeat,
         ),
-    )
-    report.figures(
-        {"median": results},
         [
             ("messages persisted", "messages", "{:,.0f}"),
             ("deliveries expected (every member)", "deliveries_expected", "{:,.0f}"),
@@ -353,17 +354,16 @@ async def idle_main(args: argparse.Namespace) -> None:
     report = Report(
         "idle", f"idle benchmark: {machine()}; one gateway; medians of {args.runs} runs"
     )
-    by_count: dict[str, list[IdleResult]] = {}
-    for count in args.connections:
-        by_count[f"{count:,}"] = await _repeat(
-            report, args.runs, functools.partial(run_idle, count), f"{count:,} connections, "
-        )
-    groups = list(by_count.values())
-    report.table(
-        "",
-        ["connections", "RSS KiB per idle authenticated connection"],
-        [[n, f"{_medians(g, 'rss_kib_per_conn'):.1f}"] for n, g in by_count.items()],
+    by_count: dict[str, list[IdleResult]] = await _grouped(
+        report,
+        args.runs,
+        {
+            f"{count:,} connections": functools.partial(run_idle, count)
+            for count in args.connections
+        },
+        [("RSS KiB per idle authenticated connection", "rss_kib_per_conn", "{:.1f}")],
     )
+    groups = list(by_count.values())
     counts = [float(c) for c in args.connections]
     per_conn = [_medians(g, "rss_kib_per_conn") for g in groups]
     report.plot(
@@ -386,7 +386,11 @@ def main(argv: list[str] | None = None) -> None:
     fanout = sub.add_parser("fanout", help="typing fan-out over two gateway instances")
     fanout.add_argument("--clients", type=int, default=1000)
     fanout.add_argument(
-        "--rate", type=float, nargs="+", default=[1000.0, 2000.0, 3000.0], help="offered events/s"
+        "--rate",
+        type=float,
+        nargs="+",
+        default=[1000.0, 4000.0, 8000.0, 12000.0],
+        help="offered events/s, one step each",
     )
     fanout.add_argument("--seconds", type=float, default=5.0)
     fanout.add_argument("--runs", type=int, default=3)

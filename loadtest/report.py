@@ -23,7 +23,7 @@ import orjson
 
 from loadtest.stats import median
 
-__all__ = ["RESULTS", "Report", "machine"]
+__all__ = ["RESULTS", "Report", "Row", "machine"]
 
 RESULTS = Path(os.environ.get("BENCH_RESULTS", Path(__file__).resolve().parent / "results"))
 
@@ -91,6 +91,26 @@ class Report:
         log_x: bool = False,
     ) -> None:
         self.plots.append(_Plot(slug, title, xlabel, ylabel, series, log_x))
+
+    def plot_medians(
+        self,
+        slug: str,
+        title: str,
+        axes: tuple[str, str],
+        xs: Sequence[float],
+        groups: Sequence[Sequence[Any]],
+        lines: Sequence[tuple[str, str]],
+    ) -> None:
+        """One line per `(label, attribute)`: the median over each group's runs, against `xs`."""
+        self.plot(
+            slug,
+            title,
+            *axes,
+            {
+                label: (list(xs), [median([getattr(r, attr) for r in g]) for g in groups])
+                for label, attr in lines
+            },
+        )
 
     def note(self, text: str) -> None:
         self.notes.append(text)
