@@ -292,6 +292,17 @@ class PresenceCache:
         grace_ms = 0 if grace is None else ttl_ms(grace)
         return await self._step("disconnect", user_id, connection_id, 0, grace_ms, False)
 
+    async def disconnect_many(
+        self,
+        connections: Sequence[tuple[uuid.UUID | str, str]],
+        grace: TTL | None = DEFAULT_GRACE,
+    ) -> list[PresenceUpdate]:
+        """`disconnect` for many connections at once, each `(user_id, connection_id)`, batched
+        as `renew_many` is (a draining instance closes thousands in a few seconds)."""
+        grace_ms = 0 if grace is None else ttl_ms(grace)
+        items = [(keys.valid_uuid(u, "user_id"), c, False) for u, c in connections]
+        return await self._steps("disconnect", items, 0, grace_ms)
+
     async def expire(self, user_id: uuid.UUID | str) -> PresenceUpdate:
         """Re-evaluate one user after leases may have lapsed (e.g. at the end of a grace)."""
         return await self._step("expire", user_id, "-", 0, 0, False)

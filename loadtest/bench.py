@@ -237,7 +237,8 @@ async def heartbeats_main(args: argparse.Namespace) -> None:
             ("failed heartbeats", "failed", "{:,.0f}"),
             ("heartbeat->ack p50 ms", "ack_p50_ms", "{:.2f}"),
             ("heartbeat->ack p99 ms", "ack_p99_ms", "{:.2f}"),
-            ("server CPU us per heartbeat", "cpu_us_per_heartbeat", "{:.1f}"),
+            ("server CPU us per heartbeat (user + system)", "cpu_us_per_heartbeat", "{:.1f}"),
+            ("... of which user", "user_cpu_us_per_heartbeat", "{:.1f}"),
             ("RSS KiB per idle authenticated connection", "rss_kib_per_conn", "{:.1f}"),
         ],
     )

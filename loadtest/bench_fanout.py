@@ -115,11 +115,12 @@ def rss(processes: list[Launched]) -> int:
     return sum(psutil.Process(p.pid).memory_info().rss for p in processes)
 
 
-def cpu_seconds(processes: list[Launched]) -> float:
+def cpu_seconds(processes: list[Launched], *, user_only: bool = False) -> float:
+    """User + system CPU seconds of the processes (user alone with `user_only`)."""
     total = 0.0
     for p in processes:
         times = psutil.Process(p.pid).cpu_times()
-        total += times.user + times.system
+        total += times.user if user_only else times.user + times.system
     return total
 
 

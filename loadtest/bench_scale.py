@@ -46,6 +46,7 @@ class HeartbeatResult:
     ack_p50_ms: float
     ack_p99_ms: float
     cpu_us_per_heartbeat: float
+    user_cpu_us_per_heartbeat: float
     rss_kib_per_conn: float
 
 
@@ -127,6 +128,7 @@ async def run_heartbeats(connections: int, spread: float = 1.0) -> HeartbeatResu
         await asyncio.sleep(2.0)
         per_conn = (rss(gateways) - base) / max(len(conns), 1) / 1024
         cpu_start = cpu_seconds(gateways)
+        user_start = cpu_seconds(gateways, user_only=True)
         print("  burst starts", flush=True)
         started = time.perf_counter()
         for index, conn in enumerate(conns):  # spread evenly over `spread` seconds
@@ -139,6 +141,7 @@ async def run_heartbeats(connections: int, spread: float = 1.0) -> HeartbeatResu
         while len(latencies) + failures[0] < len(conns) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         cpu = cpu_seconds(gateways) - cpu_start
+        user = cpu_seconds(gateways, user_only=True) - user_start
         missing = len(conns) - len(latencies) - failures[0]
         for conn in conns:
             conn.close()
@@ -149,6 +152,7 @@ async def run_heartbeats(connections: int, spread: float = 1.0) -> HeartbeatResu
             ack_p50_ms=percentile(ordered, 0.5) * 1000,
             ack_p99_ms=percentile(ordered, 0.99) * 1000,
             cpu_us_per_heartbeat=cpu / max(len(conns), 1) * 1e6,
+            user_cpu_us_per_heartbeat=user / max(len(conns), 1) * 1e6,
             rss_kib_per_conn=per_conn,
         )
 

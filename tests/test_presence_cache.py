@@ -285,3 +285,15 @@ async def test_renew_many_steps_every_connection_in_order(redis: RedisClient) ->
     assert await redis.hlen(keys.presence_conns(users[0])) == 3  # two leases and the status
     again = await cache.renew_many([(u, f"c{i}", True) for i, u in enumerate(users[2:5], start=2)])
     assert [u.transition for u in again] == [PresenceTransition.WENT_AWAY] * 3
+
+
+async def test_disconnect_many_leaves_each_user_a_grace(redis: RedisClient) -> None:
+    cache = PresenceCache(redis)
+    users = [uuid.uuid4() for _ in range(3)]
+    await cache.renew_many([(u, "c", False) for u in users] + [(users[0], "d", False)])
+    closed = await cache.disconnect_many([(u, "c") for u in users], grace=0.2)
+    assert [u.transition for u in closed] == [NONE] * 3  # online through the grace
+    assert set((await cache.get_bulk_status(users)).values()) == {ONLINE}
+    await asyncio.sleep(0.25)  # the grace itself is what is tested: let it lapse
+    expired = [await cache.expire(u) for u in users]
+    assert [u.status for u in expired] == [ONLINE, OFFLINE, OFFLINE]  # users[0] keeps "d"

@@ -1,33 +1,33 @@
-"""Lease renewals that arrive together share one script call.
+"""Lease steps that arrive together share one script call.
 
-A drained instance's clients come back in a wave, and heartbeats cluster the same way: every
-connection renewing its lease in the same loop iteration joins one `renew_many` call (one round
-trip, one reply to parse), so the cost per renewal falls as the load rises instead of each one
-paying for its own command.
+A drained instance's clients come back in a wave, its connections close in one, and heartbeats
+cluster the same way: every connection taking, renewing or giving up its lease in the same loop
+iteration joins one `renew_many` / `disconnect_many` call (one round trip, one reply to parse),
+so the cost per step falls as the load rises instead of each one paying for its own command.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
+from collections.abc import Awaitable, Callable
 
 from caches import PresenceCache, PresenceUpdate
 from gateway.state import ClientState
 
-__all__ = ["LeaseRenewals"]
+__all__ = ["LeaseSteps"]
 
-log = logging.getLogger(__name__)
+_Run = Callable[[list[ClientState]], Awaitable[list[PresenceUpdate]]]
 
 
-class LeaseRenewals:
-    def __init__(self, presence: PresenceCache, lease: float) -> None:
-        self._presence = presence
-        self._lease = lease
+class _Batch:
+    """Clients queued in this loop iteration, stepped together right after it."""
+
+    def __init__(self, run: _Run) -> None:
+        self._run = run
         self._waiting: list[tuple[ClientState, asyncio.Future[PresenceUpdate]]] = []
         self._running: set[asyncio.Task[None]] = set()
 
-    def renew(self, client: ClientState) -> asyncio.Future[PresenceUpdate]:
-        """Take or renew the client's lease with whatever else renews in this iteration."""
+    def add(self, client: ClientState) -> asyncio.Future[PresenceUpdate]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[PresenceUpdate] = loop.create_future()
         if not self._waiting:
@@ -37,19 +37,41 @@ class LeaseRenewals:
 
     def _flush(self) -> None:
         batch, self._waiting = self._waiting, []
-        task = asyncio.get_running_loop().create_task(self._renew(batch))
+        task = asyncio.get_running_loop().create_task(self._step(batch))
         self._running.add(task)
         task.add_done_callback(self._running.discard)
 
-    async def _renew(self, batch: list[tuple[ClientState, asyncio.Future[PresenceUpdate]]]) -> None:
-        leases = [(c.user_id, c.connection_id, c.away) for c, _ in batch]
+    async def _step(self, batch: list[tuple[ClientState, asyncio.Future[PresenceUpdate]]]) -> None:
         try:
-            updates = await self._presence.renew_many(leases, self._lease)
+            updates = await self._run([client for client, _ in batch])
         except Exception as exc:  # each waiter answers for itself (unavailable, ...)
             for _, future in batch:
                 if not future.done():
                     future.set_exception(exc)
             return
         for (_, future), update in zip(batch, updates, strict=True):
-            if not future.done():  # its caller gave up waiting; the lease stands all the same
+            if not future.done():  # its caller gave up waiting; the step stands all the same
                 future.set_result(update)
+
+
+class LeaseSteps:
+    def __init__(self, presence: PresenceCache, lease: float, grace: float) -> None:
+        grace_or_none = grace if grace > 0 else None  # `--grace 0`: offline at once
+        self._renewals = _Batch(
+            lambda clients: presence.renew_many(
+                [(c.user_id, c.connection_id, c.away) for c in clients], lease
+            )
+        )
+        self._disconnects = _Batch(
+            lambda clients: presence.disconnect_many(
+                [(c.user_id, c.connection_id) for c in clients], grace_or_none
+            )
+        )
+
+    def renew(self, client: ClientState) -> asyncio.Future[PresenceUpdate]:
+        """Take or renew the client's lease with whatever else renews in this iteration."""
+        return self._renewals.add(client)
+
+    def disconnect(self, client: ClientState) -> asyncio.Future[PresenceUpdate]:
+        """Cut the client's lease to the grace with whatever else closes in this iteration."""
+        return self._disconnects.add(client)

@@ -30,7 +30,7 @@ from caches.redis import RedisClient
 from gateway.config import Settings
 from gateway.metrics import key
 from gateway.protocol import envelope, events
-from gateway.services.leases import LeaseRenewals
+from gateway.services.leases import LeaseSteps
 from gateway.state import ClientState
 
 __all__ = ["PresenceService", "Publish"]
@@ -62,7 +62,7 @@ class PresenceService:
         self._clients = clients
         self._metrics = metrics
         self._lease = settings.lease_ttl
-        self._renewals = LeaseRenewals(presence, settings.lease_ttl)
+        self._leases = LeaseSteps(presence, settings.lease_ttl, settings.grace)
         self._epoch_key = keys.gateway_epoch(settings.instance_id)
         self._reasserting = asyncio.Lock()
         self._expiries: list[tuple[float, uuid.UUID]] = []
@@ -87,14 +87,12 @@ class PresenceService:
     async def attach(self, client: ClientState) -> None:
         """A connection authenticated: take its lease and extend its session (one round trip);
         announce when it is the user's first."""
-        update, _ = await self._with_session(client, self._renewals.renew(client), always=True)
+        update, _ = await self._with_session(client, self._leases.renew(client), always=True)
         await self.announce(update)
 
     async def detach(self, client: ClientState, last_local: bool) -> None:
         """A connection ended: cut its lease to the grace and schedule the grace's end."""
-        update = await self._presence.disconnect(
-            client.user_id, client.connection_id, self._settings.grace
-        )
+        update = await self._leases.disconnect(client)
         await self.announce(update)
         if last_local and update.next_check is not None:
             deadline = time.monotonic() + self._settings.grace
@@ -111,7 +109,7 @@ class PresenceService:
         this client last extended it (both in one pipelined round trip); False when the session
         no longer exists. The session is never extended past the token's expiry (the
         connection ends then, unless the client refreshed its token)."""
-        update, alive = await self._with_session(client, self._renewals.renew(client), always=False)
+        update, alive = await self._with_session(client, self._leases.renew(client), always=False)
         if not alive:
             alive = await self._restored(client)
         await self.announce(update)
