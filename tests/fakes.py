@@ -25,7 +25,9 @@ def client_state(
 class RecordingConnection(Connection):
     """A `Connection` whose writes and closes are recorded rather than sent."""
 
-    def __init__(self, client: ClientState, last_heard: float = 0.0) -> None:
+    def __init__(
+        self, client: ClientState, last_heard: float = 0.0, *, greeted: bool = True
+    ) -> None:
         self.client = client
         self.id = client.connection_id
         self.user_id = client.user_id
@@ -36,14 +38,15 @@ class RecordingConnection(Connection):
         self.deflate = False
         self.writes: list[bytes] = []
         self.closes: list[tuple[Close, str]] = []
+        self._early = None if greeted else []
 
-    def send_frame(self, frame: bytes) -> bool:
-        if self.state is not ConnState.OPEN:
-            return False
+    def _writable(self) -> bool:
+        return self.state is ConnState.OPEN
+
+    def _write_frame(self, frame: bytes) -> None:
         self.writes.append(frame)
-        return True
 
-    def send_compressed(self, payload: bytes) -> bool:
+    def _write_compressed(self, payload: bytes) -> None:
         raise AssertionError("no compression in these tests")
 
     def close(self, code: Close, reason: str) -> None:

@@ -165,3 +165,19 @@ async def test_detach_cuts_the_lease_even_when_typing_cleanup_fails(
         assert conn.id not in leases  # the connection's lease is gone; the grace one is short
         assert list(leases) == ["@grace"]
         assert leases["@grace"] <= (time.time() + SETTINGS.grace) * 1000 + 50
+
+
+async def test_events_that_arrive_while_attaching_follow_the_hello(
+    redis: RedisClient, store: SqliteStore
+) -> None:
+    """The hub delivers from the moment the client subscribed, before `hello` is sent: what
+    arrives meanwhile is held and follows it (a client may rely on `hello` coming first)."""
+    bus = MemoryBus(MemoryBroker())
+    created = uuid.uuid4()
+    clients, hub = server(redis, bus, RacingConversations(store, bus, created))
+    async with running(bus, hub):
+        conn = RecordingConnection(client_state(), greeted=False)
+        assert await clients.attach(conn)
+        assert conn.received == []  # held
+        clients._greet(conn, "127.0.0.1")
+        assert [f["type"] for f in conn.received] == ["hello", "conversation.added"]

@@ -41,6 +41,7 @@ class Connection:
         "user_key",
         "ws",
         "_closer",
+        "_early",
         "_send_limit",
     )
 
@@ -66,6 +67,18 @@ class Connection:
         # permessage-deflate negotiated: frames must go through the connection's compressor,
         # so fan-out cannot share pre-framed bytes with this one.
         self.deflate = bool(ws.protocol.extensions)
+        self._early: list[tuple[bool, bytes]] | None = []
+
+    def greet(self, hello: bytes) -> None:
+        """Send `hello`, then what arrived for this client while it was being attached (the
+        hub delivers from the moment it subscribed): `hello` is always the first frame."""
+        early, self._early = self._early, None
+        self.send(hello)
+        for compressed, data in early or ():
+            if compressed:
+                self.send_compressed(data)
+            else:
+                self.send_frame(data)
 
     def send(self, payload: bytes) -> bool:
         """Send one encoded server frame (JSON) to this client; see `send_frame`."""
@@ -88,18 +101,30 @@ class Connection:
         Only for connections without permessage-deflate (see `deflate`). A client whose unsent
         bytes exceed the limit is closed as a slow consumer (4009). False when nothing was written.
         """
+        if self._early is not None:  # not greeted yet: held until `hello` is out
+            self._early.append((False, frame))
+            return True
         if not self._writable():
             return False
-        self.ws.transport.write(frame)
+        self._write_frame(frame)
         return True
+
+    def _write_frame(self, frame: bytes) -> None:
+        self.ws.transport.write(frame)
 
     def send_compressed(self, payload: bytes) -> bool:
         """Send through websockets' framing, which compresses for this connection."""
+        if self._early is not None:
+            self._early.append((True, payload))
+            return True
         if not self._writable():
             return False
+        self._write_compressed(payload)
+        return True
+
+    def _write_compressed(self, payload: bytes) -> None:
         self.ws.protocol.send_text(payload)
         self.ws.send_data()
-        return True
 
     def close(self, code: Close, reason: str) -> None:
         """Start closing (once); the owner's task group runs the closing handshake."""

@@ -171,7 +171,7 @@ class ClientServer:
         """Attached: say so in the log, send `hello`, start the connection's deadlines."""
         settings, client = self._settings, conn.client
         log.info("connected", extra={"event": "connect", "address": address})
-        conn.send(
+        conn.greet(
             events.hello(
                 connection_id=client.connection_id,
                 user_id=client.user_id,
