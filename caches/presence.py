@@ -20,7 +20,7 @@ from typing import Any
 from redis.asyncio.cluster import RedisCluster
 
 from caches import keys
-from caches._base import TTL, Script, is_cluster, pipeline, run_idempotent, text, ttl_ms
+from caches._base import TTL, Script, is_cluster, pipeline, text, ttl_ms
 from caches.models import (
     STATUS_BY_VALUE,
     PresenceStatus,
@@ -313,22 +313,12 @@ class PresenceCache:
         Safe on every instance at once: each user's step is atomic, so a transition is returned
         by exactly one sweeper.
         """
-        now = _now_ms()
-        due = [
-            text(u)
-            for u in await self._redis.zrangebyscore(
-                keys.PRESENCE_DEADLINES, "-inf", now, start=0, num=limit
-            )
-        ]
+        due = await self._redis.zrangebyscore(
+            keys.PRESENCE_DEADLINES, "-inf", _now_ms(), start=0, num=limit
+        )
         if not due:
             return []
-        users = [uuid.UUID(u) for u in due]
-        results = await run_idempotent(
-            self._redis,
-            [(_UPDATE, *self._step_call("expire", [(u, "-", False)], now, 0, 0)) for u in users],
-        )
-        await self._index_on_cluster(list(zip(users, results, strict=True)))
-        updates = [self._update(u, raw) for u, raw in zip(users, results, strict=True)]
+        updates = await self._steps("expire", [(uuid.UUID(text(u)), "-", False) for u in due], 0, 0)
         return [u for u in updates if u.transition is not PresenceTransition.NONE]
 
     async def _step(

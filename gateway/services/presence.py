@@ -191,11 +191,8 @@ class PresenceService:
                     for c in clients
                 )
             )
-        updates = await asyncio.gather(
-            *(
-                self._presence.heartbeat(c.user_id, c.connection_id, self._lease, away=c.away)
-                for c in clients
-            )
+        updates = await self._presence.renew_many(
+            [(c.user_id, c.connection_id, c.away) for c in clients], self._lease
         )
         if lost:
             await self.mark_epoch()
