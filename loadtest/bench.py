@@ -13,7 +13,7 @@ import functools
 import os
 import resource
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
@@ -27,7 +27,7 @@ from loadtest.bench_messages import MessagesResult, run_messages
 from loadtest.bench_scale import DrainStormResult, run_drain_storm, run_heartbeats, run_storm
 from loadtest.bench_soak import SoakResult, run_soak
 from loadtest.report import Report, Row, machine
-from loadtest.stats import median
+from loadtest.stats import median, median_of
 
 _R = TypeVar("_R")
 
@@ -121,10 +121,6 @@ async def _measured(
 ) -> list[_R]:
     """`runs` runs, then the table of their medians."""
     return (await _grouped(report, runs, {"median": one}, rows))["median"]
-
-
-def _medians(results: Sequence[object], attr: str) -> float:
-    return median([getattr(r, attr) for r in results])
 
 
 async def fanout_main(args: argparse.Namespace) -> None:
@@ -366,7 +362,7 @@ async def idle_main(args: argparse.Namespace) -> None:
     )
     groups = list(by_count.values())
     counts = [float(c) for c in args.connections]
-    per_conn = [_medians(g, "rss_kib_per_conn") for g in groups]
+    per_conn = [median_of(g, "rss_kib_per_conn") for g in groups]
     report.plot(
         "rss",
         "gateway RSS against idle authenticated connections",

@@ -19,7 +19,7 @@ import random
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +42,7 @@ __all__ = [
     "cpu_seconds",
     "mint_tokens",
     "rss",
+    "until",
     "run_fanout",
     "run_idle",
 ]
@@ -122,6 +123,13 @@ def cpu_seconds(processes: list[Launched], *, user_only: bool = False) -> float:
         times = psutil.Process(p.pid).cpu_times()
         total += times.user if user_only else times.user + times.system
     return total
+
+
+async def until(condition: Callable[[], bool], timeout: float, interval: float = 0.02) -> None:
+    """Wait for `condition`, checked every `interval`, for at most `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        await asyncio.sleep(interval)
 
 
 async def mint_tokens(

@@ -20,7 +20,7 @@ import orjson
 import psutil
 
 from gateway.store import SqliteStore
-from loadtest.bench_fanout import cluster, connect_all, cpu_seconds, mint_tokens
+from loadtest.bench_fanout import cluster, connect_all, cpu_seconds, mint_tokens, until
 from loadtest.stats import median, percentile
 
 __all__ = ["MessagesResult", "run_messages"]
@@ -132,9 +132,7 @@ async def run_messages(
         window = time.perf_counter() - started
         cpu = cpu_seconds(gateways) - cpu_start
         loadgen_cpu = _cpu(me) - loadgen_start
-        deadline = time.monotonic() + 5
-        while len(acks) < count and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+        await until(lambda: len(acks) >= count, 5, 0.05)
         await asyncio.sleep(0.5)
         paced_acks = sorted(acks[:count])
         paced_deliveries = sorted(deliveries)
@@ -205,9 +203,7 @@ async def run_messages(
         timing_deliveries[0] = False
         acks.clear()
         burst, burst_started = await offer(capacity_rate, "c")
-        deadline = time.monotonic() + 15
-        while len(acks) < burst and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
+        await until(lambda: len(acks) >= burst, 15, 0.01)
         persisted = len(acks)
         persisted_window = time.perf_counter() - burst_started
         for conn in conns:

@@ -18,14 +18,13 @@ import os
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import orjson
 import psutil
 
 from gateway.launcher import Launched
-from loadtest.bench_fanout import cluster, connect_all, cpu_seconds, mint_tokens, rss
+from loadtest.bench_fanout import cluster, connect_all, cpu_seconds, mint_tokens, rss, until
 from loadtest.stats import percentile
 from loadtest.wsclient import RawClient, open_client
 
@@ -137,9 +136,7 @@ async def run_heartbeats(connections: int, spread: float = 1.0) -> HeartbeatResu
                 await asyncio.sleep(due - time.perf_counter())
             sent_at[index] = time.perf_counter()
             conn.send(b'{"type":"heartbeat","id":"h"}')
-        deadline = time.monotonic() + 30
-        while len(latencies) + failures[0] < len(conns) and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+        await until(lambda: len(latencies) + failures[0] >= len(conns), 30, 0.05)
         cpu = cpu_seconds(gateways) - cpu_start
         user = cpu_seconds(gateways, user_only=True) - user_start
         missing = len(conns) - len(latencies) - failures[0]
@@ -209,7 +206,7 @@ async def run_drain_storm(
             watcher.send(
                 orjson.dumps({"type": "presence.subscribe", "id": "s", "user_ids": watched})
             )
-        await _until(lambda: subscribed[0] >= watcher_count, 30)
+        await until(lambda: subscribed[0] >= watcher_count, 30)
 
         loop = asyncio.get_running_loop()
         durations: list[float] = []
@@ -242,7 +239,7 @@ async def run_drain_storm(
         cpu_before = [cpu_seconds([g]) for g in gateways], _own_cpu()
         wave_start = time.perf_counter()
         draining.proc.terminate()
-        await _until(lambda: len(reconnects) >= len(conns), window + 30)
+        await until(lambda: len(reconnects) >= len(conns), window + 30)
         await asyncio.gather(*reconnects)
         wave = (max(accepted_at) - wave_start) if accepted_at else 0.0
         used = [cpu_seconds([g]) - before for g, before in zip(rest, cpu_before[0], strict=False)]
@@ -289,12 +286,6 @@ def _exit_cpu(process: Launched) -> float:
 
 def _ignore(raw: bytes) -> None:
     pass
-
-
-async def _until(condition: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition() and time.monotonic() < deadline:
-        await asyncio.sleep(0.02)
 
 
 def _count_online(http: str, token: str, users: list[str]) -> int:

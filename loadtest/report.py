@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from loadtest.stats import median
+from loadtest.stats import median_of
 
 __all__ = ["RESULTS", "Report", "Row", "machine"]
 
@@ -74,8 +74,7 @@ class Report:
     ) -> None:
         """A table of medians: one row per figure, one column per group of runs."""
         body = [
-            [label]
-            + [fmt.format(median([getattr(r, attr) for r in runs])) for runs in columns.values()]
+            [label] + [fmt.format(median_of(runs, attr)) for runs in columns.values()]
             for label, attr, fmt in rows
         ]
         self.table(caption, ["figure", *columns], body)
@@ -106,10 +105,7 @@ class Report:
             slug,
             title,
             *axes,
-            {
-                label: (list(xs), [median([getattr(r, attr) for r in g]) for g in groups])
-                for label, attr in lines
-            },
+            {label: (list(xs), [median_of(g, attr) for g in groups]) for label, attr in lines},
         )
 
     def note(self, text: str) -> None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["Summary", "median", "percentile", "summarize"]
+__all__ = ["Summary", "median", "median_of", "percentile", "summarize"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,3 +39,8 @@ def summarize(latencies_s: list[float], elapsed_s: float) -> Summary:
 
 def median(values: list[float]) -> float:
     return statistics.median(values) if values else 0.0
+
+
+def median_of(results: Sequence[Any], attr: str) -> float:
+    """The median of one figure (a result attribute) over runs."""
+    return median([getattr(r, attr) for r in results])
