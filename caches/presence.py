@@ -347,7 +347,10 @@ class PresenceCache:
                 _UPDATE(self._redis, *self._step_call(op, group, now, lease_ms, grace_ms))
                 for group in groups[start : start + _IN_FLIGHT]
             ]
-            flat += [value for replies in await asyncio.gather(*calls) for value in replies]
+            if len(calls) == 1:  # the common case: no task for gather to wrap it in
+                flat += await calls[0]
+            else:
+                flat += [value for replies in await asyncio.gather(*calls) for value in replies]
         steps = [(user, flat[i * 5 : i * 5 + 5]) for i, (user, _, _) in enumerate(items)]
         await self._index_on_cluster(steps)
         return [self._update(user, raw) for user, raw in steps]
