@@ -10,10 +10,11 @@ Ids are validated here, before any key is built: a malformed id raises `ValueErr
 
 from __future__ import annotations
 
-import functools
 import re
 import uuid
 from typing import Final
+
+from caches.memo import bounded_memo
 
 __all__ = [
     "BLACKLIST_PREFIX",
@@ -31,6 +32,7 @@ __all__ = [
     "presence",
     "presence_channel",
     "presence_conns",
+    "presence_step",
     "presence_leases",
     "presence_many",
     "session",
@@ -82,7 +84,7 @@ def valid_id(value: str | uuid.UUID, what: str = "id") -> str:
 
 
 # str(UUID) is pure Python and dominates bulk calls; the same users recur, so memoize it.
-_uuid_text = functools.lru_cache(maxsize=1 << 14)(str)
+_uuid_text = bounded_memo(str, 1 << 17)
 
 
 def _u(value: uuid.UUID | str, what: str) -> str:
@@ -135,27 +137,45 @@ def unread_state(conversation_id: uuid.UUID | str) -> str:
 
 
 # Presence and typing
+_PRESENCE = "presence:{%s}"
+_LASTSEEN = "lastseen:{%s}"
+_PRESENCE_LEASES = "presence:leases:{%s}"
+_PRESENCE_CONNS = "presence:conns:{%s}"
+
+
 def presence(user_id: uuid.UUID | str) -> str:
-    return f"presence:{{{_u(user_id, 'user_id')}}}"
+    return _PRESENCE % _u(user_id, "user_id")
 
 
 def presence_many(user_ids: list[uuid.UUID]) -> list[str]:
     """`presence` of many validated UUIDs (bulk reads of contact lists are hot)."""
-    return [f"presence:{{{_uuid_text(u)}}}" for u in user_ids]
+    return [_PRESENCE % _uuid_text(u) for u in user_ids]
 
 
 def lastseen(user_id: uuid.UUID | str) -> str:
-    return f"lastseen:{{{_u(user_id, 'user_id')}}}"
+    return _LASTSEEN % _u(user_id, "user_id")
 
 
 def presence_leases(user_id: uuid.UUID | str) -> str:
     """Sorted set: connection id -> lease expiry epoch ms."""
-    return f"presence:leases:{{{_u(user_id, 'user_id')}}}"
+    return _PRESENCE_LEASES % _u(user_id, "user_id")
 
 
 def presence_conns(user_id: uuid.UUID | str) -> str:
     """Hash: connection id -> `a` (active) or `w` (away), plus `@status`, the announced status."""
-    return f"presence:conns:{{{_u(user_id, 'user_id')}}}"
+    return _PRESENCE_CONNS % _u(user_id, "user_id")
+
+
+def presence_step(user_id: uuid.UUID | str) -> tuple[str, list[str]]:
+    """The user's id as text and the four keys one presence step touches, in the script's
+    order: status, leases, connections, last seen (heartbeat batches build these per client)."""
+    user = _u(user_id, "user_id")
+    return user, [
+        _PRESENCE % user,
+        _PRESENCE_LEASES % user,
+        _PRESENCE_CONNS % user,
+        _LASTSEEN % user,
+    ]
 
 
 def typing(conversation_id: uuid.UUID | str, user_id: uuid.UUID | str) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import functools
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -13,6 +12,7 @@ from typing import Any, TypeVar
 import orjson
 
 from caches.keys import valid_id, valid_uuid
+from caches.memo import bounded_memo
 
 __all__ = [
     "MESSAGE_STATUS_RANK",
@@ -99,7 +99,7 @@ def parse_time(value: Any) -> datetime:
 
 
 # Parsing a UUID costs ~1 us in pure Python; cached values name the same users over and over.
-_parse_uuid = functools.lru_cache(maxsize=1 << 14)(uuid.UUID)
+_parse_uuid = bounded_memo(uuid.UUID, 1 << 17)
 
 
 def _uuid(value: Any) -> uuid.UUID:

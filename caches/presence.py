@@ -21,6 +21,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from caches import keys
 from caches._base import TTL, Script, is_cluster, pipeline, text, ttl_ms
+from caches.memo import bounded_memo
 from caches.models import (
     STATUS_BY_VALUE,
     PresenceStatus,
@@ -50,6 +51,15 @@ DEFAULT_GRACE = timedelta(seconds=5)
 _RETENTION_MS = 3_600_000
 
 _UPDATE = Script("presence_update")
+# A batch's replies repeat the same few values: looked up, not constructed, per connection
+# (as text or bytes, whether the client decodes replies or not; empty is no transition).
+_TRANSITIONS: dict[str | bytes, PresenceTransition] = {
+    **{t.value: t for t in PresenceTransition},
+    **{t.value.encode(): t for t in PresenceTransition},
+    "": PresenceTransition.NONE,
+    b"": PresenceTransition.NONE,
+}
+_parse_seen = bounded_memo(parse_time, 1024)
 _BATCH = 200
 """Connections per script call: a call blocks the server while it runs (~15 us a step)."""
 _IN_FLIGHT = 32
@@ -393,13 +403,9 @@ class PresenceCache:
             "0" if self._cluster else "1",
         ]
         for user, connection_id, away in items:
-            call_keys += [
-                keys.presence(user),
-                keys.presence_leases(user),
-                keys.presence_conns(user),
-                keys.lastseen(user),
-            ]
-            args += [str(user), keys.valid_id(connection_id, "connection_id"), "w" if away else "a"]
+            user_text, user_keys = keys.presence_step(user)
+            call_keys += user_keys
+            args += [user_text, keys.valid_id(connection_id, "connection_id"), "w" if away else "a"]
         if not self._cluster:  # one slot for all: the indexes change in the same step
             call_keys += [keys.PRESENCE_ONLINE, keys.PRESENCE_DEADLINES]
         return call_keys, args
@@ -407,10 +413,11 @@ class PresenceCache:
     @staticmethod
     def _update(user: uuid.UUID, raw: list[Any]) -> PresenceUpdate:
         transition, status, earliest, seen, _ = raw
+        earliest_ms = int(earliest)
         return PresenceUpdate(
             user_id=user,
-            transition=PresenceTransition(text(transition) or "none"),
-            status=PresenceStatus(text(status)),
-            next_check=from_ms(int(earliest)) if int(earliest) else None,
-            last_seen=parse_time(seen) if seen else None,
+            transition=_TRANSITIONS[transition],
+            status=STATUS_BY_VALUE[status],
+            next_check=from_ms(earliest_ms) if earliest_ms else None,
+            last_seen=_parse_seen(seen) if seen else None,
         )

@@ -7,6 +7,7 @@ import uuid
 import pytest
 
 from caches import keys
+from caches.memo import bounded_memo
 from caches.models import CachedMessage, SessionData, decode, encode
 
 U = uuid.UUID("11111111-2222-3333-4444-555555555555")
@@ -62,3 +63,33 @@ def test_models_round_trip_through_json() -> None:
 def test_corrupt_value_is_a_value_error() -> None:
     with pytest.raises(ValueError, match="corrupt cached SessionData"):
         decode(SessionData, "{not json")
+
+
+def test_bounded_memo_keeps_a_cycling_working_set_below_its_bound() -> None:
+    """Ids heard in turn (heartbeats of many users) are computed once each, however many times
+    the cycle repeats; past the bound the memo starts over and stays correct."""
+    calls: list[int] = []
+
+    def square(n: int) -> int:
+        calls.append(n)
+        return n * n
+
+    memo = bounded_memo(square, 100)
+    for _ in range(5):
+        assert [memo(n) for n in range(100)] == [n * n for n in range(100)]
+    assert len(calls) == 100
+    assert memo(100) == 100 * 100  # over the bound: cleared, recomputed from here on
+    assert memo(3) == 9 and calls[-2:] == [100, 3]
+
+
+def test_presence_step_names_the_same_keys_as_the_single_key_functions() -> None:
+    user_text, step_keys = keys.presence_step(U)
+    assert user_text == str(U)
+    assert step_keys == [
+        keys.presence(U),
+        keys.presence_leases(U),
+        keys.presence_conns(U),
+        keys.lastseen(U),
+    ]
+    with pytest.raises(ValueError, match="user_id"):
+        keys.presence_step("not-a-uuid")
