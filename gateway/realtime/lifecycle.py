@@ -21,6 +21,7 @@ from gateway import logs
 from gateway.auth import Authenticator, AuthError, Identity, bearer_token
 from gateway.config import Settings
 from gateway.handlers import HandlerContext, dispatch
+from gateway.handshake import forget_handshake
 from gateway.metrics import FRAMES_OUT, INVALID_FRAME, key
 from gateway.protocol import Close, ErrorCode, ProtocolError, decode, events, frames
 from gateway.ratelimit import TokenBucket, record_rejection
@@ -88,6 +89,7 @@ class ClientServer:
         address = self.address(ws)
         assert ws.request is not None
         token = bearer_token(ws.request.headers.get("Authorization"))
+        forget_handshake(ws)
         if token is None:  # it will wait for an `auth` frame: the pending caps apply
             refused = self._admission.start_auth(address)
             if refused is not None:
@@ -100,6 +102,7 @@ class ClientServer:
         finally:
             if token is None:
                 self._admission.end_auth(address)
+        del token  # not kept in this frame for the connection's life
         if identity is None:
             return
         refused = self._admission.admit(identity.user_id, identity.session_id)
