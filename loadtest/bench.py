@@ -21,15 +21,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from caches.redis import configured_or_embedded, connect
 from loadtest.bench_caches import CaseResult, run_cases
-from loadtest.bench_fanout import FanoutResult, IdleResult, run_fanout, run_idle
+from loadtest.bench_fanout import FanoutResult, run_fanout
 from loadtest.bench_fill import FillResult, run_fill_cases
 from loadtest.bench_messages import MessagesResult, run_messages
-from loadtest.bench_scale import DrainStormResult, run_drain_storm, run_heartbeats, run_storm
+from loadtest.bench_scale import (
+    DrainStormResult,
+    IdleResult,
+    run_drain_storm,
+    run_heartbeats,
+    run_idle,
+    run_storm,
+)
 from loadtest.bench_soak import SoakResult, run_soak
 from loadtest.report import Report, Row, machine
 from loadtest.stats import median, median_of
 
 _R = TypeVar("_R")
+_CLIENTS_HELP = (
+    "load-generator processes holding the connections (default: as many as this process's "
+    "open-files limit needs, one socket each)"
+)
 
 
 async def caches_main(args: argparse.Namespace) -> None:
@@ -228,7 +239,7 @@ async def heartbeats_main(args: argparse.Namespace) -> None:
     await _measured(
         report,
         args.runs,
-        lambda: run_heartbeats(args.connections, args.spread),
+        lambda: run_heartbeats(args.connections, args.spread, args.client_processes),
         [
             ("failed heartbeats", "failed", "{:,.0f}"),
             ("heartbeat->ack p50 ms", "ack_p50_ms", "{:.2f}"),
@@ -355,7 +366,7 @@ async def idle_main(args: argparse.Namespace) -> None:
         report,
         args.runs,
         {
-            f"{count:,} connections": functools.partial(run_idle, count)
+            f"{count:,} connections": functools.partial(run_idle, count, args.client_processes)
             for count in args.connections
         },
         [("RSS KiB per idle authenticated connection", "rss_kib_per_conn", "{:.1f}")],
@@ -406,6 +417,7 @@ def main(argv: list[str] | None = None) -> None:
     heartbeats.add_argument("--connections", type=int, default=20_000)
     heartbeats.add_argument("--spread", type=float, default=1.0, help="seconds of the burst")
     heartbeats.add_argument("--runs", type=int, default=3)
+    heartbeats.add_argument("--client-processes", type=int, default=None, help=_CLIENTS_HELP)
     storm = sub.add_parser("storm", help="clients reconnecting at once after an instance drains")
     storm.add_argument("--clients", type=int, default=5_000)
     storm.add_argument("--survivors", type=int, default=2, help="instances taking the wave")
@@ -429,6 +441,7 @@ def main(argv: list[str] | None = None) -> None:
         default=[1000, 5000, 10000],
     )
     idle.add_argument("--runs", type=int, default=3)
+    idle.add_argument("--client-processes", type=int, default=None, help=_CLIENTS_HELP)
     args = parser.parse_args(argv)
     try:
         import uvloop

@@ -36,7 +36,6 @@ from loadtest.wsclient import RawClient, open_client
 
 __all__ = [
     "FanoutResult",
-    "IdleResult",
     "cluster",
     "connect_all",
     "cpu_seconds",
@@ -44,7 +43,6 @@ __all__ = [
     "rss",
     "until",
     "run_fanout",
-    "run_idle",
 ]
 
 SECRET = "benchmark-secret-0123456789abcdef0123456789"
@@ -68,12 +66,6 @@ class FanoutResult:
     max_ms: float
     server_cpu_pct: float
     cpu_us_per_delivery: float
-    rss_kib_per_conn: float
-
-
-@dataclass(frozen=True, slots=True)
-class IdleResult:
-    connections: int
     rss_kib_per_conn: float
 
 
@@ -267,19 +259,3 @@ async def run_fanout(
             cpu_us_per_delivery=(cpu / delivered * 1e6) if delivered else 0.0,
             rss_kib_per_conn=rss_per_conn,
         )
-
-
-async def run_idle(connections: int) -> IdleResult:
-    """RSS growth of one gateway per idle authenticated connection."""
-    with cluster(1) as (_, redis_url, gateways):
-        users = [uuid.uuid4() for _ in range(connections)]
-        tokens = await mint_tokens(redis_url, users)
-        base = rss(gateways)
-        conns = await connect_all(
-            [gateways[0].url], tokens, [(lambda raw: None) for _ in range(connections)]
-        )
-        await asyncio.sleep(1.5)
-        grown = rss(gateways) - base
-        for conn in conns:
-            conn.close()
-        return IdleResult(connections, grown / connections / 1024)

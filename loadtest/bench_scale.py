@@ -1,13 +1,14 @@
-"""`bench.py heartbeats` and `bench.py storm`: gateways holding and taking many connections.
+"""`bench.py heartbeats`, `idle` and `storm`: gateways holding and taking many connections.
 
 heartbeats: N authenticated idle connections (RSS per connection measured), then every one sends
 a heartbeat within `spread` seconds: failures (anything but `heartbeat_ack`), ack latency and
-server CPU per heartbeat. storm: N clients on one instance reconnect to the survivors when it
+server CPU per heartbeat. heartbeats and idle hold their connections in load-generator worker
+processes (`loadtest.fleet`), as many as one process's open-files limit needs. storm: N clients on one instance reconnect to the survivors when it
 drains (SIGTERM; its closes spread over `--drain-timeout`), each at once on its `reconnect`
 frame: connect p50/p99 (TCP connect to the 101 with the bearer token checked), authenticated
 connections/s taken by the survivors, presence of everyone afterwards, and every `offline` event
 watchers on the survivors saw (a flap). `storm --fresh`: N clients connect at once to one fresh
-instance. One load-generator process; loopback only; bounded in time and count.
+instance. Loopback only; bounded in time and count.
 """
 
 from __future__ import annotations
@@ -25,15 +26,18 @@ import psutil
 
 from gateway.launcher import Launched
 from loadtest.bench_fanout import cluster, connect_all, cpu_seconds, mint_tokens, rss, until
+from loadtest.fleet import Fleet, processes_for
 from loadtest.stats import percentile
 from loadtest.wsclient import RawClient, open_client
 
 __all__ = [
     "DrainStormResult",
     "HeartbeatResult",
+    "IdleResult",
     "StormResult",
     "run_drain_storm",
     "run_heartbeats",
+    "run_idle",
     "run_storm",
 ]
 
@@ -46,6 +50,12 @@ class HeartbeatResult:
     ack_p99_ms: float
     cpu_us_per_heartbeat: float
     user_cpu_us_per_heartbeat: float
+    rss_kib_per_conn: float
+
+
+@dataclass(frozen=True, slots=True)
+class IdleResult:
+    connections: int
     rss_kib_per_conn: float
 
 
@@ -104,54 +114,45 @@ async def _connect_many(
     return opened, durations, failed
 
 
-async def run_heartbeats(connections: int, spread: float = 1.0) -> HeartbeatResult:
+async def run_heartbeats(
+    connections: int, spread: float = 1.0, processes: int | None = None
+) -> HeartbeatResult:
+    """`connections` held by `processes` load-generator processes (by default as many as
+    their open-files limit needs), then one heartbeat on each within `spread` seconds."""
     with cluster(1) as (_, redis_url, gateways):
         tokens = await mint_tokens(redis_url, [uuid.uuid4() for _ in range(connections)])
-        sent_at: list[float] = [0.0] * connections
-        latencies: list[float] = []
-        failures = [0]
-
-        def receiver(index: int) -> object:
-            def on_message(raw: bytes) -> None:
-                if raw.startswith(b'{"type":"heartbeat_ack"'):
-                    latencies.append(time.perf_counter() - sent_at[index])
-                elif raw.startswith(b'{"type":"error"'):
-                    failures[0] += 1
-
-            return on_message
-
         base = rss(gateways)
-        conns, _, refused = await _connect_many(
-            gateways[0].url, tokens, 200, 60.0, [receiver(i) for i in range(connections)]
-        )
-        await asyncio.sleep(2.0)
-        per_conn = (rss(gateways) - base) / max(len(conns), 1) / 1024
-        cpu_start = cpu_seconds(gateways)
-        user_start = cpu_seconds(gateways, user_only=True)
-        print("  burst starts", flush=True)
-        started = time.perf_counter()
-        for index, conn in enumerate(conns):  # spread evenly over `spread` seconds
-            due = started + spread * index / len(conns)
-            if due - time.perf_counter() > 0.002:
-                await asyncio.sleep(due - time.perf_counter())
-            sent_at[index] = time.perf_counter()
-            conn.send(b'{"type":"heartbeat","id":"h"}')
-        await until(lambda: len(latencies) + failures[0] >= len(conns), 30, 0.05)
-        cpu = cpu_seconds(gateways) - cpu_start
-        user = cpu_seconds(gateways, user_only=True) - user_start
-        missing = len(conns) - len(latencies) - failures[0]
-        for conn in conns:
-            conn.close()
-        ordered = sorted(latencies)
+        workers = processes or processes_for(connections)
+        async with Fleet(gateways[0].url, tokens, workers) as fleet:
+            await asyncio.sleep(2.0)
+            per_conn = (rss(gateways) - base) / max(fleet.connected, 1) / 1024
+            cpu_start = cpu_seconds(gateways)
+            user_start = cpu_seconds(gateways, user_only=True)
+            print(f"  burst starts: {fleet.connected:,} connections, {workers} clients", flush=True)
+            burst = await fleet.heartbeat_burst(spread)
+            cpu = cpu_seconds(gateways) - cpu_start
+            user = cpu_seconds(gateways, user_only=True) - user_start
+        ordered = sorted(burst.latencies)
         return HeartbeatResult(
-            connections=len(conns),
-            failed=failures[0] + missing + refused,
+            connections=fleet.connected,
+            failed=burst.failed + fleet.refused,
             ack_p50_ms=percentile(ordered, 0.5) * 1000,
             ack_p99_ms=percentile(ordered, 0.99) * 1000,
-            cpu_us_per_heartbeat=cpu / max(len(conns), 1) * 1e6,
-            user_cpu_us_per_heartbeat=user / max(len(conns), 1) * 1e6,
+            cpu_us_per_heartbeat=cpu / max(fleet.connected, 1) * 1e6,
+            user_cpu_us_per_heartbeat=user / max(fleet.connected, 1) * 1e6,
             rss_kib_per_conn=per_conn,
         )
+
+
+async def run_idle(connections: int, processes: int | None = None) -> IdleResult:
+    """RSS growth of one gateway per idle authenticated connection."""
+    with cluster(1) as (_, redis_url, gateways):
+        tokens = await mint_tokens(redis_url, [uuid.uuid4() for _ in range(connections)])
+        base = rss(gateways)
+        async with Fleet(gateways[0].url, tokens, processes or processes_for(connections)) as fleet:
+            await asyncio.sleep(1.5)
+            grown = rss(gateways) - base
+        return IdleResult(fleet.connected, grown / max(fleet.connected, 1) / 1024)
 
 
 async def run_storm(clients: int, concurrency: int = 10_000) -> StormResult:
