@@ -3,12 +3,13 @@
 heartbeats: N authenticated idle connections (RSS per connection measured), then every one sends
 a heartbeat within `spread` seconds: failures (anything but `heartbeat_ack`), ack latency and
 server CPU per heartbeat. heartbeats and idle hold their connections in load-generator worker
-processes (`loadtest.fleet`), as many as one process's open-files limit needs. storm: N clients on one instance reconnect to the survivors when it
-drains (SIGTERM; its closes spread over `--drain-timeout`), each at once on its `reconnect`
-frame: connect p50/p99 (TCP connect to the 101 with the bearer token checked), authenticated
-connections/s taken by the survivors, presence of everyone afterwards, and every `offline` event
-watchers on the survivors saw (a flap). `storm --fresh`: N clients connect at once to one fresh
-instance. Loopback only; bounded in time and count.
+processes (`loadtest.fleet`), as many as one process's open-files limit needs. storm: N clients
+on one instance reconnect to the survivors when it drains (SIGTERM; its closes spread over
+`--drain-timeout`), each at once on its `reconnect` frame: connect p50/p99 (TCP connect to the
+101 with the bearer token checked), authenticated connections/s taken by the survivors, presence
+of everyone afterwards, and every `offline` event watchers on the survivors saw (a flap).
+`storm --fresh`: N clients connect at once to one fresh instance. Loopback only; bounded in
+time and count.
 """
 
 from __future__ import annotations
