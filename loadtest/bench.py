@@ -253,6 +253,8 @@ async def heartbeats_main(args: argparse.Namespace) -> None:
 
 
 async def storm_main(args: argparse.Namespace) -> None:
+    if args.clients is None:
+        args.clients = 10_000 if args.fresh else 5_000
     if args.fresh:
         report = Report(
             "storm-fresh",
@@ -419,7 +421,9 @@ def main(argv: list[str] | None = None) -> None:
     heartbeats.add_argument("--runs", type=int, default=3)
     heartbeats.add_argument("--client-processes", type=int, default=None, help=_CLIENTS_HELP)
     storm = sub.add_parser("storm", help="clients reconnecting at once after an instance drains")
-    storm.add_argument("--clients", type=int, default=5_000)
+    storm.add_argument(
+        "--clients", type=int, default=None, help="default 5,000; 10,000 with --fresh"
+    )
     storm.add_argument("--survivors", type=int, default=2, help="instances taking the wave")
     storm.add_argument("--drain-timeout", type=float, default=2.0, help="the drain's window, s")
     storm.add_argument(
