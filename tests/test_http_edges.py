@@ -11,9 +11,13 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import orjson
+from websockets.datastructures import Headers
+from websockets.http11 import Request, Response
+from websockets.server import ServerProtocol
 
 from caches.redis import RedisClient
 from gateway.client import GatewayClient
+from gateway.handshake import GatewayConnection, forget_handshake
 from tests.gateways import GatewayProcess, gateways, token_for
 
 BULK = "/api/v1/users/presence/bulk"
@@ -102,3 +106,17 @@ async def test_every_refusal_has_a_json_body(redis_url: str, tmp_path: Path) -> 
             },
         )
         assert status == 403 and body["error"]["code"] == "forbidden"  # type: ignore[index]
+
+
+async def test_an_upgraded_connection_forgets_its_handshake_headers() -> None:
+    """Once read (address, token), the handshake's headers are not kept for the connection's
+    life: the request keeps its path, the response goes."""
+    ws = GatewayConnection(ServerProtocol(), None)
+    ws.request = Request(
+        "/ws?v=1", Headers({"Authorization": "Bearer secret", "X-Forwarded-For": "10.0.0.1"})
+    )
+    ws.response = Response(101, "Switching Protocols", Headers({"Upgrade": "websocket"}))
+    forget_handshake(ws)
+    assert ws.request is not None
+    assert (ws.request.path, list(ws.request.headers.raw_items())) == ("/ws?v=1", [])
+    assert ws.response is None
