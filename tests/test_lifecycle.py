@@ -21,7 +21,7 @@ from gateway.auth import Authenticator, TokenVerifier
 from gateway.bus import MemoryBroker, MemoryBus
 from gateway.config import Settings
 from gateway.handlers import HandlerContext, Limits, RequestBudget
-from gateway.protocol import envelope, events
+from gateway.protocol import Close, envelope, events
 from gateway.realtime import Admission, ClientServer, Hub, TokenExpiry
 from gateway.services import CacheRepair, ConversationService, PresenceService, TypingService
 from gateway.state import ClientState
@@ -181,3 +181,24 @@ async def test_events_that_arrive_while_attaching_follow_the_hello(
         assert conn.received == []  # held
         clients._greet(conn, "127.0.0.1")
         assert [f["type"] for f in conn.received] == ["hello", "conversation.added"]
+
+
+async def test_a_connection_the_drain_finds_attaching_gets_hello_then_reconnect(
+    redis: RedisClient, store: SqliteStore
+) -> None:
+    """The drain lists a connection whose attach has not finished (no `hello` yet): it leaves it
+    to be sent away right after its `hello`, rather than closing it with neither frame."""
+    bus = MemoryBus(MemoryBroker())
+    conversations = ConversationService(store, bus.publish, _no_join, _NO_CACHE, 1.0, _NO_REPAIR)
+    clients, hub = server(redis, bus, conversations)
+    async with running(bus, hub):
+        attaching = RecordingConnection(client_state(), greeted=False)
+        assert await clients.attach(attaching)
+        greeted = RecordingConnection(client_state())
+        assert await clients.attach(greeted)
+        await clients.drain(0)
+        assert greeted.closes == [(Close.SERVICE_RESTART, "service restart")]
+        assert attaching.closes == [] and attaching.received == []
+        clients._greet(attaching, "127.0.0.1")
+        assert [f["type"] for f in attaching.received] == ["hello", "reconnect"]
+        assert attaching.closes == [(Close.SERVICE_RESTART, "service restart")]

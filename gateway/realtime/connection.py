@@ -69,6 +69,11 @@ class Connection:
         self.deflate = bool(ws.protocol.extensions)
         self._early: list[tuple[bool, bytes]] | None = []
 
+    @property
+    def greeted(self) -> bool:
+        """`hello` was sent: frames now go out as they come."""
+        return self._early is None
+
     def greet(self, hello: bytes) -> None:
         """Send `hello`, then what arrived for this client while it was being attached (the
         hub delivers from the moment it subscribed): `hello` is always the first frame."""

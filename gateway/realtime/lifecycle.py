@@ -136,8 +136,6 @@ class ClientServer:
                 await ws.close(Close.TRY_AGAIN_LATER, "backend unavailable")
                 return
             self._greet(conn, address)
-            if self.draining:  # attached after the drain listed its connections
-                self._send_away(conn)
             metrics, context = self._metrics, self._context
             while conn.state is ConnState.OPEN:
                 raw = await ws.recv()
@@ -171,7 +169,8 @@ class ClientServer:
             )
 
     def _greet(self, conn: Connection, address: str) -> None:
-        """Attached: say so in the log, send `hello`, start the connection's deadlines."""
+        """Attached: say so in the log, send `hello`, start the connection's deadlines; during
+        a drain, send it away right after its `hello`."""
         settings, client = self._settings, conn.client
         log.info("connected", extra={"event": "connect", "address": address})
         conn.greet(
@@ -193,6 +192,8 @@ class ClientServer:
         )
         self._silence.add(conn)
         self._expiry.track(conn)
+        if self.draining:  # attached while a drain runs: it skipped this connection
+            self._send_away(conn)
 
     # Authentication
 
@@ -333,7 +334,9 @@ class ClientServer:
             due = started + window * index / len(conns)
             if due - loop.time() > 0.005:  # the rest of this slot goes together
                 await asyncio.sleep(due - loop.time())
-            if conn.state is ConnState.OPEN:
+            # One still attaching is sent away by `_greet`, after its `hello`: closed now, it
+            # would get neither `hello` nor `reconnect`.
+            if conn.state is ConnState.OPEN and conn.greeted:
                 self._send_away(conn)
 
     def _send_away(self, conn: Connection) -> None:
