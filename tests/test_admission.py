@@ -5,6 +5,7 @@ clients still get in."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
 from pathlib import Path
@@ -138,3 +139,30 @@ async def wait_until_accepting(gw: GatewayProcess, redis: RedisClient) -> None:
         await client.close()
         return
     raise AssertionError("the freed place was never given again")
+
+
+async def test_a_storm_never_holds_more_than_max_connections(
+    redis: RedisClient, redis_url: str, tmp_path: Path
+) -> None:
+    """Clients arriving together (bearer tokens: no pending-auth cap applies) pass the
+    handshake's check before any of them is admitted: the instance still holds at most
+    `--max-connections`, and every other one is refused cleanly (503, or close 1013)."""
+    with gateways(redis_url, tmp_path, 1, max_connections="20") as (gw,):
+        tokens = [await token_for(redis) for _ in range(80)]
+
+        async def attempt(token: str) -> GatewayClient | int:
+            try:
+                return await GatewayClient.connect(gw.url, token)
+            except InvalidStatus as exc:
+                return exc.response.status_code
+            except ConnectionClosed as exc:
+                assert exc.rcvd is not None
+                return exc.rcvd.code
+
+        outcomes = await asyncio.gather(*(attempt(token) for token in tokens))
+        held = [o for o in outcomes if isinstance(o, GatewayClient)]
+        refused = [o for o in outcomes if not isinstance(o, GatewayClient)]
+        assert len(held) == 20
+        assert set(refused) <= {503, 1013} and len(refused) == 60
+        for client in held:
+            await client.close()

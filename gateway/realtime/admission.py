@@ -2,9 +2,10 @@
 
 Sockets waiting for their `auth` frame are capped for the instance and per client address (the
 address the balancer saw, from `X-Forwarded-For`, believed only when the peer is a trusted
-proxy), and authenticated connections per instance, per user and per session. A refusal before
-the upgrade is an HTTP 503; after it, close 1013; each is counted by reason and logged at most
-once per interval, never a line per socket.
+proxy); upgraded sockets, authenticating or not, per instance (`--max-connections`, exactly);
+authenticated connections per user and per session. A refusal before the upgrade is an HTTP 503;
+after it, close 1013; each is counted by reason and logged at most once per interval, never a
+line per socket.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ class Admission:
         self._pending: Counter[str] = Counter()
         self.pending = 0
         self.connections = 0
+        """Upgraded sockets from `open` to `release`, whether authenticated yet or not."""
         self._unlogged: Counter[str] = Counter()
         self._logged_at = -_LOG_INTERVAL
 
@@ -78,23 +80,27 @@ class Admission:
 
         Only sockets that will wait for an `auth` frame count against the pending caps: one with
         a bearer header is authenticated at once and cannot be held open unauthenticated."""
-        settings = self._settings
-        if self.connections + self.pending >= settings.max_connections:
-            return self._refuse("max_connections", "the instance is at its connection limit")
-        if not awaits_frame:
-            return None
-        if self.pending >= settings.max_pending_auth:
-            return self._refuse("max_pending_auth", "too many connections authenticating")
-        if self._pending[address] >= settings.max_pending_auth_per_ip:
-            return self._refuse(
-                "max_pending_auth_per_ip", "too many connections authenticating from this address"
-            )
-        return None
+        refused = self._over_instance_cap()
+        if refused is None and awaits_frame:
+            refused = self._over_pending_caps(address)
+        return refused
+
+    def open(self) -> str | None:
+        """Count an upgraded socket against the instance's cap until its `release`; why it is
+        refused instead. Sockets upgraded together all passed `at_handshake` before any of them
+        was counted, so the cap is checked again here: it holds exactly."""
+        refused = self._over_instance_cap()
+        if refused is None:
+            self.connections += 1
+        return refused
+
+    def release(self) -> None:
+        self.connections -= 1
 
     def start_auth(self, address: str) -> str | None:
         """Count an upgraded socket as waiting for its `auth` frame; why it is refused instead
-        (sockets that passed the handshake check together may overshoot the caps)."""
-        refused = self.at_handshake(address)
+        (sockets that passed the handshake check together may overshoot the pending caps)."""
+        refused = self._over_pending_caps(address)
         if refused is None:
             self._pending[address] += 1
             self.pending += 1
@@ -105,7 +111,7 @@ class Admission:
         _decrement(self._pending, address)
 
     def admit(self, user_id: uuid.UUID, session_id: str) -> str | None:
-        """Count an authenticated connection; why it is refused instead. The user's and the
+        """Why an authenticated connection is refused (None: go on). The user's and the
         session's connections are the hub's (no second index to keep in memory): connections
         admitted together may overshoot a cap by how many attach at that moment."""
         settings = self._settings
@@ -115,11 +121,22 @@ class Admission:
             return self._refuse(
                 "max_connections_per_session", "too many connections for this session"
             )
-        self.connections += 1
         return None
 
-    def release(self) -> None:
-        self.connections -= 1
+    def _over_instance_cap(self) -> str | None:
+        if self.connections >= self._settings.max_connections:
+            return self._refuse("max_connections", "the instance is at its connection limit")
+        return None
+
+    def _over_pending_caps(self, address: str) -> str | None:
+        settings = self._settings
+        if self.pending >= settings.max_pending_auth:
+            return self._refuse("max_pending_auth", "too many connections authenticating")
+        if self._pending[address] >= settings.max_pending_auth_per_ip:
+            return self._refuse(
+                "max_pending_auth_per_ip", "too many connections authenticating from this address"
+            )
+        return None
 
     def _refuse(self, reason: str, message: str) -> str:
         self._metrics[key("refused", reason)] += 1

@@ -86,87 +86,95 @@ class ClientServer:
         if self.draining:
             await ws.close(Close.SERVICE_RESTART, "draining")
             return
-        address = self.address(ws)
-        assert ws.request is not None
-        token = bearer_token(ws.request.headers.get("Authorization"))
-        forget_handshake(ws)
-        if token is None:  # it will wait for an `auth` frame: the pending caps apply
-            refused = self._admission.start_auth(address)
-            if refused is not None:
-                await ws.close(Close.TRY_AGAIN_LATER, refused)
-                return
-        try:
-            identity = await self._authenticate(ws, address, token)
-        except ConnectionClosed:
-            return
-        finally:
-            if token is None:
-                self._admission.end_auth(address)
-        del token  # not kept in this frame for the connection's life
-        if identity is None:
-            return
-        refused = self._admission.admit(identity.user_id, identity.session_id)
+        # Counted from here to the end, authenticating or not: sockets upgraded together all
+        # passed the handshake's check before any of them was counted.
+        refused = self._admission.open()
         if refused is not None:
             await ws.close(Close.TRY_AGAIN_LATER, refused)
             return
-        client = ClientState(
-            f"{self._settings.instance_id}.{secrets.token_hex(6)}",
-            identity.user_id,
-            identity.session_id,
-            identity.token_id,
-            identity.session,
-            identity.expires_at,
-        )
-        # Every log line of this connection's task names it and its user.
-        logs.connection_id.set(client.connection_id)
-        logs.user_id.set(str(client.user_id))
-        started = time.monotonic()
-        settings = self._settings
-        conn = Connection(
-            ws,
-            client,
-            TokenBucket(settings.rate_limit, settings.rate_burst, time.monotonic()),
-            settings.send_buffer_limit,
-            self._close,
-        )
         # Each coroutine frame an idle connection holds costs memory: the setup and the
         # receive loop live here rather than in helpers awaited from here.
         try:
-            if not await self.attach(conn):
-                await ws.close(Close.TRY_AGAIN_LATER, "backend unavailable")
+            address = self.address(ws)
+            assert ws.request is not None
+            token = bearer_token(ws.request.headers.get("Authorization"))
+            forget_handshake(ws)
+            if token is None:  # it will wait for an `auth` frame: the pending caps apply
+                refused = self._admission.start_auth(address)
+                if refused is not None:
+                    await ws.close(Close.TRY_AGAIN_LATER, refused)
+                    return
+            try:
+                identity = await self._authenticate(ws, address, token)
+            except ConnectionClosed:
                 return
-            self._greet(conn, address)
-            metrics, context = self._metrics, self._context
-            while conn.state is ConnState.OPEN:
-                raw = await ws.recv()
-                now = time.monotonic()
-                conn.last_heard = now
-                if not conn.bucket.take(now):
-                    self._reject_flood(conn, now)
-                    continue
-                if isinstance(raw, bytes):
-                    metrics[INVALID_FRAME] += 1
-                    conn.send(events.error(ErrorCode.INVALID_FRAME, "text frames only"))
-                    continue
-                outcome = await dispatch(context, client, raw)
-                if outcome.reply is not None:
-                    metrics[FRAMES_OUT[events.frame_type(outcome.reply)]] += 1
-                    conn.send(outcome.reply)
-                if outcome.close is not None:
-                    conn.close(outcome.close, outcome.reason)
-        except ConnectionClosed:
-            pass
-        finally:
-            await self.detach(conn)
-            self._admission.release()
-            log.info(
-                "disconnected",
-                extra={
-                    "event": "disconnect",
-                    "close_code": ws.close_code,
-                    "duration_s": round(time.monotonic() - started, 3),
-                },
+            finally:
+                if token is None:
+                    self._admission.end_auth(address)
+            del token  # not kept in this frame for the connection's life
+            if identity is None:
+                return
+            refused = self._admission.admit(identity.user_id, identity.session_id)
+            if refused is not None:
+                await ws.close(Close.TRY_AGAIN_LATER, refused)
+                return
+            client = ClientState(
+                f"{self._settings.instance_id}.{secrets.token_hex(6)}",
+                identity.user_id,
+                identity.session_id,
+                identity.token_id,
+                identity.session,
+                identity.expires_at,
             )
+            # Every log line of this connection's task names it and its user.
+            logs.connection_id.set(client.connection_id)
+            logs.user_id.set(str(client.user_id))
+            started = time.monotonic()
+            settings = self._settings
+            conn = Connection(
+                ws,
+                client,
+                TokenBucket(settings.rate_limit, settings.rate_burst, time.monotonic()),
+                settings.send_buffer_limit,
+                self._close,
+            )
+            try:
+                if not await self.attach(conn):
+                    await ws.close(Close.TRY_AGAIN_LATER, "backend unavailable")
+                    return
+                self._greet(conn, address)
+                metrics, context = self._metrics, self._context
+                while conn.state is ConnState.OPEN:
+                    raw = await ws.recv()
+                    now = time.monotonic()
+                    conn.last_heard = now
+                    if not conn.bucket.take(now):
+                        self._reject_flood(conn, now)
+                        continue
+                    if isinstance(raw, bytes):
+                        metrics[INVALID_FRAME] += 1
+                        conn.send(events.error(ErrorCode.INVALID_FRAME, "text frames only"))
+                        continue
+                    outcome = await dispatch(context, client, raw)
+                    if outcome.reply is not None:
+                        metrics[FRAMES_OUT[events.frame_type(outcome.reply)]] += 1
+                        conn.send(outcome.reply)
+                    if outcome.close is not None:
+                        conn.close(outcome.close, outcome.reason)
+            except ConnectionClosed:
+                pass
+            finally:
+                await self.detach(conn)
+                log.info(
+                    "disconnected",
+                    extra={
+                        "event": "disconnect",
+                        "close_code": ws.close_code,
+                        "duration_s": round(time.monotonic() - started, 3),
+                    },
+                )
+        finally:
+            self._admission.release()
 
     def _greet(self, conn: Connection, address: str) -> None:
         """Attached: say so in the log, send `hello`, start the connection's deadlines; during
