@@ -42,7 +42,8 @@ def raise_open_files_limit(max_connections: int) -> int:
     if room < max_connections:
         log.warning(
             "open-files limit %d leaves room for about %d connections, fewer than "
-            "--max-connections %d: raise the hard limit (ulimit -Hn) or lower the setting",
+            "--max-connections %d: connections beyond the room are refused; raise the hard "
+            "limit (ulimit -Hn) to hold more",
             soft,
             room,
             max_connections,
