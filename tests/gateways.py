@@ -7,6 +7,8 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
 from caches import SessionCache
 from caches.redis import RedisClient
 from gateway.auth import mint_token
@@ -66,3 +68,15 @@ async def client_for(
     redis: RedisClient, gateway: GatewayProcess, user: uuid.UUID | None = None
 ) -> GatewayClient:
     return await GatewayClient.connect(gateway.url, await token_for(redis, user))
+
+
+async def connect_or_refusal(url: str, token: str) -> GatewayClient | int:
+    """A connected client, or how the gateway refused: the HTTP status before the upgrade, or
+    the close code after it."""
+    try:
+        return await GatewayClient.connect(url, token)
+    except InvalidStatus as exc:
+        return exc.response.status_code
+    except ConnectionClosed as exc:
+        assert exc.rcvd is not None, "closed without a close frame"
+        return exc.rcvd.code

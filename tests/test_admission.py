@@ -18,7 +18,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from caches.redis import RedisClient
 from gateway.client import GatewayClient
-from tests.gateways import GatewayProcess, gateways, token_for
+from tests.gateways import GatewayProcess, connect_or_refusal, gateways, token_for
 
 
 async def _flood(
@@ -149,17 +149,7 @@ async def test_a_storm_never_holds_more_than_max_connections(
     `--max-connections`, and every other one is refused cleanly (503, or close 1013)."""
     with gateways(redis_url, tmp_path, 1, max_connections="20") as (gw,):
         tokens = [await token_for(redis) for _ in range(80)]
-
-        async def attempt(token: str) -> GatewayClient | int:
-            try:
-                return await GatewayClient.connect(gw.url, token)
-            except InvalidStatus as exc:
-                return exc.response.status_code
-            except ConnectionClosed as exc:
-                assert exc.rcvd is not None
-                return exc.rcvd.code
-
-        outcomes = await asyncio.gather(*(attempt(token) for token in tokens))
+        outcomes = await asyncio.gather(*(connect_or_refusal(gw.url, t) for t in tokens))
         held = [o for o in outcomes if isinstance(o, GatewayClient)]
         refused = [o for o in outcomes if not isinstance(o, GatewayClient)]
         assert len(held) == 20
