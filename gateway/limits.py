@@ -8,7 +8,7 @@ import gc
 import logging
 import resource
 
-__all__ = ["raise_open_files_limit", "tune_garbage_collector"]
+__all__ = ["connection_room", "raise_open_files_limit", "tune_garbage_collector"]
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +28,11 @@ def tune_garbage_collector() -> None:
     gc.set_threshold(*_THRESHOLDS)
 
 
+def connection_room(open_files: int) -> int:
+    """The connections an open-files limit leaves room for (a socket is a descriptor)."""
+    return max(open_files - _RESERVED, 0)
+
+
 def raise_open_files_limit(max_connections: int) -> int:
     """Raise the soft limit to the hard one; the connections it leaves room for."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -38,7 +43,7 @@ def raise_open_files_limit(max_connections: int) -> int:
             soft = target
         except (ValueError, OSError) as exc:
             log.warning("cannot raise the open-files limit from %d: %s", soft, exc)
-    room = max(soft - _RESERVED, 0)
+    room = connection_room(soft)
     if room < max_connections:
         log.warning(
             "open-files limit %d leaves room for about %d connections, fewer than "

@@ -27,6 +27,7 @@ from loadtest.bench_messages import MessagesResult, run_messages
 from loadtest.bench_scale import (
     DrainStormResult,
     IdleResult,
+    held_by_one_gateway,
     run_drain_storm,
     run_heartbeats,
     run_idle,
@@ -231,6 +232,7 @@ async def messages_main(args: argparse.Namespace) -> None:
 
 
 async def heartbeats_main(args: argparse.Namespace) -> None:
+    args.connections = held_by_one_gateway(args.connections)
     report = Report(
         "heartbeats",
         f"heartbeats benchmark: {machine()}; one gateway; {args.connections:,} authenticated "
@@ -361,6 +363,7 @@ async def soak_main(args: argparse.Namespace) -> None:
 
 
 async def idle_main(args: argparse.Namespace) -> None:
+    args.connections = sorted({held_by_one_gateway(count) for count in args.connections})
     report = Report(
         "idle", f"idle benchmark: {machine()}; one gateway; medians of {args.runs} runs"
     )

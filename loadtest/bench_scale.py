@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import resource
 import time
 import urllib.request
 import uuid
@@ -26,6 +27,7 @@ import orjson
 import psutil
 
 from gateway.launcher import Launched
+from gateway.limits import connection_room
 from loadtest.bench_fanout import cluster, connect_all, cpu_seconds, mint_tokens, rss, until
 from loadtest.fleet import Fleet, processes_for
 from loadtest.stats import percentile
@@ -36,6 +38,7 @@ __all__ = [
     "HeartbeatResult",
     "IdleResult",
     "StormResult",
+    "held_by_one_gateway",
     "run_drain_storm",
     "run_heartbeats",
     "run_idle",
@@ -113,6 +116,18 @@ async def _connect_many(
     sinks = on_message if isinstance(on_message, list) else [lambda raw: None] * len(tokens)
     await asyncio.gather(*(one(t, s) for t, s in zip(tokens, sinks, strict=True)))
     return opened, durations, failed
+
+
+def held_by_one_gateway(asked: int) -> int:
+    """`asked`, or what one gateway started from here can hold when that is fewer: it inherits
+    this process's hard open-files limit and keeps some descriptors for itself (said on the
+    console, so a capped run is never read as failed connections)."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or connection_room(hard) >= asked:
+        return asked
+    room = connection_room(hard)
+    print(f"  one gateway here has room for {room:,} connections (open-files limit {hard:,})")
+    return room
 
 
 async def run_heartbeats(
