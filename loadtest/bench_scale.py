@@ -34,6 +34,7 @@ from loadtest.stats import percentile
 from loadtest.wsclient import RawClient, open_client
 
 __all__ = [
+    "BurstFigures",
     "DrainStormResult",
     "HeartbeatResult",
     "IdleResult",
@@ -47,13 +48,23 @@ __all__ = [
 
 
 @dataclass(frozen=True, slots=True)
-class HeartbeatResult:
-    connections: int
-    failed: int
+class BurstFigures:
     ack_p50_ms: float
     ack_p99_ms: float
     cpu_us_per_heartbeat: float
     user_cpu_us_per_heartbeat: float
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatResult:
+    connections: int
+    failed: int
+    """Over both bursts, with the connections refused."""
+    first: BurstFigures
+    """The first burst after connecting: the process still grows its heap for the heartbeats
+    in flight (page faults), as after a fresh start."""
+    later: BurstFigures
+    """A burst a second later: the steady state of an instance that has been running."""
     rss_kib_per_conn: float
 
 
@@ -134,7 +145,8 @@ async def run_heartbeats(
     connections: int, spread: float = 1.0, processes: int | None = None
 ) -> HeartbeatResult:
     """`connections` held by `processes` load-generator processes (by default as many as
-    their open-files limit needs), then one heartbeat on each within `spread` seconds."""
+    their open-files limit needs), then one heartbeat on each within `spread` seconds, twice:
+    the first burst after connecting, and another a second later."""
     with cluster(1) as (_, redis_url, gateways):
         tokens = await mint_tokens(redis_url, [uuid.uuid4() for _ in range(connections)])
         base = rss(gateways)
@@ -142,22 +154,34 @@ async def run_heartbeats(
         async with Fleet(gateways[0].url, tokens, workers) as fleet:
             await asyncio.sleep(2.0)
             per_conn = (rss(gateways) - base) / max(fleet.connected, 1) / 1024
-            cpu_start = cpu_seconds(gateways)
-            user_start = cpu_seconds(gateways, user_only=True)
             print(f"  burst starts: {fleet.connected:,} connections, {workers} clients", flush=True)
-            burst = await fleet.heartbeat_burst(spread)
-            cpu = cpu_seconds(gateways) - cpu_start
-            user = cpu_seconds(gateways, user_only=True) - user_start
-        ordered = sorted(burst.latencies)
+            first, first_failed = await _burst(fleet, gateways, spread)
+            await asyncio.sleep(1.0)
+            later, later_failed = await _burst(fleet, gateways, spread)
         return HeartbeatResult(
             connections=fleet.connected,
-            failed=burst.failed + fleet.refused,
-            ack_p50_ms=percentile(ordered, 0.5) * 1000,
-            ack_p99_ms=percentile(ordered, 0.99) * 1000,
-            cpu_us_per_heartbeat=cpu / max(fleet.connected, 1) * 1e6,
-            user_cpu_us_per_heartbeat=user / max(fleet.connected, 1) * 1e6,
+            failed=first_failed + later_failed + fleet.refused,
+            first=first,
+            later=later,
             rss_kib_per_conn=per_conn,
         )
+
+
+async def _burst(fleet: Fleet, gateways: list[Launched], spread: float) -> tuple[BurstFigures, int]:
+    cpu_start = cpu_seconds(gateways)
+    user_start = cpu_seconds(gateways, user_only=True)
+    burst = await fleet.heartbeat_burst(spread)
+    cpu = cpu_seconds(gateways) - cpu_start
+    user = cpu_seconds(gateways, user_only=True) - user_start
+    ordered = sorted(burst.latencies)
+    count = max(fleet.connected, 1)
+    figures = BurstFigures(
+        ack_p50_ms=percentile(ordered, 0.5) * 1000,
+        ack_p99_ms=percentile(ordered, 0.99) * 1000,
+        cpu_us_per_heartbeat=cpu / count * 1e6,
+        user_cpu_us_per_heartbeat=user / count * 1e6,
+    )
+    return figures, burst.failed
 
 
 async def run_idle(connections: int, processes: int | None = None) -> IdleResult:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,5 +43,6 @@ def median(values: list[float]) -> float:
 
 
 def median_of(results: Sequence[Any], attr: str) -> float:
-    """The median of one figure (a result attribute) over runs."""
-    return median([getattr(r, attr) for r in results])
+    """The median of one figure (a result attribute, dotted for a nested one) over runs."""
+    figure = operator.attrgetter(attr)
+    return median([figure(r) for r in results])
