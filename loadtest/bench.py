@@ -231,6 +231,17 @@ async def messages_main(args: argparse.Namespace) -> None:
     report.write()
 
 
+def _burst_rows(burst: str, label: str) -> list[Row]:
+    """The table rows of one heartbeat burst (`HeartbeatResult.first` / `.later`)."""
+    return [
+        (f"{label}: heartbeat->ack {name} ms", f"{burst}.ack_{name}_ms", "{:.2f}")
+        for name in ("p50", "p99")
+    ] + [
+        (f"{label}: server CPU us per heartbeat", f"{burst}.cpu_us_per_heartbeat", "{:.1f}"),
+        ("... of which user", f"{burst}.user_cpu_us_per_heartbeat", "{:.1f}"),
+    ]
+
+
 async def heartbeats_main(args: argparse.Namespace) -> None:
     args.connections = held_by_one_gateway(args.connections)
     report = Report(
@@ -246,14 +257,8 @@ async def heartbeats_main(args: argparse.Namespace) -> None:
         lambda: run_heartbeats(args.connections, args.spread, args.client_processes),
         [
             ("failed heartbeats (both bursts)", "failed", "{:,.0f}"),
-            ("first burst: heartbeat->ack p50 ms", "first.ack_p50_ms", "{:.2f}"),
-            ("first burst: heartbeat->ack p99 ms", "first.ack_p99_ms", "{:.2f}"),
-            ("first burst: server CPU us per heartbeat", "first.cpu_us_per_heartbeat", "{:.1f}"),
-            ("... of which user", "first.user_cpu_us_per_heartbeat", "{:.1f}"),
-            ("a second later: heartbeat->ack p50 ms", "later.ack_p50_ms", "{:.2f}"),
-            ("a second later: heartbeat->ack p99 ms", "later.ack_p99_ms", "{:.2f}"),
-            ("a second later: server CPU us per heartbeat", "later.cpu_us_per_heartbeat", "{:.1f}"),
-            ("... of which user", "later.user_cpu_us_per_heartbeat", "{:.1f}"),
+            *_burst_rows("first", "first burst"),
+            *_burst_rows("later", "a second later"),
             ("RSS KiB per idle authenticated connection", "rss_kib_per_conn", "{:.1f}"),
         ],
     )
