@@ -62,11 +62,8 @@ async def run(settings: Settings, on_ready: Callable[[str], None] | None = None)
     # First, so a store that cannot be opened stops start-up before anything else starts.
     store_latency = Latency("store", "One store call: queue, thread hop and the work")
     store = await SqliteStore(settings.store, store_latency).open()
-    room = raise_open_files_limit(settings.max_connections)
-    if room < settings.max_connections:
-        # Past the room, accept() would fail for everyone alike: the room is the cap, and the
-        # connections beyond it are refused cleanly like any over the cap.
-        settings = dataclasses.replace(settings, max_connections=room)
+    cap = raise_open_files_limit(settings.max_connections)
+    settings = dataclasses.replace(settings, max_connections=cap)
     tune_garbage_collector()
     try:
         await _serve(settings, store, store_latency, stop, on_ready)

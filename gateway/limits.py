@@ -34,7 +34,9 @@ def connection_room(open_files: int) -> int:
 
 
 def raise_open_files_limit(max_connections: int) -> int:
-    """Raise the soft limit to the hard one; the connections it leaves room for."""
+    """Raise the soft limit to the hard one; the connections the instance may hold:
+    `max_connections`, or the room the limit leaves when that is fewer (past it, accept() would
+    fail for everyone alike, so the connections beyond are refused like any over the cap)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard == resource.RLIM_INFINITY or hard > soft:
         target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
@@ -53,6 +55,6 @@ def raise_open_files_limit(max_connections: int) -> int:
             room,
             max_connections,
         )
-    else:
-        log.info("open-files limit %d: room for about %d connections", soft, room)
-    return room
+        return room
+    log.info("open-files limit %d: room for about %d connections", soft, room)
+    return max_connections
