@@ -21,6 +21,7 @@ import resource
 import time
 import urllib.request
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import orjson
@@ -31,7 +32,7 @@ from gateway.limits import connection_room
 from loadtest.bench_fanout import cluster, connect_all, cpu_seconds, mint_tokens, rss, until
 from loadtest.fleet import Fleet, processes_for
 from loadtest.stats import percentile
-from loadtest.wsclient import RawClient, open_client
+from loadtest.wsclient import RawClient, ignore, open_client, open_clients
 
 __all__ = [
     "BurstFigures",
@@ -102,41 +103,14 @@ class DrainStormResult:
     durations_ms: list[float] = field(repr=False)
 
 
-async def _connect_many(
-    url: str, tokens: list[str], concurrency: int, timeout: float, on_message: object = None
-) -> tuple[list[RawClient], list[float], int]:
-    """Open a connection per token, at most `concurrency` opening at once: the clients, each
-    connect's duration, and how many failed or timed out."""
-    gate = asyncio.Semaphore(concurrency)
-    durations: list[float] = []
-    opened: list[RawClient] = []
-    failed = 0
-
-    async def one(token: str, sink: object) -> None:
-        nonlocal failed
-        async with gate:
-            started = time.perf_counter()
-            try:
-                client = await open_client(url, token, sink, timeout)  # type: ignore[arg-type]
-            except (OSError, TimeoutError, ConnectionError):
-                failed += 1
-                return
-            durations.append(time.perf_counter() - started)
-            opened.append(client)
-
-    sinks = on_message if isinstance(on_message, list) else [lambda raw: None] * len(tokens)
-    await asyncio.gather(*(one(t, s) for t, s in zip(tokens, sinks, strict=True)))
-    return opened, durations, failed
-
-
 def held_by_one_gateway(asked: int) -> int:
     """`asked`, or what one gateway started from here can hold when that is fewer: it inherits
     this process's hard open-files limit and keeps some descriptors for itself (said on the
     console, so a capped run is never read as failed connections)."""
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or connection_room(hard) >= asked:
+    room = asked if hard == resource.RLIM_INFINITY else connection_room(hard)
+    if room >= asked:
         return asked
-    room = connection_room(hard)
     print(f"  one gateway here has room for {room:,} connections (open-files limit {hard:,})")
     return room
 
@@ -200,7 +174,9 @@ async def run_storm(clients: int, concurrency: int = 10_000) -> StormResult:
         tokens = await mint_tokens(redis_url, [uuid.uuid4() for _ in range(clients)])
         cpu_start = cpu_seconds(gateways)
         started = time.perf_counter()
-        conns, durations, failed = await _connect_many(gateways[0].url, tokens, concurrency, 30.0)
+        opened, durations = await open_clients(gateways[0].url, tokens, concurrency, 30.0)
+        conns = [conn for conn in opened if conn is not None]
+        failed = len(opened) - len(conns)
         window = time.perf_counter() - started
         cpu = cpu_seconds(gateways) - cpu_start
         for conn in conns:
@@ -259,7 +235,7 @@ async def run_drain_storm(
         async def reconnect(index: int) -> None:
             started = time.perf_counter()
             try:
-                conn = await open_client(rest[index % len(rest)].url, tokens[index], _ignore, 30)
+                conn = await open_client(rest[index % len(rest)].url, tokens[index], ignore, 30)
             except (OSError, TimeoutError, ConnectionError):
                 failed[0] += 1
                 return
@@ -267,16 +243,18 @@ async def run_drain_storm(
             durations.append(accepted_at[-1] - started)
             fresh.append(conn)
 
-        def client_sink(index: int) -> object:
+        def client_sink(index: int) -> Callable[[bytes], None]:
             def on_message(raw: bytes) -> None:
                 if raw.startswith(b'{"type":"reconnect"'):
                     reconnects.append(loop.create_task(reconnect(index)))
 
             return on_message
 
-        conns, _, refused = await _connect_many(
+        opened, _ = await open_clients(
             draining.url, tokens[:clients], 200, 60.0, [client_sink(i) for i in range(clients)]
         )
+        conns = [conn for conn in opened if conn is not None]
+        refused = len(opened) - len(conns)
         cpu_before = [cpu_seconds([g]) for g in gateways], _own_cpu()
         wave_start = time.perf_counter()
         draining.proc.terminate()
@@ -323,10 +301,6 @@ def _exit_cpu(process: Launched) -> float:
         return cpu_seconds([process])
     except psutil.NoSuchProcess:
         return 0.0
-
-
-def _ignore(raw: bytes) -> None:
-    pass
 
 
 def _count_online(http: str, token: str, users: list[str]) -> int:

@@ -22,7 +22,7 @@ from types import TracebackType
 from typing import Any
 
 from loadtest.bench_fanout import until
-from loadtest.wsclient import RawClient, open_client
+from loadtest.wsclient import open_clients
 
 __all__ = ["Burst", "Fleet", "processes_for"]
 
@@ -141,19 +141,10 @@ async def _hold(pipe: Connection, url: str, tokens: list[str], timeout: float) -
 
         return on_message
 
-    gate = asyncio.Semaphore(200)
-    opened: list[tuple[int, RawClient]] = []
-
-    async def connect(slot: int) -> None:
-        async with gate:
-            try:
-                client = await open_client(url, tokens[slot], receiver(slot), timeout)
-            except (OSError, TimeoutError, ConnectionError):
-                return
-            opened.append((slot, client))
-
-    await asyncio.gather(*(connect(slot) for slot in range(len(tokens))))
-    opened.sort(key=lambda pair: pair[0])
+    clients, _ = await open_clients(
+        url, tokens, 200, timeout, [receiver(slot) for slot in range(len(tokens))]
+    )
+    opened = [(slot, client) for slot, client in enumerate(clients) if client is not None]
     pipe.send((len(opened), len(tokens) - len(opened)))
     while True:
         command = await asyncio.to_thread(pipe.recv)

@@ -12,11 +12,12 @@ import asyncio
 import base64
 import os
 import struct
+import time
 from collections.abc import Callable
 from typing import cast
 from urllib.parse import urlsplit
 
-__all__ = ["RawClient", "open_client"]
+__all__ = ["RawClient", "ignore", "open_client", "open_clients"]
 
 _ZERO_MASK = b"\x00\x00\x00\x00"
 
@@ -123,3 +124,34 @@ async def open_client(
     transport.write(request.encode())
     await asyncio.wait_for(client.upgraded, timeout)
     return client
+
+
+async def open_clients(
+    url: str,
+    tokens: list[str],
+    concurrency: int,
+    timeout: float,
+    sinks: list[Callable[[bytes], None]] | None = None,
+) -> tuple[list[RawClient | None], list[float]]:
+    """A connection per token, at most `concurrency` opening at once: the clients in token order
+    (None where the connect failed or timed out), and each successful connect's duration."""
+    gate = asyncio.Semaphore(concurrency)
+    durations: list[float] = []
+
+    async def one(token: str, sink: Callable[[bytes], None]) -> RawClient | None:
+        async with gate:
+            started = time.perf_counter()
+            try:
+                client = await open_client(url, token, sink, timeout)
+            except (OSError, TimeoutError, ConnectionError):
+                return None
+            durations.append(time.perf_counter() - started)
+            return client
+
+    chosen = sinks if sinks is not None else [ignore] * len(tokens)
+    opened = await asyncio.gather(*(one(t, s) for t, s in zip(tokens, chosen, strict=True)))
+    return list(opened), durations
+
+
+def ignore(raw: bytes) -> None:
+    """A sink for a client whose frames nobody reads."""
