@@ -19,7 +19,7 @@ import random
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -144,13 +144,13 @@ async def mint_tokens(
 
 
 async def connect_all(
-    urls: list[str], tokens: list[str], on_message: list[object]
+    urls: list[str], tokens: list[str], on_message: Sequence[Callable[[bytes], None]]
 ) -> list[RawClient]:
     gate = asyncio.Semaphore(100)
 
     async def one(index: int) -> RawClient:
         async with gate:
-            return await open_client(urls[index % len(urls)], tokens[index], on_message[index])  # type: ignore[arg-type]
+            return await open_client(urls[index % len(urls)], tokens[index], on_message[index])
 
     return list(await asyncio.gather(*(one(i) for i in range(len(tokens)))))
 
@@ -176,7 +176,7 @@ async def run_fanout(
         state = {"measuring": False, "delivered": 0}
         user_text = [str(u) for u in users]
 
-        def receiver() -> object:
+        def receiver() -> Callable[[bytes], None]:
             seen: dict[str, int] = {}
 
             def on_message(raw: bytes) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import orjson
@@ -77,7 +78,7 @@ async def run_messages(
         reads = [0]
         timing_deliveries = [True]
 
-        def receiver() -> object:
+        def receiver() -> Callable[[bytes], None]:
             def on_message(raw: bytes) -> None:
                 now = time.perf_counter()
                 if raw.startswith(b'{"type":"ack"'):

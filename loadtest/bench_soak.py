@@ -16,6 +16,7 @@ import random
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import orjson
@@ -84,7 +85,7 @@ async def run_soak(
         acked: dict[str, int] = {}  # message id -> room index
         errors = [0]
 
-        def sink(index: int) -> object:
+        def sink(index: int) -> Callable[[bytes], None]:
             def on_message(raw: bytes) -> None:
                 if raw.startswith(b'{"type":"message.new"'):
                     message = orjson.loads(raw)["message"]
