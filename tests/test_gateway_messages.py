@@ -449,3 +449,42 @@ async def test_a_new_conversation_appears_in_a_members_cached_list_at_once(pair:
     second = created["conversation"]["id"]
     listed = await b.request("conversations.list")
     assert {c["id"] for c in listed["conversations"]} == {first, second}
+
+
+async def test_an_idempotency_key_means_one_message_in_one_conversation(
+    redis: RedisClient, redis_url: str, tmp_path: Path
+) -> None:
+    """Reused with another conversation or other content, a key is refused `conflict` naming
+    it; a non-member is refused before the key is looked up; a deleted message's key answers
+    the deletion, never a new message."""
+    with gateways(redis_url, tmp_path, 1) as (gw,):
+        ann, bob, cat = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+        a = await client_for(redis, gw, ann)
+        c = await client_for(redis, gw, cat)
+        c1 = await _direct(a, bob)
+        c2 = await _direct(a, cat)
+        first = await a.request(
+            "message.send", conversation_id=c1, client_msg_id="reuse-1", content="hi"
+        )
+        for room, content in ((c2, "hi"), (c1, "other words")):
+            await a.send(
+                "message.send", id="x", conversation_id=room, client_msg_id="reuse-1",
+                content=content,
+            )  # fmt: skip
+            refused = await a.next_event("error")
+            assert (refused["id"], refused["code"]) == ("x", "conflict")
+            assert "reuse-1" in refused["message"]
+        assert (await a.request("messages.list", conversation_id=c2))["messages"] == []
+        # Cat is no member of c1: forbidden, whatever key Ann used there.
+        await c.send("message.send", id="y", conversation_id=c1, client_msg_id="reuse-1",
+                     content="hi")  # fmt: skip
+        assert (await c.next_event("error"))["code"] == "forbidden"
+        await a.request("message.delete", conversation_id=c1, message_id=first["message"]["id"])
+        again = await a.request(
+            "message.send", conversation_id=c1, client_msg_id="reuse-1", content="hi"
+        )
+        assert (again["created"], again["deleted"]) == (False, True)
+        assert again["message"]["id"] == first["message"]["id"]
+        assert (await a.request("messages.list", conversation_id=c1))["messages"] == []
+        for client in (a, c):
+            await client.close()

@@ -8,7 +8,7 @@ import sqlite3
 import uuid
 from pathlib import Path
 
-from gateway.store import NotAMember, SqliteStore
+from gateway.store import KeyConflict, NotAMember, SqliteStore
 
 
 async def test_concurrent_sends_get_consecutive_seqs_and_each_its_own_outcome(
@@ -23,16 +23,18 @@ async def test_concurrent_sends_get_consecutive_seqs_and_each_its_own_outcome(
             for n in range(300)
         ]
         sends.insert(150, store.send_message(conv.id, stranger, "x", "intruder", "text"))
-        sends.append(store.send_message(conv.id, bob, "m0", "a retry of m0", "text"))
+        sends.append(store.send_message(conv.id, bob, "m0", "text 0", "text"))
+        sends.append(store.send_message(conv.id, bob, "m0", "other words, same key", "text"))
         outcomes = await asyncio.gather(*sends, return_exceptions=True)
 
         assert isinstance(outcomes[150], NotAMember)
-        stored = [o for i, o in enumerate(outcomes[:-1]) if i != 150]
+        stored = [o for i, o in enumerate(outcomes[:-2]) if i != 150]
         assert all(isinstance(o, tuple) and o[1] for o in stored)
         seqs = sorted(o[0].seq for o in stored if isinstance(o, tuple))
         assert seqs == list(range(1, 301))
-        retry = outcomes[-1]
+        retry, reused = outcomes[-2:]
         first = outcomes[0]
+        assert isinstance(reused, KeyConflict)  # a key means one message: the same content
         assert isinstance(retry, tuple) and isinstance(first, tuple)
         assert retry == (first[0], False)  # the stored message, nothing created
 

@@ -13,7 +13,7 @@ from gateway.protocol.frames import (
     MessagesList,
 )
 from gateway.state import ClientState
-from gateway.store import NotAllowed, NotAMember
+from gateway.store import KeyConflict, NotAllowed, NotAMember
 
 __all__ = ["delete", "delivered", "history", "read", "send", "unread"]
 
@@ -31,7 +31,11 @@ async def send(ctx: HandlerContext, client: ClientState, frame: MessageSend) -> 
         )
     except NotAMember as exc:
         raise ProtocolError(ErrorCode.FORBIDDEN, str(exc), frame.id) from None
-    return Outcome(events.ack(frame.id, message=msg.as_wire(), created=created))
+    except KeyConflict as exc:
+        raise ProtocolError(ErrorCode.CONFLICT, str(exc), frame.id) from None
+    return Outcome(
+        events.ack(frame.id, message=msg.as_wire(), created=created, deleted=msg.deleted)
+    )
 
 
 async def _receipt(

@@ -33,6 +33,7 @@ class ErrorCode(enum.StrEnum):
     ALREADY_AUTHENTICATED = "already_authenticated"
     FORBIDDEN = "forbidden"
     NOT_FOUND = "not_found"
+    CONFLICT = "conflict"
     RATE_LIMITED = "rate_limited"
     TOO_MANY_WATCHED = "too_many_watched"
     UNAVAILABLE = "unavailable"

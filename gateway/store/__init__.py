@@ -3,6 +3,7 @@
 from gateway.store.base import (
     Conversation,
     ConversationSummary,
+    KeyConflict,
     NotAllowed,
     NotAMember,
     Receipt,
@@ -16,6 +17,7 @@ from gateway.store.sqlite import SqliteStore
 __all__ = [
     "Conversation",
     "ConversationSummary",
+    "KeyConflict",
     "NotAMember",
     "NotAllowed",
     "Receipt",

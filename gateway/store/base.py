@@ -11,6 +11,7 @@ from typing import Protocol
 __all__ = [
     "Conversation",
     "ConversationSummary",
+    "KeyConflict",
     "NotAMember",
     "NotAllowed",
     "Receipt",
@@ -31,6 +32,18 @@ class StoreOpenError(StoreError):
 
 class NotAMember(StoreError):
     """The user is not a member of the conversation (or it does not exist)."""
+
+
+class KeyConflict(StoreError):
+    """An idempotency key already names another message (another conversation or other
+    content): a key means one message, for ever."""
+
+    def __init__(self, client_msg_id: str) -> None:
+        super().__init__(
+            f"client_msg_id {client_msg_id!r} was already used for another message; "
+            "use a new key for a new message"
+        )
+        self.client_msg_id = client_msg_id
 
 
 class NotAllowed(StoreError):
@@ -67,6 +80,8 @@ class StoredMessage:
     content: str
     content_type: str
     created_at: datetime
+    deleted: bool = False
+    """Deleted by its sender: the row stays (its seq and key are never reused), content gone."""
 
     def as_wire(self) -> dict[str, object]:
         return {
@@ -138,12 +153,14 @@ class Store(Protocol):
         content_type: str,
     ) -> tuple[StoredMessage, bool]:
         """Persist a message with the conversation's next seq (gap-free, unique, whatever the
-        number of writers); a retry of (sender, client_msg_id) returns the stored message.
+        number of writers); a retry of (sender, client_msg_id) returns the stored message (its
+        `deleted` set once its sender deleted it), for ever.
 
         Returns the message and whether this call created it.
 
         Raises:
-            NotAMember: the sender is not a member of the conversation.
+            NotAMember: the sender is not a member of the conversation (checked first).
+            KeyConflict: the key names a message in another conversation or with other content.
         """
         ...
 

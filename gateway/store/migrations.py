@@ -58,6 +58,18 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         PRIMARY KEY (watcher_id, target_id)
     );
     """,
+    # 5: a deleted message keeps its row (its idempotency key answers the deletion for ever);
+    #    revocations kept durably, so they outlive a Redis that lost its data
+    """
+    ALTER TABLE messages ADD COLUMN deleted_at TEXT;
+    CREATE TABLE revocations (
+        kind TEXT NOT NULL CHECK (kind IN ('token', 'session')),
+        id TEXT NOT NULL,
+        expires_at REAL NOT NULL,
+        PRIMARY KEY (kind, id)
+    );
+    CREATE INDEX revocations_by_expiry ON revocations(expires_at);
+    """,
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)

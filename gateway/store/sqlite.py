@@ -16,12 +16,13 @@ import uuid
 from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from gateway.metrics import Latency
 from gateway.store.base import (
     Conversation,
     ConversationSummary,
+    KeyConflict,
     NotAllowed,
     NotAMember,
     Receipt,
@@ -56,6 +57,8 @@ def _immediate(db: sqlite3.Connection) -> Iterator[None]:
 _MESSAGE_COLUMNS = (
     "id, conversation_id, seq, sender_id, client_msg_id, content, content_type, created_at"
 )
+_LIVE = "deleted_at IS NULL"
+"""Messages not deleted: the ones history, receipts and summaries see."""
 
 
 def _failed(exc: Exception) -> Outcome:
@@ -63,7 +66,7 @@ def _failed(exc: Exception) -> Outcome:
     return False, StoreError(str(exc)) if isinstance(exc, sqlite3.Error) else exc
 
 
-def _message(row: tuple[str, str, int, str, str, str, str, str]) -> StoredMessage:
+def _message(row: tuple[Any, ...]) -> StoredMessage:
     return StoredMessage(
         id=uuid.UUID(row[0]),
         conversation_id=uuid.UUID(row[1]),
@@ -73,6 +76,7 @@ def _message(row: tuple[str, str, int, str, str, str, str, str]) -> StoredMessag
         content=row[5],
         content_type=row[6],
         created_at=datetime.fromisoformat(row[7]),
+        deleted=len(row) > 8 and row[8] is not None,
     )
 
 
@@ -304,13 +308,21 @@ class SqliteStore:
         content_type: str,
     ) -> tuple[StoredMessage, bool]:
         db = self.db
+        # Membership first: a non-member learns nothing of the sender's keys.
+        self._check_member(conversation_id, sender_id)
         row = db.execute(
-            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE sender_id = ? AND client_msg_id = ?",
+            f"SELECT {_MESSAGE_COLUMNS}, deleted_at FROM messages"
+            " WHERE sender_id = ? AND client_msg_id = ?",
             (str(sender_id), client_msg_id),
         ).fetchone()
         if row is not None:  # a retry: the stored message, nothing new
-            return _message(row), False
-        self._check_member(conversation_id, sender_id)
+            stored = _message(row)
+            if stored.conversation_id != conversation_id or (
+                not stored.deleted
+                and (stored.content, stored.content_type) != (content, content_type)
+            ):
+                raise KeyConflict(client_msg_id)
+            return stored, False
         (seq,) = db.execute(
             "UPDATE conversations SET last_seq = last_seq + 1 WHERE id = ? RETURNING last_seq",
             (str(conversation_id),),
@@ -352,7 +364,8 @@ class SqliteStore:
         """The message, when `user_id` is a member of its conversation; NotAMember otherwise."""
         self._check_member(conversation_id, user_id)
         row = self.db.execute(
-            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = ? AND conversation_id = ?",
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages"
+            f" WHERE id = ? AND conversation_id = ? AND {_LIVE}",
             (str(message_id), str(conversation_id)),
         ).fetchone()
         if row is None:
@@ -383,7 +396,7 @@ class SqliteStore:
         for row in rows:
             last = self.db.execute(
                 f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ?"
-                " ORDER BY seq DESC LIMIT 1",
+                f" AND {_LIVE} ORDER BY seq DESC LIMIT 1",
                 (row[0],),
             ).fetchone()
             summaries.append(
@@ -428,7 +441,12 @@ class SqliteStore:
         msg = self._member_message(conversation_id, user_id, message_id)
         if msg.sender_id != user_id:
             raise NotAllowed("only its sender may delete a message")
-        db.execute("DELETE FROM messages WHERE id = ?", (str(message_id),))
+        # The row stays, content gone: its seq is never reused and its key answers the
+        # deletion to a retry, for ever.
+        db.execute(
+            "UPDATE messages SET content = '', deleted_at = ? WHERE id = ?",
+            (datetime.now(UTC).isoformat(), str(message_id)),
+        )
         return msg
 
     async def list_messages(
@@ -450,7 +468,7 @@ class SqliteStore:
         before_seq: int | None,
         after_seq: int | None,
     ) -> tuple[list[StoredMessage], bool]:
-        select = f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ?"
+        select = f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? AND {_LIVE}"
         if after_seq is not None:
             rows = self.db.execute(
                 f"{select} AND seq > ? ORDER BY seq ASC LIMIT ?",
