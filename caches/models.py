@@ -218,11 +218,19 @@ class Revocation:
 
     session_id: str | None = None
     token_id: str | None = None
+    until: float | None = None
+    """Epoch seconds after which the revocation no longer matters (the blacklist entry's end);
+    None when the revoker did not say (a deleted session)."""
 
     def to_json(self) -> bytes:
-        if self.session_id is not None:
-            return orjson.dumps({"session_id": self.session_id})
-        return orjson.dumps({"token_id": self.token_id})
+        body: dict[str, object] = (
+            {"session_id": self.session_id}
+            if self.session_id is not None
+            else {"token_id": self.token_id}
+        )
+        if self.until is not None:
+            body["until"] = self.until
+        return orjson.dumps(body)
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> Revocation:
@@ -238,7 +246,10 @@ class Revocation:
             raise ValueError("malformed revocation: ids must be strings")
         if session_id is None and token_id is None:
             raise ValueError("malformed revocation: names no session and no token")
-        return cls(session_id, token_id)
+        until = data.get("until")
+        if until is not None and (isinstance(until, bool) or not isinstance(until, int | float)):
+            raise ValueError("malformed revocation: until must be epoch seconds")
+        return cls(session_id, token_id, None if until is None else float(until))
 
 
 _Model = TypeVar("_Model", SessionData, CachedMessage, CachedConversation)

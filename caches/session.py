@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -107,9 +108,23 @@ class SessionCache:
 
     async def invalidate_token(self, token_id: str, ttl: TTL = timedelta(hours=24)) -> None:
         """Blacklist a token id (`jti`) for `ttl` (at least the token's remaining lifetime)."""
+        ms = ttl_ms(ttl)
         pipe = pipeline(self._redis, transaction=False)
-        pipe.set(keys.blacklist_token(token_id), "1", px=ttl_ms(ttl))
-        await self._execute_and_announce(pipe, [Revocation(token_id=token_id)])
+        pipe.set(keys.blacklist_token(token_id), "1", px=ms)
+        until = time.time() + ms / 1000
+        await self._execute_and_announce(pipe, [Revocation(token_id=token_id, until=until)])
+
+    async def restore_blacklist(self, token_ids: dict[str, float]) -> None:
+        """Put blacklist entries back (after Redis lost its data), each until its epoch-seconds
+        end, without announcing them again: the connections they closed are long gone."""
+        if not token_ids:
+            return
+        now = time.time()
+        pipe = pipeline(self._redis, transaction=False)
+        for token_id, until in token_ids.items():
+            if until > now:
+                pipe.set(keys.blacklist_token(token_id), "1", px=max(1, int((until - now) * 1000)))
+        await pipe.execute()
 
     async def is_token_blacklisted(self, token_id: str) -> bool:
         return bool(await self._redis.exists(keys.blacklist_token(token_id)))

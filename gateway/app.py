@@ -43,6 +43,7 @@ from gateway.services import (
     MessageService,
     PresenceService,
     PresenceVisibility,
+    Revocations,
     TypingService,
 )
 from gateway.store import SqliteStore
@@ -98,8 +99,18 @@ async def _serve(
         hub = Hub(bus, budget)
         presence_cache = PresenceCache(client)
         sessions = SessionCache(client)
+        revocations = Revocations(store, sessions, settings.revocation_ttl)
+        await revocations.load()
+        hub.on_revocation = revocations.learn
         presence = PresenceService(
-            presence_cache, sessions, client, bus.publish, settings, hub.clients, metrics
+            presence_cache,
+            sessions,
+            client,
+            bus.publish,
+            settings,
+            hub.clients,
+            metrics,
+            revocations,
         )
         typing = TypingService(presence_cache, settings)
         message_cache, conversation_cache = MessageCache(client), ConversationCache(client)
@@ -107,7 +118,7 @@ async def _serve(
         conversations = ConversationService(
             store, bus.publish, hub.add_membership, conversation_cache, budget / 4, repair, metrics
         )
-        authenticator = Authenticator(TokenVerifier(settings), sessions)
+        authenticator = Authenticator(TokenVerifier(settings), sessions, revocations.refused)
 
         messages = MessageService(
             store,
@@ -222,6 +233,7 @@ async def _serve(
                     tasks.create_task(clients.watch_deadlines()),
                     tasks.create_task(requests.enforce()),
                     tasks.create_task(repair.run()),
+                    tasks.create_task(revocations.run()),
                 ]
                 # Redis may be down at start: /readyz says so, the bus reconnects later.
                 with contextlib.suppress(RedisError, TimeoutError):

@@ -12,6 +12,7 @@ import logging
 import secrets
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -225,11 +226,19 @@ def dev_secret(path: str = DEV_SECRET_FILE) -> str:
 
 
 class Authenticator:
-    """Token + session + blacklist: one verification and one Redis round trip."""
+    """Token + session + blacklist: one verification and one Redis round trip, then the
+    revocations this instance remembers (they outlive a Redis that lost its data)."""
 
-    def __init__(self, verifier: TokenVerifier, sessions: SessionCache) -> None:
+    def __init__(
+        self,
+        verifier: TokenVerifier,
+        sessions: SessionCache,
+        refused: Callable[[str, str], str | None] = lambda session_id, token_id: None,
+    ) -> None:
+        """`refused(session_id, token_id)`: why a credential is revoked, else None."""
         self._verifier = verifier
         self._sessions = sessions
+        self._refused = refused
 
     async def authenticate(self, token: str) -> Identity:
         """The caller's identity.
@@ -244,6 +253,9 @@ class Authenticator:
         session, blacklisted = await self._sessions.get_for_auth(session_id, token_id)
         if blacklisted:
             raise AuthError("token revoked")
+        revoked = self._refused(session_id, token_id)
+        if revoked is not None:
+            raise AuthError(revoked)
         if session is None:
             raise AuthError("session not found")
         if session.user_id != user_id:

@@ -97,6 +97,11 @@ class Settings:
     trusted_proxies: str = _setting(
         "", "addresses/CIDRs of balancers whose X-Forwarded-For names the client (comma-separated)"
     )
+    revocation_ttl: float = _setting(
+        86_400.0,
+        "seconds a revoked session (or a revoked token whose end was not announced) stays "
+        "refused by the gateway's own memory and store; at least your tokens' lifetime",
+    )
     max_watched: int = _setting(1000, "users one connection may watch")
     presence_visibility: str = _setting(
         "any",
@@ -257,6 +262,7 @@ def _validate(settings: Settings) -> None:
             "lease_ttl",
             "sweep_interval",
             "session_ttl",
+            "revocation_ttl",
             "redis_timeout",
             "typing_ttl",
             "auth_timeout",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 
 import pytest
@@ -10,6 +11,7 @@ from redis.asyncio.client import PubSub
 
 from caches import SessionCache, SessionData, keys
 from caches._base import text
+from caches.models import Revocation
 from caches.redis import RedisClient
 from tests.conftest import MS, wait_for
 
@@ -121,5 +123,9 @@ async def test_revocations_are_published(redis: RedisClient) -> None:
     await cache.delete("s1")
     assert await asyncio.wait_for(_next_message(pubsub), 2) == '{"session_id":"s1"}'
     await cache.invalidate_token("j9")
-    assert await asyncio.wait_for(_next_message(pubsub), 2) == '{"token_id":"j9"}'
+    announced = Revocation.from_json(await asyncio.wait_for(_next_message(pubsub), 2))
+    assert announced.token_id == "j9" and announced.session_id is None
+    # It says when it ends (the blacklist entry's 24 h), so gateways remember it that long.
+    assert announced.until is not None
+    assert abs(announced.until - (time.time() + 86_400)) < 60
     await pubsub.aclose()  # type: ignore[no-untyped-call]

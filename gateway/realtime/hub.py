@@ -18,7 +18,7 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from caches import keys
 from gateway.bus import Bus
@@ -98,6 +98,8 @@ class Hub:
         self.frames_out: Counter[str] = Counter()
         """Frames handed to local connections, by frame type."""
         self.fanout = Latency("fanout", "From a bus batch's arrival to its frames' socket writes")
+        self.on_revocation: Callable[[Revocation], None] | None = None
+        """Told of every revocation heard, whether or not a local connection uses it."""
         bus.subscribe(keys.REVOCATIONS_CHANNEL)
 
     # Registry
@@ -350,6 +352,8 @@ class Hub:
         except ValueError as exc:
             log.warning("hub: %s", exc)
             return
+        if self.on_revocation is not None:
+            self.on_revocation(revocation)
         affected = {
             *_indexed(self._by_session, revocation.session_id),
             *_indexed(self._by_token, revocation.token_id),

@@ -1,10 +1,11 @@
 """Orchestration shared by the handlers and the runtime: presence, typing, conversations,
-messaging, cache repair."""
+messaging, cache repair, revocations kept through data loss."""
 
 from gateway.services.conversations import ConversationService
 from gateway.services.messages import MessageService
 from gateway.services.presence import PresenceService, Publish
 from gateway.services.repair import CacheRepair
+from gateway.services.revocations import Revocations
 from gateway.services.typing import TypingService
 from gateway.services.visibility import PresenceVisibility
 
@@ -15,5 +16,6 @@ __all__ = [
     "PresenceService",
     "PresenceVisibility",
     "Publish",
+    "Revocations",
     "TypingService",
 ]

@@ -31,6 +31,7 @@ from gateway.config import Settings
 from gateway.metrics import key
 from gateway.protocol import envelope, events
 from gateway.services.leases import LeaseSteps
+from gateway.services.revocations import Revocations
 from gateway.state import ClientState
 
 __all__ = ["PresenceService", "Publish"]
@@ -53,7 +54,10 @@ class PresenceService:
         settings: Settings,
         clients: Callable[[], Iterable[ClientState]],
         metrics: Counter[str],
+        revocations: Revocations | None = None,
     ) -> None:
+        """`revocations`: restored to Redis, and never outlived by a re-asserted session,
+        when Redis lost its data."""
         self._presence = presence
         self._sessions = sessions
         self._redis = redis
@@ -61,6 +65,7 @@ class PresenceService:
         self._settings = settings
         self._clients = clients
         self._metrics = metrics
+        self._revocations = revocations
         self._lease = settings.lease_ttl
         self._leases = LeaseSteps(presence, settings.lease_ttl, settings.grace)
         self._epoch_key = keys.gateway_epoch(settings.instance_id)
@@ -183,13 +188,15 @@ class PresenceService:
         lost = not await self._redis.exists(self._epoch_key)
         clients = list(self._clients())
         if lost:
+            restored = [c for c in clients if not self._revoked(c)]
             await asyncio.gather(
                 *(
                     self._sessions.set(
                         c.session_id, c.session, max(self.session_ttl(c), 0.001), if_missing=True
                     )
-                    for c in clients
-                )
+                    for c in restored
+                ),
+                *([self._revocations.restore()] if self._revocations is not None else []),
             )
         updates = await self._presence.renew_many(
             [(c.user_id, c.connection_id, c.away) for c in clients], self._lease
@@ -202,6 +209,15 @@ class PresenceService:
             "re-asserted %d presence leases%s",
             len(clients),
             " and sessions after Redis lost its data" if lost else "",
+        )
+
+    def _revoked(self, client: ClientState) -> bool:
+        """A connection whose credential was revoked (its close is under way): its session is
+        never put back."""
+        revocations = self._revocations
+        return (
+            revocations is not None
+            and revocations.refused(client.session_id, client.token_id) is not None
         )
 
     # Maintenance: grace ends and sweeps

@@ -15,6 +15,7 @@ __all__ = [
     "NotAMember",
     "NotAllowed",
     "Receipt",
+    "Revoked",
     "Store",
     "StoreError",
     "StoreOpenError",
@@ -128,6 +129,16 @@ class Receipt:
     """False when the receipt was at or behind the watermark (nothing changed)."""
 
 
+@dataclass(frozen=True, slots=True)
+class Revoked:
+    """A session or token the gateway must refuse until `expires_at` (epoch seconds)."""
+
+    kind: str
+    """`session` or `token`."""
+    id: str
+    expires_at: float
+
+
 class Store(Protocol):
     async def create_conversation(
         self, kind: str, creator: uuid.UUID, member_ids: list[uuid.UUID], name: str
@@ -227,6 +238,14 @@ class Store(Protocol):
     ) -> set[uuid.UUID]:
         """Those of `targets` who share a conversation with `watcher`, or whom the application
         let `watcher` see (a `presence_grants` row)."""
+        ...
+
+    async def add_revocations(self, revoked: Collection[Revoked]) -> None:
+        """Keep these revocations durably (the later end wins); forget those already over."""
+        ...
+
+    async def live_revocations(self, now: float) -> list[Revoked]:
+        """Every revocation that has not ended by `now`."""
         ...
 
     async def close(self) -> None: ...

@@ -26,6 +26,7 @@ from gateway.store.base import (
     NotAllowed,
     NotAMember,
     Receipt,
+    Revoked,
     StoredMessage,
     StoreError,
     StoreOpenError,
@@ -542,6 +543,28 @@ class SqliteStore:
             ).fetchall()
         )
         return {uuid.UUID(row[0]) for row in rows}
+
+    async def add_revocations(self, revoked: Collection[Revoked]) -> None:
+        rows = [(r.kind, r.id, r.expires_at) for r in revoked]
+
+        def write() -> None:
+            self.db.executemany(
+                "INSERT INTO revocations (kind, id, expires_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (kind, id) DO UPDATE"
+                " SET expires_at = MAX(expires_at, excluded.expires_at)",
+                rows,
+            )
+            self.db.execute("DELETE FROM revocations WHERE expires_at < ?", (time.time(),))
+
+        await self._writes.submit(write)
+
+    async def live_revocations(self, now: float) -> list[Revoked]:
+        rows = await self._reads.submit(
+            lambda: self.db.execute(
+                "SELECT kind, id, expires_at FROM revocations WHERE expires_at >= ?", (now,)
+            ).fetchall()
+        )
+        return [Revoked(str(r[0]), str(r[1]), float(r[2])) for r in rows]
 
     async def close(self) -> None:
         if self._db is not None:
