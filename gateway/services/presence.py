@@ -42,6 +42,8 @@ Publish = Callable[[str, bytes], Awaitable[None]]
 
 _TICK = 0.25
 _EPOCH_TTL = 86_400
+_EPOCH_CHECK = 1.0
+"""Seconds between looks for the epoch mark: how soon data loss is noticed."""
 
 
 class PresenceService:
@@ -72,6 +74,7 @@ class PresenceService:
         self._reasserting = asyncio.Lock()
         self._expiries: list[tuple[float, uuid.UUID]] = []
         self._next_sweep = 0.0
+        self._next_epoch_check = 0.0
 
     # Announcements
 
@@ -117,8 +120,20 @@ class PresenceService:
         update, alive = await self._with_session(client, self._leases.renew(client), always=False)
         if not alive:
             alive = await self._restored(client)
+        if update.transition is PresenceTransition.WENT_ONLINE and await self._data_lost():
+            # A live connection's heartbeat found its user offline because Redis lost its data
+            # (not because its lease lapsed): watchers saw no change, so nothing is announced.
+            return alive
         await self.announce(update)
         return alive
+
+    async def _data_lost(self) -> bool:
+        """Whether Redis lost what this instance wrote; if so, everything is re-asserted
+        before this returns (once, whoever notices first)."""
+        if await self._redis.exists(self._epoch_key):
+            return False
+        await self.reassert()
+        return True
 
     async def _with_session(
         self, client: ClientState, step: Awaitable[PresenceUpdate], *, always: bool
@@ -235,6 +250,11 @@ class PresenceService:
                 log.exception("presence maintenance failed")
 
     async def _maintain_once(self, now: float) -> None:
+        if now >= self._next_epoch_check:
+            # Data lost with every connection still up (FLUSHALL, a failover to an empty
+            # replica) reconnects nothing: only the mark's absence tells.
+            self._next_epoch_check = now + _EPOCH_CHECK
+            await self._data_lost()
         due: set[uuid.UUID] = set()
         while self._expiries and self._expiries[0][0] <= now:
             due.add(heapq.heappop(self._expiries)[1])
