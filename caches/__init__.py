@@ -14,6 +14,7 @@ from caches.models import (
     SessionData,
 )
 from caches.presence import PresenceCache, PresenceUpdate
+from caches.quota import QuotaCache
 from caches.redis import ClientOptions, EmbeddedRedis, connect
 from caches.session import SessionCache
 
@@ -29,6 +30,7 @@ __all__ = [
     "PresenceStatus",
     "PresenceTransition",
     "PresenceUpdate",
+    "QuotaCache",
     "SessionCache",
     "SessionData",
     "connect",

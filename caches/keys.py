@@ -35,6 +35,7 @@ __all__ = [
     "presence_step",
     "presence_leases",
     "presence_many",
+    "quota",
     "session",
     "typing",
     "typing_index",
@@ -205,6 +206,12 @@ def user_conversations_version(user_id: uuid.UUID | str) -> str:
 
 
 # Gateway instances
+def quota(user_id: uuid.UUID | str, kind: str) -> str:
+    """A user's token bucket for one kind of costly operation (`send`, `create`), shared by
+    every instance."""
+    return f"quota:{{{valid_uuid(user_id)}}}:{valid_id(kind, 'kind')}"
+
+
 def gateway_epoch(instance_id: str) -> str:
     """Exists while Redis keeps what this instance wrote; gone after a restart without
     persistence or a flush, telling the instance to re-assert sessions and leases rather than

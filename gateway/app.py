@@ -21,6 +21,7 @@ from caches import (
     ConversationCache,
     MessageCache,
     PresenceCache,
+    QuotaCache,
     SessionCache,
     connect,
 )
@@ -43,6 +44,8 @@ from gateway.services import (
     MessageService,
     PresenceService,
     PresenceVisibility,
+    Quota,
+    Quotas,
     Revocations,
     TypingService,
 )
@@ -142,12 +145,24 @@ async def _serve(
             messages=messages,
             topics=hub,
             limits=Limits(
-                max_watched=settings.max_watched, max_message_bytes=settings.max_message_bytes
+                max_watched=settings.max_watched,
+                max_message_bytes=settings.max_message_bytes,
+                max_group_members=settings.max_group_members,
             ),
             metrics=metrics,
             budget=requests,
             sessions=expiry,
             visibility=visibility,
+            quotas=Quotas(
+                {
+                    "send": Quota(settings.user_send_rate, settings.user_send_burst),
+                    "create": Quota(
+                        settings.conversation_create_rate / 60, settings.conversation_create_burst
+                    ),
+                },
+                QuotaCache(client),
+                budget / 4,
+            ),
         )
         spawner = _Spawner()
         clients = ClientServer(

@@ -109,6 +109,21 @@ class Settings:
         "conversation, or granted in the store's presence_grants)",
     )
     max_message_bytes: int = _setting(4096, "largest message content in UTF-8 bytes")
+    max_group_members: int = _setting(
+        256, "members of one group, its creator included (at most 1000); beyond: invalid_field"
+    )
+    user_send_rate: float = _setting(
+        20.0, "messages one user may send per second, all connections, every instance (refill)"
+    )
+    user_send_burst: int = _setting(
+        60, "messages one user may send at once before the rate applies"
+    )
+    conversation_create_rate: float = _setting(
+        6.0, "conversations one user may create per minute, every instance (refill)"
+    )
+    conversation_create_burst: int = _setting(
+        5, "conversations one user may create at once before the rate applies"
+    )
     send_buffer_limit: int = _setting(
         1 << 20, "bytes queued to one client before it is closed as a slow consumer (4009)"
     )
@@ -272,6 +287,11 @@ def _validate(settings: Settings) -> None:
             "rate_limit_close_after",
             "max_watched",
             "max_message_bytes",
+            "max_group_members",
+            "user_send_rate",
+            "user_send_burst",
+            "conversation_create_rate",
+            "conversation_create_burst",
             "max_connections",
             "listen_backlog",
             "max_pending_auth",
@@ -305,6 +325,8 @@ def _validate(settings: Settings) -> None:
             "--redis-url / GATEWAY_REDIS_URL: Redis Cluster is not supported by the gateway yet "
             "(the caches library supports it); use a standalone or replicated Redis"
         )
+    if settings.max_group_members > 1000:
+        raise ConfigError("--max-group-members / GATEWAY_MAX_GROUP_MEMBERS: at most 1000")
     if settings.presence_visibility not in ("any", "shared-conversation"):
         raise ConfigError(
             "--presence-visibility / GATEWAY_PRESENCE_VISIBILITY: any or shared-conversation"

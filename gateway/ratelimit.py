@@ -30,6 +30,14 @@ class TokenBucket:
         self._tokens = tokens - 1.0
         return True
 
+    def wait(self) -> float:
+        """Seconds from the last `take` until a token is there (0 when one is)."""
+        return max(0.0, (1.0 - self._tokens) / self._rate)
+
+    def full_at(self) -> float:
+        """When the bucket is full again (nothing lost by forgetting it then)."""
+        return self._stamp + (self._burst - self._tokens) / self._rate
+
 
 def record_rejection(history: list[float], now: float, limit: int) -> bool:
     """Note a rejected frame in `history`; True when `limit` fell inside the abuse window."""

@@ -46,7 +46,7 @@ async def test_a_flushed_redis_is_noticed_and_reasserted_with_no_flap(tmp_path: 
                 session = await sessions.get("ann-phone")
                 status = await PresenceCache(setup).get_status(ann)
                 blacklisted = await setup.exists(keys.blacklist_token(jti))
-                return session is not None and status is PresenceStatus.ONLINE and blacklisted
+                return session is not None and status is PresenceStatus.ONLINE and bool(blacklisted)
 
             await wait_for(reasserted, timeout=NOTICED_WITHIN + 5)
             assert time.monotonic() - flushed < NOTICED_WITHIN

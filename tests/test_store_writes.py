@@ -71,3 +71,30 @@ async def test_a_write_that_fails_mid_way_leaves_nothing_and_fails_alone(tmp_pat
         assert [(s.last_seq, s.unread_count) for s in summaries] == [(1, 1)]
     finally:
         await store.close()
+
+
+async def test_the_write_ahead_log_shrinks_back_after_a_burst(tmp_path: Path) -> None:
+    """A burst leaves a log of its size without the truncating checkpoint (the file SQLite's own
+    checkpoints never shrink); with it, the log stays within the limit and nothing is lost."""
+    limit = 256 << 10
+    sizes = {}
+    for name, wal_limit in (("unbounded", 1 << 40), ("bounded", limit)):
+        path = tmp_path / f"{name}.sqlite3"
+        store = await SqliteStore(str(path), wal_limit=wal_limit).open()
+        try:
+            alice, bob = uuid.uuid4(), uuid.uuid4()
+            conv, _ = await store.create_conversation("group", alice, [bob], "room")
+            for batch in range(20):
+                await asyncio.gather(
+                    *(
+                        store.send_message(conv.id, alice, f"m{batch}-{n}", "x" * 2000, "text")
+                        for n in range(20)
+                    )
+                )
+            sizes[name] = (tmp_path / f"{name}.sqlite3-wal").stat().st_size
+            page, _ = await store.list_messages(conv.id, 1000)
+            assert len(page) == 400  # nothing lost by the checkpoints
+        finally:
+            await store.close()
+    assert sizes["unbounded"] > 4 * limit
+    assert sizes["bounded"] <= limit

@@ -77,7 +77,7 @@ async def dispatch(ctx: HandlerContext, client: ClientState, raw: str) -> Outcom
             ctx.budget.finish(task)
     except ProtocolError as exc:
         ctx.metrics[ERRORS[exc.code.value]] += 1
-        return Outcome(events.error(exc.code, exc.message, exc.request_id))
+        return Outcome(events.error(exc.code, exc.message, exc.request_id, exc.retry_after_ms))
     except (RedisError, StoreError, TimeoutError) as exc:
         ctx.metrics[ERRORS[ErrorCode.UNAVAILABLE.value]] += 1
         log.warning(

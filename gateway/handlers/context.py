@@ -21,6 +21,7 @@ __all__ = [
     "MessagesPort",
     "Outcome",
     "PresencePort",
+    "QuotasPort",
     "SessionsPort",
     "TopicsPort",
     "TypingPort",
@@ -108,6 +109,18 @@ class _Everyone:
         return set(targets)
 
 
+class QuotasPort(Protocol):
+    async def take(self, user_id: uuid.UUID, kind: str) -> float:
+        """Take one costly operation of `kind` (`send`, `create`) from the user's quota: 0.0
+        when allowed, else the seconds until it would be."""
+        ...
+
+
+class _Unlimited:
+    async def take(self, user_id: uuid.UUID, kind: str) -> float:
+        return 0.0
+
+
 class SessionsPort(Protocol):
     async def refresh(self, client: ClientState, token: str) -> float:
         """Carry on under a fresh token of the same user; its expiry (epoch seconds).
@@ -122,6 +135,7 @@ class SessionsPort(Protocol):
 class Limits:
     max_watched: int
     max_message_bytes: int = 4096
+    max_group_members: int = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +153,8 @@ class HandlerContext:
     """Token refresh on a live connection (None: `auth` after the hello is refused)."""
     visibility: VisibilityPort = _Everyone()
     """Whose presence a client may see (default: anyone's)."""
+    quotas: QuotasPort = _Unlimited()
+    """Per-user quotas on costly operations (default: none)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from gateway.handlers.context import HandlerContext, Outcome
+from gateway.handlers.quota import spend
 from gateway.protocol import ErrorCode, ProtocolError, events
 from gateway.protocol.frames import (
     ConversationCreate,
@@ -29,6 +30,14 @@ async def create(ctx: HandlerContext, client: ClientState, frame: ConversationCr
         raise ProtocolError(
             ErrorCode.INVALID_FIELD, "member_ids: a group needs another member", frame.id
         )
+    most = ctx.limits.max_group_members
+    if len(set(others)) + 1 > most:
+        raise ProtocolError(
+            ErrorCode.INVALID_FIELD,
+            f"member_ids: a group has at most {most} members, its creator included",
+            frame.id,
+        )
+    await spend(ctx, client, "create", frame.id)
     wire, created = await ctx.conversations.create(client.user_id, frame.kind, others, frame.name)
     return Outcome(events.ack(frame.id, conversation=wire, created=created))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from gateway.handlers.context import HandlerContext, Outcome
+from gateway.handlers.quota import spend
 from gateway.protocol import ErrorCode, ProtocolError, events
 from gateway.protocol.frames import (
     ConversationUnread,
@@ -25,6 +26,7 @@ async def send(ctx: HandlerContext, client: ClientState, frame: MessageSend) -> 
         raise ProtocolError(ErrorCode.INVALID_FIELD, f"content: at most {limit} bytes", frame.id)
     if not frame.content.strip():
         raise ProtocolError(ErrorCode.INVALID_FIELD, "content: must not be blank", frame.id)
+    await spend(ctx, client, "send", frame.id)
     try:
         msg, created = await ctx.messages.send(
             client, frame.conversation_id, frame.client_msg_id, frame.content, frame.content_type

@@ -43,8 +43,16 @@ class ErrorCode(enum.StrEnum):
 class ProtocolError(Exception):
     """A request the gateway answers with an `error` frame (the connection stays open)."""
 
-    def __init__(self, code: ErrorCode, message: str, request_id: str | None = None) -> None:
+    def __init__(
+        self,
+        code: ErrorCode,
+        message: str,
+        request_id: str | None = None,
+        retry_after_ms: int | None = None,
+    ) -> None:
+        """`retry_after_ms`: for `rate_limited`, when the request would be allowed."""
         super().__init__(message)
         self.code = code
         self.message = message
         self.request_id = request_id
+        self.retry_after_ms = retry_after_ms

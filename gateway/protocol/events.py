@@ -71,8 +71,16 @@ def ack(request_id: str | None, **fields: Any) -> bytes:
     return _reply("ack", request_id, fields)
 
 
-def error(code: ErrorCode, message: str, request_id: str | None = None) -> bytes:
-    return _reply("error", request_id, {"code": code.value, "message": message})
+def error(
+    code: ErrorCode,
+    message: str,
+    request_id: str | None = None,
+    retry_after_ms: int | None = None,
+) -> bytes:
+    fields: dict[str, Any] = {"code": code.value, "message": message}
+    if retry_after_ms is not None:
+        fields["retry_after_ms"] = retry_after_ms
+    return _reply("error", request_id, fields)
 
 
 def heartbeat_ack(request_id: str | None) -> bytes:

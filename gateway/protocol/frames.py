@@ -52,7 +52,8 @@ Schema = dict[str, Validator]
 
 MAX_ID_LENGTH: Final = 64
 MAX_USER_IDS: Final = 1000
-MAX_MEMBERS: Final = 256
+MAX_MEMBERS: Final = 1000
+"""The most member ids a frame may name; a group's size is `--max-group-members`."""
 MAX_NAME_LENGTH: Final = 200
 
 

@@ -4,6 +4,7 @@ messaging, cache repair, revocations kept through data loss."""
 from gateway.services.conversations import ConversationService
 from gateway.services.messages import MessageService
 from gateway.services.presence import PresenceService, Publish
+from gateway.services.quotas import Quota, Quotas
 from gateway.services.repair import CacheRepair
 from gateway.services.revocations import Revocations
 from gateway.services.typing import TypingService
@@ -16,6 +17,8 @@ __all__ = [
     "PresenceService",
     "PresenceVisibility",
     "Publish",
+    "Quota",
+    "Quotas",
     "Revocations",
     "TypingService",
 ]

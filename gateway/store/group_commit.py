@@ -4,13 +4,18 @@ One batch is in flight at a time; everything queued meanwhile goes into the next
 one hop to the store's thread. With one write at a time this is a transaction per write, as
 before; under load the hop, the lock and the commit are paid once per batch instead of once per
 write, so the cost per write falls as the load rises.
+
+Batches are fair: writes are queued per owner (the user they are for) and a batch takes them
+round-robin, at most `_SHARE` of one owner's, so one user's backlog of costly writes never
+stands between another user's send and its commit for more than one batch.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Awaitable, Callable
+from collections import deque
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, TypeVar
 
 __all__ = ["GroupCommit", "Outcome", "Work"]
@@ -24,6 +29,11 @@ Outcome = tuple[bool, Any]
 _MAX_BATCH = 512
 """Writes per transaction: bounds how long the first write of a batch waits for the last."""
 
+_SHARE = 32
+"""One owner's writes per batch at most: bounds what one user adds to everyone's batch."""
+
+_Pending = tuple[Work, "asyncio.Future[Any]"]
+
 
 class GroupCommit:
     def __init__(
@@ -35,22 +45,40 @@ class GroupCommit:
         writes in one transaction there, each all-or-nothing, and reports each one's outcome."""
         self._on_thread = on_thread
         self._transaction = transaction
-        self._queue: list[tuple[Work, asyncio.Future[Any]]] = []
+        self._queues: dict[Hashable, deque[_Pending]] = {}
         self._committer: asyncio.Task[None] | None = None
 
-    async def submit(self, work: Callable[[], _T]) -> _T:
-        """Run `work` (on the store's thread) in the next batch; its result or error."""
+    async def submit(self, work: Callable[[], _T], owner: Hashable = None) -> _T:
+        """Run `work` (on the store's thread) in a coming batch; its result or error. `owner`
+        (the user the write is for) decides its turn: owners take turns within a batch."""
         future: asyncio.Future[_T] = asyncio.get_running_loop().create_future()
-        self._queue.append((work, future))
+        queue = self._queues.get(owner)
+        if queue is None:
+            queue = self._queues[owner] = deque()
+        queue.append((work, future))
         if self._committer is None:
             self._committer = asyncio.create_task(self._commit_all())
         return await future
 
+    def _next_batch(self) -> list[_Pending]:
+        """Round-robin over the owners with writes queued, at most `_SHARE` of each; an owner
+        with more left goes to the back of the line."""
+        batch: list[_Pending] = []
+        for owner in list(self._queues):
+            queue = self._queues.pop(owner)
+            for _ in range(min(_SHARE, len(queue), _MAX_BATCH - len(batch))):
+                batch.append(queue.popleft())
+            if queue:
+                self._queues[owner] = queue
+            if len(batch) >= _MAX_BATCH:
+                break
+        return batch
+
     async def _commit_all(self) -> None:
-        batch: list[tuple[Work, asyncio.Future[Any]]] = []
+        batch: list[_Pending] = []
         try:
-            while self._queue:
-                batch, self._queue = self._queue[:_MAX_BATCH], self._queue[_MAX_BATCH:]
+            while self._queues:
+                batch = self._next_batch()
                 works = [work for work, _ in batch]
                 try:
                     outcomes = await self._on_thread(functools.partial(self._transaction, works))
@@ -63,9 +91,11 @@ class GroupCommit:
                         future.set_result(value)
                     else:
                         future.set_exception(value)
+                batch = []
         finally:
             self._committer = None
-            for _, future in batch + self._queue:  # cancelled mid-batch (shutdown): none hangs
+            left = [pending for queue in self._queues.values() for pending in queue]
+            for _, future in batch + left:  # cancelled mid-batch (shutdown): none hangs
                 if not future.done():
                     future.cancel()
-            self._queue = []
+            self._queues = {}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sqlite3
 import time
 import uuid
@@ -40,6 +41,11 @@ _T = TypeVar("_T")
 
 _BUSY_TIMEOUT = 10.0
 """Seconds a statement waits for another process's lock before the store gives up."""
+
+WAL_LIMIT = 64 << 20
+"""Bytes of write-ahead log past which a write transaction ends with a checkpoint that
+truncates it: SQLite's automatic checkpoints copy the log back but never shrink the file, so a
+burst would leave a log of its size for good."""
 
 
 @contextlib.contextmanager
@@ -84,9 +90,14 @@ def _message(row: tuple[Any, ...]) -> StoredMessage:
 class SqliteStore:
     """The default `Store`. All statements run on one worker thread, in order."""
 
-    def __init__(self, path: str, latency: Latency | None = None) -> None:
-        """`latency`: where each call's time (queue, thread hop and work) is observed."""
+    def __init__(
+        self, path: str, latency: Latency | None = None, wal_limit: int = WAL_LIMIT
+    ) -> None:
+        """`latency`: where each call's time (queue, thread hop and work) is observed;
+        `wal_limit`: the log size that triggers a truncating checkpoint."""
         self._path = path
+        self._wal = f"{path}-wal"
+        self._wal_limit = wal_limit
         self._latency = latency
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
         self._db: sqlite3.Connection | None = None
@@ -116,6 +127,7 @@ class SqliteStore:
             db.execute(f"PRAGMA busy_timeout={int(_BUSY_TIMEOUT * 1000)}")
             self._enable_wal(db)
             db.execute("PRAGMA synchronous=NORMAL")
+            db.execute(f"PRAGMA journal_size_limit={self._wal_limit}")
             db.execute("PRAGMA foreign_keys=ON")
             self._migrate(db)
         except BaseException:
@@ -182,7 +194,24 @@ class SqliteStore:
                     db.execute("ROLLBACK TO write")
                     outcomes.append(_failed(exc))
                 db.execute("RELEASE write")
+        self._truncate_wal(db)
         return outcomes
+
+    def _truncate_wal(self, db: sqlite3.Connection) -> None:
+        """Past the limit, checkpoint and truncate the log, without waiting: while another
+        process reads or writes, this is tried again after the next transaction."""
+        try:
+            if os.stat(self._wal).st_size <= self._wal_limit:
+                return
+        except FileNotFoundError:
+            return
+        db.execute("PRAGMA busy_timeout=0")
+        try:
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except sqlite3.OperationalError:  # busy: the next transaction tries again
+            pass
+        finally:
+            db.execute(f"PRAGMA busy_timeout={int(_BUSY_TIMEOUT * 1000)}")
 
     @staticmethod
     def _each(works: list[Work]) -> list[Outcome]:
@@ -209,7 +238,7 @@ class SqliteStore:
             raise StoreError("a direct conversation has exactly two members")
         direct_key = ":".join(str(m) for m in members) if kind == "direct" else None
         return await self._writes.submit(
-            lambda: self._create(kind, creator, members, name, direct_key)
+            lambda: self._create(kind, creator, members, name, direct_key), creator
         )
 
     def _create(
@@ -297,7 +326,8 @@ class SqliteStore:
         content_type: str,
     ) -> tuple[StoredMessage, bool]:
         return await self._writes.submit(
-            lambda: self._send(conversation_id, sender_id, client_msg_id, content, content_type)
+            lambda: self._send(conversation_id, sender_id, client_msg_id, content, content_type),
+            sender_id,
         )
 
     def _send(
@@ -384,7 +414,7 @@ class SqliteStore:
             raise NotAMember("not a member of this conversation")
 
     async def conversation_summaries(self, user_id: uuid.UUID) -> list[ConversationSummary]:
-        return await self._reads.submit(lambda: self._summaries(user_id))
+        return await self._reads.submit(lambda: self._summaries(user_id), user_id)
 
     def _summaries(self, user_id: uuid.UUID) -> list[ConversationSummary]:
         rows = self.db.execute(
@@ -428,12 +458,14 @@ class SqliteStore:
             if cursor.rowcount == 0:
                 raise NotAMember("not a member of this conversation")
 
-        await self._writes.submit(update)
+        await self._writes.submit(update, user_id)
 
     async def delete_message(
         self, conversation_id: uuid.UUID, user_id: uuid.UUID, message_id: uuid.UUID
     ) -> StoredMessage:
-        return await self._writes.submit(lambda: self._delete(conversation_id, user_id, message_id))
+        return await self._writes.submit(
+            lambda: self._delete(conversation_id, user_id, message_id), user_id
+        )
 
     def _delete(
         self, conversation_id: uuid.UUID, user_id: uuid.UUID, message_id: uuid.UUID
@@ -488,7 +520,7 @@ class SqliteStore:
         self, conversation_id: uuid.UUID, user_id: uuid.UUID, message_id: uuid.UUID, read: bool
     ) -> tuple[Receipt, StoredMessage]:
         return await self._writes.submit(
-            lambda: self._receipt(conversation_id, user_id, message_id, read)
+            lambda: self._receipt(conversation_id, user_id, message_id, read), user_id
         )
 
     def _receipt(

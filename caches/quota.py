@@ -1,0 +1,24 @@
+"""Per-user quotas shared by a fleet: a token bucket per user and kind of operation in Redis."""
+
+from __future__ import annotations
+
+import uuid
+
+from caches import keys
+from caches._base import Script
+from caches.redis import RedisClient
+
+__all__ = ["QuotaCache"]
+
+_TAKE = Script("quota_take")
+
+
+class QuotaCache:
+    def __init__(self, client: RedisClient) -> None:
+        self._redis = client
+
+    async def take(self, user_id: uuid.UUID, kind: str, rate: float, burst: int) -> float:
+        """Take one token of `kind` for the user (one script call, the server's clock): 0.0
+        when taken, else the seconds until one is there. `rate` per second, up to `burst`."""
+        wait_ms = await _TAKE(self._redis, [keys.quota(user_id, kind)], [rate, burst])
+        return int(wait_ms) / 1000
