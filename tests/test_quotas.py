@@ -4,6 +4,7 @@ group size limit, and store batches that serve users in turn."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ async def test_a_batch_serves_owners_in_turn_not_in_arrival_order() -> None:
 
     commits = GroupCommit(on_thread, transaction)
     flood = [commits.submit(lambda: "attacker", "attacker") for _ in range(300)]
-    late = [commits.submit(lambda n=n: f"user{n}", f"user{n}") for n in range(3)]
+    late = [commits.submit(functools.partial(str, f"user{n}"), f"user{n}") for n in range(3)]
     await asyncio.gather(*flood, *late)
     # All were queued before the first batch: it takes a share of the attacker's 300 writes
     # and the others' beside them, instead of the first 512 in arrival order.
