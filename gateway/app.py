@@ -185,6 +185,9 @@ async def _serve(
                 reasons.append("draining")
             if not bus.connected:
                 reasons.append("pub/sub disconnected")
+            trouble = store.trouble()
+            if trouble is not None:
+                reasons.append(f"store: {trouble}")
             try:
                 async with asyncio.timeout(budget):
                     await redis.ping()
@@ -249,6 +252,7 @@ async def _serve(
                     tasks.create_task(requests.enforce()),
                     tasks.create_task(repair.run()),
                     tasks.create_task(revocations.run()),
+                    tasks.create_task(store.watch()),
                 ]
                 # Redis may be down at start: /readyz says so, the bus reconnects later.
                 with contextlib.suppress(RedisError, TimeoutError):

@@ -8,7 +8,9 @@ import sqlite3
 import uuid
 from pathlib import Path
 
-from gateway.store import KeyConflict, NotAMember, SqliteStore
+import pytest
+
+from gateway.store import KeyConflict, NotAMember, SqliteStore, StoreError
 
 
 async def test_concurrent_sends_get_consecutive_seqs_and_each_its_own_outcome(
@@ -98,3 +100,23 @@ async def test_the_write_ahead_log_shrinks_back_after_a_burst(tmp_path: Path) ->
             await store.close()
     assert sizes["unbounded"] > 4 * limit
     assert sizes["bounded"] <= limit
+
+
+async def test_a_write_after_the_file_was_deleted_is_refused_not_acknowledged(
+    tmp_path: Path,
+) -> None:
+    """No watch runs here: the write itself finds its commit went to a deleted file."""
+    path = tmp_path / "s.sqlite3"
+    store = await SqliteStore(str(path)).open()
+    try:
+        alice, bob = uuid.uuid4(), uuid.uuid4()
+        conv, _ = await store.create_conversation("group", alice, [bob], "room")
+        assert store.trouble() is None
+        path.unlink()
+        with pytest.raises(StoreError, match="deleted"):
+            await store.send_message(conv.id, alice, "m1", "lost?", "text")
+        with pytest.raises(StoreError, match="deleted"):
+            await store.list_messages(conv.id, 10)
+        assert "deleted" in (store.trouble() or "")
+    finally:
+        await store.close()

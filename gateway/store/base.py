@@ -248,4 +248,13 @@ class Store(Protocol):
         """Every revocation that has not ended by `now`."""
         ...
 
+    def trouble(self) -> str | None:
+        """Why the store cannot be trusted now (its file deleted or replaced, writes failing),
+        for `/readyz`; None when healthy."""
+        ...
+
+    async def watch(self) -> None:
+        """Run until cancelled, noticing within a second or two when the store goes bad."""
+        ...
+
     async def close(self) -> None: ...

@@ -1,5 +1,11 @@
 """SQLite store: one file, one dedicated thread, so no call blocks the event loop.
 
+The file is watched: deleted or replaced under a running instance, SQLite would go on writing
+to the deleted inode and acknowledging it, and a new instance would create an empty store beside
+it. So every write transaction checks the file is still the one opened before its writes count
+as durable, a watch looks every second for `/readyz`, and opening refuses to create a store at a
+path whose deleted file another process still holds.
+
 Any number of processes on one host may open the same file at the same moment (a fleet
 restart, a compose `up`): each waits for the others' locks up to a busy timeout, WAL is switched
 on by whichever gets there first, and the migrations run in one immediate transaction, so each
@@ -10,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import sqlite3
 import time
@@ -36,6 +43,11 @@ from gateway.store.group_commit import GroupCommit, Outcome, Work
 from gateway.store.migrations import MIGRATIONS, SCHEMA_VERSION
 
 __all__ = ["SqliteStore"]
+
+log = logging.getLogger(__name__)
+
+_WATCH_INTERVAL = 1.0
+"""Seconds between looks at the store file when nothing is written."""
 
 _T = TypeVar("_T")
 
@@ -97,6 +109,12 @@ class SqliteStore:
         `wal_limit`: the log size that triggers a truncating checkpoint."""
         self._path = path
         self._wal = f"{path}-wal"
+        self._identity: tuple[int, int] | None = None
+        """(device, inode) of the file opened: another one at the path is not this store."""
+        self._lost: str | None = None
+        """Why this store can never be trusted again (its file deleted or replaced)."""
+        self._failing: str | None = None
+        """Why the last write transaction failed, until one succeeds."""
         self._wal_limit = wal_limit
         self._latency = latency
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
@@ -120,6 +138,14 @@ class SqliteStore:
         return self
 
     def _open(self) -> None:
+        if not os.path.exists(self._path):
+            holder = _holder_of_deleted(self._path)
+            if holder is not None:
+                raise sqlite3.OperationalError(
+                    f"the file was deleted while process {holder} still uses it (still in use); "
+                    "restore the file from a backup or stop that process first, rather than "
+                    "start a second, empty store beside it"
+                )
         db = sqlite3.connect(
             self._path, timeout=_BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
         )
@@ -130,9 +156,11 @@ class SqliteStore:
             db.execute(f"PRAGMA journal_size_limit={self._wal_limit}")
             db.execute("PRAGMA foreign_keys=ON")
             self._migrate(db)
+            status = os.stat(self._path)
         except BaseException:
             db.close()
             raise
+        self._identity = (status.st_dev, status.st_ino)
         self._db = db
 
     @staticmethod
@@ -184,18 +212,67 @@ class SqliteStore:
         seqs stay gap-free and unique), each in a savepoint: a write that fails leaves nothing
         and fails alone."""
         db = self.db
+        self._refuse_if_lost()
         outcomes: list[Outcome] = []
-        with _immediate(db):
-            for work in works:
-                db.execute("SAVEPOINT write")
-                try:
-                    outcomes.append((True, work()))
-                except Exception as exc:
-                    db.execute("ROLLBACK TO write")
-                    outcomes.append(_failed(exc))
-                db.execute("RELEASE write")
+        try:
+            with _immediate(db):
+                for work in works:
+                    db.execute("SAVEPOINT write")
+                    try:
+                        outcomes.append((True, work()))
+                    except Exception as exc:
+                        db.execute("ROLLBACK TO write")
+                        outcomes.append(_failed(exc))
+                    db.execute("RELEASE write")
+        except sqlite3.Error as exc:
+            self._failing = str(exc)
+            raise
+        # Committed, but to the file opened: durable only if it is still the one at the path.
+        self._look()
+        self._refuse_if_lost()
+        self._failing = None
         self._truncate_wal(db)
         return outcomes
+
+    def _look(self) -> None:
+        """Note (once, with an error in the log) that the file was deleted or replaced."""
+        if self._lost is not None or self._identity is None:
+            return
+        try:
+            status = os.stat(self._path)
+            lost = (
+                None
+                if (status.st_dev, status.st_ino) == self._identity
+                else f"the store file {self._path} was replaced by another file"
+            )
+        except FileNotFoundError:
+            lost = f"the store file {self._path} was deleted"
+        if lost is not None:
+            self._lost = lost
+            log.error(
+                "%s while this instance uses it: every store call now answers unavailable; "
+                "restore the file and restart the instance",
+                lost,
+                extra={"event": "store_lost"},
+            )
+
+    def _refuse_if_lost(self) -> None:
+        if self._lost is not None:
+            raise StoreError(f"store unavailable: {self._lost}")
+
+    def trouble(self) -> str | None:
+        """Why the store cannot be trusted now (file deleted or replaced, writes failing)."""
+        if self._lost is not None:
+            return self._lost
+        if self._failing is not None:
+            return f"writes failing: {self._failing}"
+        return None
+
+    async def watch(self) -> None:
+        """Until cancelled: look at the file every second, so an idle instance notices too."""
+        while True:
+            await asyncio.sleep(_WATCH_INTERVAL)
+            self._look()
 
     def _truncate_wal(self, db: sqlite3.Connection) -> None:
         """Past the limit, checkpoint and truncate the log, without waiting: while another
@@ -213,9 +290,9 @@ class SqliteStore:
         finally:
             db.execute(f"PRAGMA busy_timeout={int(_BUSY_TIMEOUT * 1000)}")
 
-    @staticmethod
-    def _each(works: list[Work]) -> list[Outcome]:
-        """Reads, one after the other, each with its own outcome."""
+    def _each(self, works: list[Work]) -> list[Outcome]:
+        """Reads, one after the other, each with its own outcome (none from a lost file)."""
+        self._refuse_if_lost()
         outcomes: list[Outcome] = []
         for work in works:
             try:
@@ -603,3 +680,22 @@ class SqliteStore:
             await self._run(self.db.close)
             self._db = None
         self._executor.shutdown(wait=True)
+
+
+def _holder_of_deleted(path: str) -> int | None:
+    """A process that still holds `path` open though it was deleted (Linux: its descriptor
+    links to "<path> (deleted)"), or None; None too where /proc cannot tell."""
+    target = os.path.join(os.path.realpath(os.path.dirname(path) or "."), os.path.basename(path))
+    deleted = f"{target} (deleted)"
+    try:
+        pids = [p for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return None
+    for pid in pids:
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                if os.readlink(f"/proc/{pid}/fd/{fd}") == deleted:
+                    return int(pid)
+        except OSError:  # gone meanwhile, or not ours to look at
+            continue
+    return None
