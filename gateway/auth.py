@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 
 _REQUIRED_CLAIMS = ["exp", "sub", "sid", "jti"]
 _MIN_SECRET_BYTES = 32
+_LATEST_EPOCH = 253_402_300_799
+"""9999-12-31T23:59:59Z, the last instant a timestamp on the wire can name."""
 DEV_SECRET_FILE = "presence-gateway.secret"
 
 
@@ -123,6 +125,14 @@ class TokenVerifier:
             raise AuthError("token expired") from None
         except jwt.InvalidTokenError as exc:
             raise AuthError(f"invalid token: {_reason(exc)}") from None
+        for name in ("exp", "iat", "nbf"):
+            value = claims.get(name)
+            if value is not None and not (
+                isinstance(value, int | float)
+                and not isinstance(value, bool)
+                and 0 <= value <= _LATEST_EPOCH
+            ):
+                raise AuthError(f"invalid token: {name} is not a time between 1970 and 9999")
         try:
             uuid.UUID(str(claims["sub"]))
             valid_id(str(claims["sid"]), "sid")

@@ -156,3 +156,21 @@ async def test_a_storm_never_holds_more_than_max_connections(
         assert set(refused) <= {503, 1013} and len(refused) == 60
         for client in held:
             await client.close()
+
+
+async def test_unauthenticated_sockets_never_fill_the_whole_room(
+    redis: RedisClient, redis_url: str, tmp_path: Path
+) -> None:
+    """The pending-auth cap (1000 by default) is lowered to half of what the instance may hold
+    (its --max-connections, or the open-files room): sockets that never authenticate, from many
+    addresses, leave the other half to clients that do."""
+    with gateways(redis_url, tmp_path, 1, max_connections="60", auth_timeout="5") as (gw,):
+        floods = [await _flood(gw, 20, source=f"127.0.0.{n}") for n in range(2, 6)]
+        held = [ws for sockets, _ in floods for ws in sockets]
+        try:
+            assert len(held) == 30
+            legit = [await GatewayClient.connect(gw.url, await token_for(redis)) for _ in range(20)]
+            for client in legit:
+                await client.close()
+        finally:
+            await _close_all(held)

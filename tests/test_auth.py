@@ -114,3 +114,20 @@ def test_every_configured_secret_verifies_so_keys_rotate() -> None:
     expired = jwt.encode(claims(exp=int(time.time()) - 60), old, algorithm="HS256")
     with pytest.raises(AuthError, match="token expired"):
         verifier.verify(expired)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"exp": 2**70},
+        {"exp": 253402300800},  # one second past 9999-12-31
+        {"iat": 2**70},
+        {"nbf": -(2**70)},
+        {"exp": 1e308},
+    ],
+)
+def test_time_claims_out_of_range_are_refused(bad: dict[str, Any]) -> None:
+    """A time no clock can show is an invalid token, never an overflow later on."""
+    verifier = TokenVerifier(Settings(jwt_secret=SECRET))
+    with pytest.raises(AuthError, match="invalid token"):
+        verifier.verify(jwt.encode(claims(**bad), SECRET, algorithm="HS256"))

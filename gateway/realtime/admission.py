@@ -74,6 +74,16 @@ class Admission:
         """Upgraded sockets from `open` to `release`, whether authenticated yet or not."""
         self._unlogged: Counter[str] = Counter()
         self._logged_at = -_LOG_INTERVAL
+        # Sockets that never authenticate may take half of what the instance holds, never all
+        # of it: under a low open-files limit the room is small and the default cap is not.
+        self._max_pending = min(settings.max_pending_auth, max(1, settings.max_connections // 2))
+        if self._max_pending < settings.max_pending_auth:
+            log.info(
+                "--max-pending-auth lowered to %d: half of the %d connections this instance "
+                "holds, keeping room for authenticated clients",
+                self._max_pending,
+                settings.max_connections,
+            )
 
     def at_handshake(self, address: str, awaits_frame: bool = True) -> str | None:
         """Why a new socket from `address` is refused before its upgrade (None: go on).
@@ -130,7 +140,7 @@ class Admission:
 
     def _over_pending_caps(self, address: str) -> str | None:
         settings = self._settings
-        if self.pending >= settings.max_pending_auth:
+        if self.pending >= self._max_pending:
             return self._refuse("max_pending_auth", "too many connections authenticating")
         if self._pending[address] >= settings.max_pending_auth_per_ip:
             return self._refuse(
