@@ -217,6 +217,12 @@ class ConversationCache:
     ) -> None:
         await self._write(user_id, "remove", conversation_id)
 
+    async def evict_user_conversations(self, user_id: uuid.UUID | str) -> None:
+        """Drop the list with a plain DEL, which Redis takes even at its memory limit (where it
+        refuses scripts); unlike `delete_user_conversations`, a fill already under way is not
+        refused, so use this only when that one cannot run."""
+        await self._redis.delete(*self._keys(user_id)[:2])
+
     async def delete_user_conversations(self, user_id: uuid.UUID | str) -> None:
         """Drop the whole list (e.g. on logout, or when a conversation is added); the next read
         misses, and a fill that read the store before this is refused."""

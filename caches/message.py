@@ -181,6 +181,13 @@ class MessageCache:
         cached = await self.cached_unread_count(conversation_id, user_id)
         return cached or 0
 
+    async def evict_unread_count(
+        self, conversation_id: uuid.UUID | str, user_id: uuid.UUID | str
+    ) -> None:
+        """Drop the counter with a plain DEL, which Redis takes even at its memory limit; unlike
+        `reset_unread_count`, a fill already under way is not refused."""
+        await self._redis.delete(keys.unread(conversation_id, user_id))
+
     async def reset_unread_count(
         self, conversation_id: uuid.UUID | str, user_id: uuid.UUID | str
     ) -> None:

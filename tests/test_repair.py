@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
+from redis.exceptions import ResponseError
+
 from caches import CachedConversation, ConversationCache, MessageCache, connect
-from caches.redis import RedisClient
+from caches.redis import EmbeddedRedis, RedisClient
 from gateway.services import CacheRepair
 
 
@@ -32,3 +35,32 @@ async def test_notes_wait_for_redis_then_drop_the_stale_entries(redis: RedisClie
     assert repair.pending == 0
     assert await conversations.get_user_conversations(user) is None  # refilled on next read
     assert await messages.cached_unread_count(conv, user) is None
+
+
+async def test_notes_are_drained_one_by_one_and_by_del_under_maxmemory() -> None:
+    """At its memory limit Redis refuses scripts and MULTI but takes DEL: the stale counters and
+    lists go at once, not when memory is freed; and a note that fails stays on its own."""
+    with EmbeddedRedis() as private:
+        client = connect(private.url)
+        conversations, messages = ConversationCache(client), MessageCache(client)
+        users, conv = [uuid.uuid4() for _ in range(3)], uuid.uuid4()
+        for user in users:
+            await conversations.set_user_conversations(user, [CachedConversation(id=conv)])
+            version = await messages.unread_fill_version(conv)
+            await messages.fill_unread_count(conv, user, 4, as_of_seq=4, version=version)
+        repair = CacheRepair(messages, conversations, budget=2.0)
+        repair.members(conv, users)
+        repair.history(conv)
+        await client.config_set("maxmemory-policy", "noeviction")
+        await client.config_set("maxmemory", "1")
+        try:
+            with pytest.raises(ResponseError, match="maxmemory"):
+                await messages.reset_unread_count(conv, users[0])
+            await repair.drain()
+            assert repair.pending == 0
+            for user in users:
+                assert await conversations.get_user_conversations(user) is None
+                assert await messages.cached_unread_count(conv, user) is None
+        finally:
+            await client.config_set("maxmemory", "0")
+        await client.aclose()

@@ -15,8 +15,9 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Iterable
+from typing import Any
 
-from redis.exceptions import RedisError
+from redis.exceptions import OutOfMemoryError, RedisError, ResponseError
 
 from caches import ConversationCache, MessageCache
 
@@ -68,11 +69,17 @@ class CacheRepair:
         return False
 
     async def drain(self) -> None:
-        """Drop every noted entry Redis takes now; keep the rest for the next try."""
+        """Drop every noted entry Redis takes now; keep the rest, each on its own, for the next
+        try (one that fails never holds back the others)."""
         if not self.pending:
             return
         histories, held, members = self._histories, self._messages_held, self._members
         self._histories, self._messages_held, self._members = set(), set(), set()
+        notes: list[tuple[set[Any], Any]] = [
+            *((self._histories, c) for c in histories),
+            *((self._messages_held, m) for m in held),
+            *((self._members, cu) for cu in members),
+        ]
         work = [
             *(self._messages.delete_conversation_messages(c) for c in histories),
             *(self._messages.delete_message(m) for m in held),
@@ -83,29 +90,40 @@ class CacheRepair:
                 results = await asyncio.gather(*work, return_exceptions=True)
         except TimeoutError:
             results = [TimeoutError()] * len(work)
-        failed = [r for r in results if isinstance(r, BaseException)]
-        for result in failed:
-            if not isinstance(result, (RedisError, TimeoutError)):
+        dropped = 0
+        for (kept, note), result in zip(notes, results, strict=True):
+            if not isinstance(result, BaseException):
+                dropped += 1
+            elif isinstance(result, (RedisError, TimeoutError)):
+                kept.add(note)
+            else:
                 raise result
-        if failed:
-            # Which ones failed is not worth tracking: dropping again is harmless.
-            self._histories |= histories
-            self._messages_held |= held
-            self._members |= members
-            return
-        log.info(
-            "cache repair: dropped %d stale entries left by failed writes",
-            len(histories) + len(held) + len(members),
-        )
+        if dropped:
+            log.info("cache repair: dropped %d stale entries left by failed writes", dropped)
 
     async def _drop_member(self, conversation_id: uuid.UUID, user_id: uuid.UUID) -> None:
-        await asyncio.gather(
-            self._conversations.delete_user_conversations(user_id),
-            self._messages.reset_unread_count(conversation_id, user_id),
-        )
+        try:
+            await asyncio.gather(
+                self._conversations.delete_user_conversations(user_id),
+                self._messages.reset_unread_count(conversation_id, user_id),
+            )
+        except ResponseError as exc:
+            if not _out_of_memory(exc):
+                raise
+            # At its memory limit Redis refuses scripts and MULTI, not DEL: stale entries go
+            # now rather than be served until the memory is freed.
+            await asyncio.gather(
+                self._conversations.evict_user_conversations(user_id),
+                self._messages.evict_unread_count(conversation_id, user_id),
+            )
 
     async def run(self) -> None:
         """Drain on a short tick until cancelled (the owner's task group)."""
         while True:
             await asyncio.sleep(_TICK)
             await self.drain()
+
+
+def _out_of_memory(exc: ResponseError) -> bool:
+    """Redis refused a write at its memory limit (alone, or inside a pipeline's error)."""
+    return isinstance(exc, OutOfMemoryError) or "used memory > 'maxmemory'" in str(exc)
