@@ -8,7 +8,6 @@ import contextlib
 import dataclasses
 import logging
 import signal
-from collections import Counter
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
@@ -34,7 +33,7 @@ from gateway.handshake import GatewayConnection
 from gateway.http import HttpRoutes
 from gateway.limits import raise_open_files_limit, tune_garbage_collector
 from gateway.logs import redacting_logger
-from gateway.metrics import FRAMES_OUT, Latency, MetricsExport
+from gateway.metrics import FRAMES_OUT, Latency, MetricsExport, every_series
 from gateway.protocol import events
 from gateway.realtime import Admission, ClientServer, Hub, TokenExpiry
 from gateway.runtime import redis_url
@@ -97,7 +96,7 @@ async def _serve(
         assert isinstance(subscriber, aioredis.Redis)  # the settings refuse a cluster URL
         redis_latency = Latency("redis", "One Redis command's round trip (auto-pipeline)")
         client, pipeline = auto_pipelined(redis, budget, redis_latency)
-        metrics: Counter[str] = Counter()
+        metrics = every_series()
         bus = RedisBus(subscriber, client, settings.instance_id, settings.probe_interval, budget)
         hub = Hub(bus, budget)
         presence_cache = PresenceCache(client)

@@ -22,6 +22,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from gateway.protocol import Close, ErrorCode, frames
+
 __all__ = [
     "CONTENT_TYPE",
     "ERRORS",
@@ -32,6 +34,7 @@ __all__ = [
     "Keys",
     "Latency",
     "MetricsExport",
+    "every_series",
     "key",
 ]
 
@@ -59,6 +62,20 @@ FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
     "cache_repairs_refused": ("Cache repair notes refused (backlog full)", ()),
 }
 
+_CAPS = (
+    "max_connections",
+    "max_pending_auth",
+    "max_pending_auth_per_ip",
+    "max_connections_per_user",
+    "max_connections_per_session",
+)
+_SERVER_FRAMES = (
+    "ack", "conversation.added", "error", "heartbeat_ack", "hello", "message.deleted",
+    "message.new", "message.read", "message.status", "presence", "reconnect", "resync",
+    "session.expired", "session.expiring", "session.revoked", "typing",
+)  # fmt: skip
+_CACHE_READS = (("messages", "history"), ("unread", "count"), ("conversations", "list"))
+
 _DEFAULT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
@@ -85,6 +102,22 @@ FRAMES_OUT = Keys("frames_out")
 ERRORS = Keys("errors")
 INVALID_FRAME = FRAMES_IN["invalid"]
 """A client frame that did not decode (or was binary)."""
+
+
+def every_series() -> Counter[str]:
+    """Every counter series the instance can count, at 0: Prometheus' guidance is to export
+    each known series from the start, so a rate or an alert sees the first event rather than
+    a series that appears with it."""
+    series = [family for family, (_, labels) in FAMILIES.items() if not labels]
+    series += [FRAMES_IN[kind] for kind in frames.FRAME_TYPES] + [INVALID_FRAME]
+    series += [FRAMES_OUT[kind] for kind in _SERVER_FRAMES]
+    series += [ERRORS[code.value] for code in ErrorCode]
+    series += [key("closes", str(int(code)), code.name.lower()) for code in Close]
+    series += [key("refused", cap) for cap in _CAPS]
+    series += [key("presence_transitions", status) for status in ("online", "away", "offline")]
+    series += [key("cache_requests", *read, result) for read in _CACHE_READS
+               for result in ("hit", "miss")]  # fmt: skip
+    return Counter(dict.fromkeys(series, 0))
 
 
 class Latency:
@@ -138,7 +171,9 @@ class MetricsExport(Collector):
         for name, (help_text, value) in self._gauges().items():
             yield GaugeMetricFamily(f"gateway_{name}", help_text, value=value)
         samples: dict[str, list[tuple[list[str], float]]] = {}
-        for raw, value in [*self._counters.items(), *self._totals().items()]:
+        merged = Counter(self._counters)  # a series counted in both places is one sample
+        merged.update(self._totals())
+        for raw, value in merged.items():
             family, *labels = raw.split("|")
             samples.setdefault(family, []).append((labels, value))
         for family, values in sorted(samples.items()):

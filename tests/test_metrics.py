@@ -85,3 +85,25 @@ async def test_every_family_moves_when_it_should(
         assert after["gateway_rate_limited_total"] >= 3
         assert after['gateway_closes_total{code="4008",reason="rate_limited"}'] == 1
         await a.close()
+
+
+async def test_every_known_series_is_exported_from_the_start_at_zero(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """Prometheus' guidance: a series that appears only with its first event hides that event
+    from `rate()` and from alerts on it."""
+    with gateways(redis_url, tmp_path, 1) as (gw,):
+        fresh = _scrape(gw)
+        for series in (
+            "gateway_messages_persisted_total",
+            "gateway_rate_limited_total",
+            'gateway_errors_total{code="conflict"}',
+            'gateway_errors_total{code="unavailable"}',
+            'gateway_closes_total{code="4008",reason="rate_limited"}',
+            'gateway_refused_total{cap="max_pending_auth"}',
+            'gateway_presence_transitions_total{status="away"}',
+            'gateway_frames_in_total{type="message.send"}',
+            'gateway_frames_out_total{type="message.new"}',
+            'gateway_cache_requests_total{cache="messages",op="history",result="miss"}',
+        ):
+            assert fresh[series] == 0, series
