@@ -286,11 +286,18 @@ class _LanePipeline(Pipeline):
         # All queued already: awaiting them in turn costs no extra round trip, and less than
         # a gather.
         results: list[Any] = []
-        for call in calls:
-            try:
-                results.append(await call)
-            except Exception as exc:
-                results.append(exc)
+        try:
+            for call in calls:
+                try:
+                    results.append(await call)
+                except Exception as exc:
+                    results.append(exc)
+        except BaseException:
+            # The caller gave up (its budget): the rest are nobody's now. Cancelled, their
+            # replies are skipped and their failures never logged as unretrieved.
+            for call in calls:
+                call.cancel()
+            raise
         if raise_on_error:
             for result in results:
                 if isinstance(result, Exception):

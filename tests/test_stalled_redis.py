@@ -87,6 +87,7 @@ async def test_stalled_redis_every_request_answered_within_the_budget(tmp_path: 
             await a.close()
             await b.close()
             assert gw.stop(timeout=10) == 0  # drained and exited by itself, not killed
+            assert "never retrieved" not in gw.log()  # every failed command reached its caller
 
 
 async def test_typing_keys_live_in_the_urls_db(tmp_path: Path) -> None:
