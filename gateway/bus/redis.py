@@ -72,6 +72,7 @@ class RedisBus:
         self._probe_channel = keys.instance_channel(instance_id)
         self._probe_key = self._probe_channel.encode()
         self._last_echo = 0.0
+        self._echoed = asyncio.Event()
         self.connected = False
         self.reconnects = 0
         self.echoes = 0
@@ -181,6 +182,7 @@ class RedisBus:
                     channel = reply[1]
                     if channel == probe:
                         self._last_echo = time.monotonic()
+                        self._echoed.set()
                         self.echoes += 1
                     else:
                         batch.append((channel, reply[2]))
@@ -216,16 +218,30 @@ class RedisBus:
                 start = end
 
     async def _probe(self) -> None:
-        """Publish on our own channel; raise when the echo is two intervals late."""
+        """Publish on our own channel; raise when an echo is two intervals late and a probe
+        sent then is not echoed within the budget either.
+
+        The second look is what tells a dead subscription from a busy process: in a connect
+        storm this process's own event loop can run seconds behind, so a late echo alone
+        would drop a healthy subscription (and every attach waiting on it) for nothing."""
         while True:
-            try:
-                async with asyncio.timeout(self._timeout):
-                    await self._publisher.publish(self._probe_channel, b"probe")
-            except (RedisError, TimeoutError) as exc:
-                raise BusLost(f"probe publish failed: {exc or type(exc).__name__}") from exc
+            await self._publish_probe()
             await asyncio.sleep(self._probe_interval)
             if time.monotonic() - self._last_echo > 2 * self._probe_interval:
-                raise BusLost("probe echo did not come back")
+                self._echoed.clear()
+                await self._publish_probe()
+                try:
+                    async with asyncio.timeout(self._timeout):
+                        await self._echoed.wait()
+                except TimeoutError:
+                    raise BusLost("probe echo did not come back") from None
+
+    async def _publish_probe(self) -> None:
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self._publisher.publish(self._probe_channel, b"probe")
+        except (RedisError, TimeoutError) as exc:
+            raise BusLost(f"probe publish failed: {exc or type(exc).__name__}") from exc
 
 
 async def _close(pubsub: PubSub) -> None:

@@ -133,8 +133,10 @@ class Hub:
         _index(self._by_session, session_id, conn)
         _index(self._by_token, token_id, conn)
 
-    async def confirmed(self, channel: str) -> None:
-        await self._bus.confirmed([channel], self._budget)
+    async def confirmed(self, channel: str, timeout: float | None = None) -> None:
+        """Once the server acknowledged the subscription (within `timeout`, default the
+        budget)."""
+        await self._bus.confirmed([channel], self._budget if timeout is None else timeout)
 
     def set_memberships(self, user_id: uuid.UUID, conversations: Mapping[uuid.UUID, int]) -> None:
         """The user's conversations, as read from the store after its channel was confirmed."""

@@ -39,6 +39,8 @@ __all__ = ["ClientServer"]
 log = logging.getLogger(__name__)
 
 _TICK = 0.25
+_CONNECT_BOUND_MIN = 10.0
+_CONNECT_BOUND_BUDGETS = 5
 _BACKEND_ERRORS = (RedisError, StoreError, TimeoutError)
 
 Spawn = Callable[[Coroutine[Any, Any, None]], None]
@@ -71,6 +73,13 @@ class ClientServer:
         self._metrics = metrics
         self._spawn = spawn
         self._budget = settings.redis_timeout
+        # Connecting is bounded by the backends' own deadlines, each measured at the backend:
+        # the auto-pipeline fails a Redis command unanswered `--redis-timeout` after it was
+        # written, the bus's probe notices a dead subscription, the store's lock wait is
+        # bounded. This outer bound only catches what they would not: it leaves room for this
+        # process's own queue in a storm (thousands connecting at once put seconds of work
+        # ahead of the last), which is not the backend being unavailable.
+        self._connect_bound = max(_CONNECT_BOUND_MIN, _CONNECT_BOUND_BUDGETS * self._budget)
         self._silence = SilenceWatch(settings.lease_ttl)
         self._expiry = expiry
         self._admission = admission
@@ -213,7 +222,7 @@ class ClientServer:
             if token is None:
                 return None
         try:
-            async with asyncio.timeout(self._budget):
+            async with asyncio.timeout(self._connect_bound):
                 return await self._authenticator.authenticate(token)
         except AuthError as exc:
             self._metrics["auth_failures"] += 1
@@ -261,11 +270,11 @@ class ClientServer:
         client = conn.client
         channel = self._hub.add(conn)
         try:
-            async with asyncio.timeout(self._budget):
+            async with asyncio.timeout(self._connect_bound):
                 if channel is not None:
                     # Subscribed before the store is read: a conversation created in between
                     # reaches this user through the channel, not through the read.
-                    await self._hub.confirmed(channel)
+                    await self._hub.confirmed(channel, self._connect_bound)
                     memberships = await self._conversations.memberships(client.user_id)
                     self._hub.set_memberships(client.user_id, memberships)
                 await self._presence.attach(client)
