@@ -1,5 +1,5 @@
-"""Benchmarks: `python loadtest/bench.py caches | fanout | messages | heartbeats | storm | soak |
-idle` (see --help). Each writes a report (JSON, Markdown, PNG plots) under loadtest/results/.
+"""Benchmarks: `python loadtest/bench.py caches | fanout | messages | abuse | heartbeats | storm |
+soak | idle` (see --help). Each writes a report (JSON, Markdown, PNG plots) under loadtest/results/.
 
 Every benchmark starts what it needs (an embedded Valkey unless GATEWAY_REDIS_URL is set), runs
 bounded in count and time against loopback only, and stops everything it started.
@@ -20,6 +20,7 @@ from typing import TypeVar
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from caches.redis import configured_or_embedded, connect
+from loadtest.bench_abuse import run_abuse
 from loadtest.bench_caches import CaseResult, run_cases
 from loadtest.bench_fanout import FanoutResult, run_fanout
 from loadtest.bench_fill import FillResult, run_fill_cases
@@ -231,6 +232,32 @@ async def messages_main(args: argparse.Namespace) -> None:
     report.write()
 
 
+async def abuse_main(args: argparse.Namespace) -> None:
+    report = Report(
+        "abuse",
+        f"abuse benchmark: {machine()}; {args.pairs} direct pairs over 2 instances (one CPU "
+        f"each) sending {args.rate:,.0f} messages/s, then the same with one account (5 "
+        f"sessions x 10 connections at 19.5 frames/s each) creating 256-member groups; "
+        f"{args.seconds}s phases; medians of {args.runs} runs",
+    )
+    await _measured(
+        report,
+        args.runs,
+        lambda: run_abuse(args.pairs, args.rate, args.seconds),
+        [
+            ("others' send->delivered p50 ms, quiet", "quiet_p50_ms", "{:.2f}"),
+            ("others' send->delivered p99 ms, quiet", "quiet_p99_ms", "{:.2f}"),
+            ("others' send->delivered p50 ms, attacked", "attacked_p50_ms", "{:.2f}"),
+            ("others' send->delivered p99 ms, attacked", "attacked_p99_ms", "{:.2f}"),
+            ("others' messages delivered / sent, attacked", "delivered_ratio", "{:.4f}"),
+            ("groups the attacker got created", "groups_created", "{:,.0f}"),
+            ("creates refused rate_limited", "groups_refused", "{:,.0f}"),
+            ("store growth during the attack, MB", "store_growth_mb", "{:.2f}"),
+        ],
+    )
+    report.write()
+
+
 def _burst_rows(burst: str, label: str) -> list[Row]:
     """The table rows of one heartbeat burst (`HeartbeatResult.first` / `.later`)."""
     return [
@@ -429,6 +456,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     messages.add_argument("--seconds", type=float, default=5.0)
     messages.add_argument("--runs", type=int, default=3)
+    abuse = sub.add_parser("abuse", help="one hostile account against everyone's latency")
+    abuse.add_argument("--pairs", type=int, default=32)
+    abuse.add_argument("--rate", type=float, default=100.0, help="others' message.send/s")
+    abuse.add_argument("--seconds", type=float, default=10.0)
+    abuse.add_argument("--runs", type=int, default=3)
     heartbeats = sub.add_parser("heartbeats", help="a burst of heartbeats from every connection")
     heartbeats.add_argument("--connections", type=int, default=20_000)
     heartbeats.add_argument("--spread", type=float, default=1.0, help="seconds of the burst")
@@ -473,6 +505,8 @@ def main(argv: list[str] | None = None) -> None:
         asyncio.run(fanout_main(args))
     elif args.command == "messages":
         asyncio.run(messages_main(args))
+    elif args.command == "abuse":
+        asyncio.run(abuse_main(args))
     elif args.command == "heartbeats":
         asyncio.run(heartbeats_main(args))
     elif args.command == "storm":

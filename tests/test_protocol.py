@@ -19,8 +19,11 @@ def test_decode_gives_a_typed_frozen_frame() -> None:
     assert frame == frames.PresenceSubscribe("a1", (uuid.UUID(U),))  # deduplicated
     with pytest.raises(AttributeError):
         frame.id = "b2"  # type: ignore[misc]
-    create = decode(f'{{"type":"conversation.create","kind":"group","member_ids":["{U}"]}}')
-    assert create == frames.ConversationCreate(None, "group", (uuid.UUID(U),), "")
+    create = decode(
+        f'{{"type":"conversation.create","kind":"group","member_ids":["{U.upper()}","{U}"]}}'
+    )
+    # Member ids stay canonical texts (lower case, no repeats) until the handler serves it.
+    assert create == frames.ConversationCreate(None, "group", (str(uuid.UUID(U)),), "")
     assert decode('{"type":"presence.set","status":"away"}') == frames.PresenceSet(None, "away")
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from gateway.handlers.context import HandlerContext, Outcome
 from gateway.handlers.quota import spend
 from gateway.protocol import ErrorCode, ProtocolError, events
@@ -19,25 +21,28 @@ __all__ = ["create", "list_conversations", "mute", "pin"]
 
 async def create(ctx: HandlerContext, client: ClientState, frame: ConversationCreate) -> Outcome:
     """Create (or, for an existing direct pair, return) a conversation."""
-    others = [u for u in frame.member_ids if u != client.user_id]
-    if frame.kind == "direct" and len(others) != 1:
+    # Texts until the quota allowed it: a refused frame builds no UUIDs.
+    creator = str(client.user_id)
+    others_text = [u for u in frame.member_ids if u != creator]
+    if frame.kind == "direct" and len(others_text) != 1:
         raise ProtocolError(
             ErrorCode.INVALID_FIELD,
             "member_ids: a direct conversation has one other member",
             frame.id,
         )
-    if frame.kind == "group" and not others:
+    if frame.kind == "group" and not others_text:
         raise ProtocolError(
             ErrorCode.INVALID_FIELD, "member_ids: a group needs another member", frame.id
         )
     most = ctx.limits.max_group_members
-    if len(set(others)) + 1 > most:
+    if len(others_text) + 1 > most:
         raise ProtocolError(
             ErrorCode.INVALID_FIELD,
             f"member_ids: a group has at most {most} members, its creator included",
             frame.id,
         )
     await spend(ctx, client, "create", frame.id)
+    others = [uuid.UUID(u) for u in others_text]
     wire, created = await ctx.conversations.create(client.user_id, frame.kind, others, frame.name)
     return Outcome(events.ack(frame.id, conversation=wire, created=created))
 
