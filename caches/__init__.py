@@ -1,6 +1,6 @@
 """The Redis caching layer: sessions, messages, presence and conversations.
 
-A library with no gateway imports; see the README's "Cache API" for examples.
+A library with no gateway imports; see docs/caches.md for the API and examples.
 """
 
 from caches.conversation import ConversationCache

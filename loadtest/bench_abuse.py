@@ -91,7 +91,8 @@ async def run_abuse(pairs: int, rate: float, seconds: float) -> AbuseResult:
         )
         await asyncio.sleep(1.0)
 
-        async def paced(prefix: str, attack: bool) -> list[float]:
+        async def paced(prefix: str, attack: bool) -> tuple[list[float], int]:
+            """The others' delivery latencies, sorted, and how many they sent."""
             latencies.clear()
             count, started = 0, time.perf_counter()
             create = orjson.dumps(
@@ -118,12 +119,11 @@ async def run_abuse(pairs: int, rate: float, seconds: float) -> AbuseResult:
                         attack_sent += 1
                 await asyncio.sleep(0.005)
             await until(lambda: len(latencies) >= count, 30, 0.05)
-            return sorted(latencies)
+            return sorted(latencies), count
 
-        quiet = await paced("q", attack=False)
+        quiet, _ = await paced("q", attack=False)
         before = _store_bytes(workdir)
-        attacked = await paced("a", attack=True)
-        expected = int(rate * seconds)
+        attacked, expected = await paced("a", attack=True)
         for conn in (*senders, *attackers):
             conn.close()
         return AbuseResult(

@@ -29,8 +29,8 @@ import psutil
 from caches import SessionCache, connect
 from caches.redis import EmbeddedRedis
 from gateway.auth import mint_token
-from gateway.launcher import Launched, launch
 from gateway.store import SqliteStore
+from loadtest.launcher import Launched, launch
 from loadtest.stats import percentile
 from loadtest.wsclient import RawClient, open_client
 

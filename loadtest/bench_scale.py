@@ -27,10 +27,10 @@ from dataclasses import dataclass, field
 import orjson
 import psutil
 
-from gateway.launcher import Launched
 from gateway.limits import connection_room
 from loadtest.bench_fanout import cluster, connect_all, cpu_seconds, mint_tokens, rss, until
 from loadtest.fleet import Fleet, processes_for
+from loadtest.launcher import Launched
 from loadtest.stats import percentile
 from loadtest.wsclient import RawClient, ignore, open_client, open_clients
 

@@ -13,7 +13,7 @@ from caches import SessionCache
 from caches.redis import RedisClient
 from gateway.auth import mint_token
 from gateway.client import GatewayClient
-from gateway.launcher import Launched, launch
+from loadtest.launcher import Launched, launch
 
 SECRET = "integration-test-secret-0123456789abcdef"
 

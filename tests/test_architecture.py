@@ -1,4 +1,4 @@
-"""The dependency rules of README "Architecture", checked on the source: no import cycle in
+"""The dependency rules of docs/architecture.md, checked on the source: no import cycle in
 `gateway/` (runtime or TYPE_CHECKING), nothing imports the composition root, a pure protocol,
 handlers that never touch a socket, caches that never import the gateway."""
 

@@ -1,7 +1,6 @@
-"""Start `presence-gateway serve` as a child process and wait until it listens.
-
-Used by the integration tests and the benchmarks; also handy under a process supervisor of
-your own. The child gets port 0 unless told otherwise and reports where it listens.
+"""Start `presence-gateway serve` as a child process and wait until it listens: the harness of
+the integration tests and the benchmarks (not part of the installed package). The child gets
+port 0 unless told otherwise and reports where it listens.
 """
 
 from __future__ import annotations
