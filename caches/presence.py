@@ -68,7 +68,9 @@ _TYPING_START = Script("typing_start")
 _TYPING_STOP = Script("typing_stop")
 
 Announcement = tuple[str, bytes]
-"""A pub/sub channel and a message to publish in the same atomic step as the change."""
+"""A pub/sub channel and a message to publish in the same atomic step as the change. The
+channel goes to the script as a key: it must share the conversation's slot on a cluster (the
+gateway's conversation channels do: `ch:conversation:{<id>}`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,13 +215,11 @@ class PresenceCache:
         user = str(keys.valid_uuid(user_id, "user_id"))
         window = -1 if throttle is None else ttl_ms(throttle)
         args: list[str | int | bytes] = [user, _now_ms(), ttl_ms(ttl), window]
+        script_keys = [keys.typing(conversation_id, user_id), keys.typing_index(conversation_id)]
         if announce is not None:
-            args += [announce[0], announce[1]]
-        announced = await _TYPING_START(
-            self._redis,
-            [keys.typing(conversation_id, user_id), keys.typing_index(conversation_id)],
-            args,
-        )
+            script_keys.append(announce[0])
+            args.append(announce[1])
+        announced = await _TYPING_START(self._redis, script_keys, args)
         return bool(announced)
 
     async def is_typing(self, conversation_id: uuid.UUID | str, user_id: uuid.UUID | str) -> bool:
@@ -242,13 +242,11 @@ class PresenceCache:
         """Stop typing; True when the user was typing (and `announce` was then published)."""
         user = str(keys.valid_uuid(user_id, "user_id"))
         args: list[str | bytes] = [user]
+        script_keys = [keys.typing(conversation_id, user_id), keys.typing_index(conversation_id)]
         if announce is not None:
-            args += [announce[0], announce[1]]
-        was = await _TYPING_STOP(
-            self._redis,
-            [keys.typing(conversation_id, user_id), keys.typing_index(conversation_id)],
-            args,
-        )
+            script_keys.append(announce[0])
+            args.append(announce[1])
+        was = await _TYPING_STOP(self._redis, script_keys, args)
         return bool(was)
 
     # Connection-aware presence

@@ -26,7 +26,7 @@ from caches import (
 )
 from gateway.auth import Authenticator, TokenVerifier
 from gateway.autopipe import auto_pipelined
-from gateway.bus import RedisBus
+from gateway.bus import Publisher, RedisBus
 from gateway.config import Settings
 from gateway.handlers import HandlerContext, Limits, RequestBudget
 from gateway.handshake import GatewayConnection
@@ -99,6 +99,7 @@ async def _serve(
         metrics = every_series()
         bus = RedisBus(subscriber, client, settings.instance_id, settings.probe_interval, budget)
         hub = Hub(bus, budget)
+        publisher = Publisher(bus.publish, scripts_reach_bus=True)
         presence_cache = PresenceCache(client)
         sessions = SessionCache(client)
         revocations = Revocations(store, sessions, settings.revocation_ttl)
@@ -108,17 +109,17 @@ async def _serve(
             presence_cache,
             sessions,
             client,
-            bus.publish,
+            publisher,
             settings,
             hub.clients,
             metrics,
             revocations,
         )
-        typing = TypingService(presence_cache, settings)
+        typing = TypingService(presence_cache, publisher, settings)
         message_cache, conversation_cache = MessageCache(client), ConversationCache(client)
         repair = CacheRepair(message_cache, conversation_cache, budget)
         conversations = ConversationService(
-            store, bus.publish, hub.add_membership, conversation_cache, budget / 4, repair, metrics
+            store, publisher, hub.add_membership, conversation_cache, budget / 4, repair, metrics
         )
         authenticator = Authenticator(TokenVerifier(settings), sessions, revocations.refused)
 
@@ -126,7 +127,7 @@ async def _serve(
             store,
             message_cache,
             conversation_cache,
-            bus.publish,
+            publisher,
             conversations.members,
             typing.stop,
             side_budget=budget / 4,

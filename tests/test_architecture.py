@@ -5,6 +5,7 @@ handlers that never touch a socket, caches that never import the gateway."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -98,3 +99,18 @@ def test_realtime_never_touches_redis_or_the_store_directly() -> None:
 def test_caches_import_nothing_of_the_gateway() -> None:
     for module, deps in _imports("caches").items():
         assert not {d for d in deps if d.startswith("gateway")}, module
+
+
+def test_only_the_bus_turns_a_topic_into_a_channel_or_an_envelope() -> None:
+    """Services say what happened to the publisher; the bus (and the hub's subscriptions) alone
+    spell channels and pack envelopes, so a backend can route by topic."""
+    spelled = re.compile(r"keys\.(conversation|user|presence)_channel\(|envelope\.pack\(")
+    allowed = {ROOT / "gateway" / "realtime" / "hub.py"}
+    offenders = [
+        str(path.relative_to(ROOT))
+        for path in sorted((ROOT / "gateway").rglob("*.py"))
+        if "bus" not in path.relative_to(ROOT).parts
+        and path not in allowed
+        and spelled.search(path.read_text())
+    ]
+    assert offenders == []

@@ -18,10 +18,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from caches import ConversationCache, MessageCache, PresenceCache, SessionCache, connect, keys
 from caches.redis import RedisClient
 from gateway.auth import Authenticator, TokenVerifier
-from gateway.bus import MemoryBroker, MemoryBus
+from gateway.bus import MemoryBroker, MemoryBus, Publisher
 from gateway.config import Settings
 from gateway.handlers import HandlerContext, Limits, RequestBudget
-from gateway.protocol import Close, envelope, events
+from gateway.protocol import Close, events
 from gateway.realtime import Admission, ClientServer, Hub, TokenExpiry
 from gateway.services import CacheRepair, ConversationService, PresenceService, TypingService
 from gateway.state import ClientState
@@ -48,16 +48,14 @@ class RacingConversations(ConversationService):
     the read returns the list from before it."""
 
     def __init__(self, store: SqliteStore, bus: MemoryBus, created: uuid.UUID) -> None:
-        super().__init__(store, bus.publish, _no_join, _NO_CACHE, 1.0, _NO_REPAIR)
+        super().__init__(store, Publisher(bus.publish), _no_join, _NO_CACHE, 1.0, _NO_REPAIR)
         self._bus = bus
         self._created = created
 
     async def memberships(self, user_id: uuid.UUID) -> dict[uuid.UUID, int]:
         before = await super().memberships(user_id)
         frame = events.conversation_added({"id": str(self._created)})
-        await self._bus.publish(
-            keys.user_channel(user_id), envelope.pack(frame, join=self._created)
-        )
+        await Publisher(self._bus.publish).user(user_id, frame, join=self._created)
         for _ in range(3):  # the read takes a few loop iterations; the event arrives meanwhile
             await asyncio.sleep(0)
         return before
@@ -88,12 +86,12 @@ def server(
         PresenceCache(redis),
         SessionCache(redis),
         redis,
-        bus.publish,
+        Publisher(bus.publish),
         SETTINGS,
         hub.clients,
         metrics,
     )
-    typing = typing or TypingService(PresenceCache(redis), SETTINGS)
+    typing = typing or TypingService(PresenceCache(redis), Publisher(bus.publish), SETTINGS)
     context = HandlerContext(
         presence,
         typing,
@@ -152,8 +150,15 @@ async def test_detach_cuts_the_lease_even_when_typing_cleanup_fails(
     redis: RedisClient, store: SqliteStore
 ) -> None:
     bus = MemoryBus(MemoryBroker())
-    conversations = ConversationService(store, bus.publish, _no_join, _NO_CACHE, 1.0, _NO_REPAIR)
-    clients, hub = server(redis, bus, conversations, BrokenTyping(PresenceCache(redis), SETTINGS))
+    conversations = ConversationService(
+        store, Publisher(bus.publish), _no_join, _NO_CACHE, 1.0, _NO_REPAIR
+    )
+    clients, hub = server(
+        redis,
+        bus,
+        conversations,
+        BrokenTyping(PresenceCache(redis), Publisher(bus.publish), SETTINGS),
+    )
     async with running(bus, hub):
         conn = RecordingConnection(client_state())
         assert await clients.attach(conn)
@@ -189,7 +194,9 @@ async def test_a_connection_the_drain_finds_attaching_gets_hello_then_reconnect(
     """The drain lists a connection whose attach has not finished (no `hello` yet): it leaves it
     to be sent away right after its `hello`, rather than closing it with neither frame."""
     bus = MemoryBus(MemoryBroker())
-    conversations = ConversationService(store, bus.publish, _no_join, _NO_CACHE, 1.0, _NO_REPAIR)
+    conversations = ConversationService(
+        store, Publisher(bus.publish), _no_join, _NO_CACHE, 1.0, _NO_REPAIR
+    )
     clients, hub = server(redis, bus, conversations)
     async with running(bus, hub):
         attaching = RecordingConnection(client_state(), greeted=False)

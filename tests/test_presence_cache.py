@@ -236,8 +236,9 @@ async def test_typing_announcement_published_atomically_only_when_announced(
 ) -> None:
     cache = PresenceCache(redis)
     conv, ann = uuid.uuid4(), uuid.uuid4()
+    channel = keys.conversation_channel(conv)  # the conversation's slot: a key of the script
     pubsub = redis.pubsub()
-    await pubsub.subscribe("ch:test")
+    await pubsub.subscribe(channel)
 
     async def next_message() -> str:
         while True:
@@ -245,10 +246,10 @@ async def test_typing_announcement_published_atomically_only_when_announced(
             if msg is not None:
                 return text(msg["data"])
 
-    assert await cache.set_typing(conv, ann, announce=("ch:test", b"start-1"))
-    assert not await cache.set_typing(conv, ann, announce=("ch:test", b"start-2"))
-    assert await cache.clear_typing(conv, ann, announce=("ch:test", b"stop-1"))
-    assert not await cache.clear_typing(conv, ann, announce=("ch:test", b"stop-2"))
+    assert await cache.set_typing(conv, ann, announce=(channel, b"start-1"))
+    assert not await cache.set_typing(conv, ann, announce=(channel, b"start-2"))
+    assert await cache.clear_typing(conv, ann, announce=(channel, b"stop-1"))
+    assert not await cache.clear_typing(conv, ann, announce=(channel, b"stop-2"))
     received = [await asyncio.wait_for(next_message(), 2) for _ in range(2)]
     assert received == ["start-1", "stop-1"]
     await pubsub.aclose()  # type: ignore[no-untyped-call]

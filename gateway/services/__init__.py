@@ -3,7 +3,7 @@ messaging, cache repair, revocations kept through data loss."""
 
 from gateway.services.conversations import ConversationService
 from gateway.services.messages import MessageService
-from gateway.services.presence import PresenceService, Publish
+from gateway.services.presence import PresenceService
 from gateway.services.quotas import Quota, Quotas
 from gateway.services.repair import CacheRepair
 from gateway.services.revocations import Revocations
@@ -16,7 +16,6 @@ __all__ = [
     "MessageService",
     "PresenceService",
     "PresenceVisibility",
-    "Publish",
     "Quota",
     "Quotas",
     "Revocations",

@@ -7,11 +7,11 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 
-from caches import CachedConversation, ConversationCache, keys
+from caches import CachedConversation, ConversationCache
 from caches.models import to_ms
+from gateway.bus.publisher import Publisher
 from gateway.metrics import key
-from gateway.protocol import envelope, events
-from gateway.services.presence import Publish
+from gateway.protocol import events
 from gateway.services.repair import CacheRepair
 from gateway.services.side import attempt, quietly
 from gateway.store import ConversationSummary, Store
@@ -27,7 +27,7 @@ class ConversationService:
     def __init__(
         self,
         store: Store,
-        publish: Publish,
+        publisher: Publisher,
         join_local: Callable[[uuid.UUID, uuid.UUID], None],
         cache: ConversationCache,
         side_budget: float,
@@ -35,7 +35,7 @@ class ConversationService:
         metrics: Counter[str] | None = None,
     ) -> None:
         self._store = store
-        self._publish = publish
+        self._publisher = publisher
         self._join_local = join_local
         self._cache = cache
         self._side_budget = side_budget
@@ -69,12 +69,7 @@ class ConversationService:
             if not await attempt("conversation list invalidation", drop, self._side_budget):
                 self._repair.members(conversation.id, members)
             await asyncio.gather(
-                *(
-                    self._publish(
-                        keys.user_channel(member), envelope.pack(frame, join=conversation.id)
-                    )
-                    for member in members
-                )
+                *(self._publisher.user(m, frame, join=conversation.id) for m in members)
             )
         return wire, created
 

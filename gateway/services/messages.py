@@ -15,10 +15,10 @@ import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 
-from caches import CachedMessage, ConversationCache, MessageCache, keys
+from caches import CachedMessage, ConversationCache, MessageCache
+from gateway.bus.publisher import Publisher
 from gateway.metrics import key
-from gateway.protocol import envelope, events
-from gateway.services.presence import Publish
+from gateway.protocol import events
 from gateway.services.repair import CacheRepair
 from gateway.services.side import all_quietly, attempt, quietly
 from gateway.state import ClientState
@@ -40,7 +40,7 @@ class MessageService:
         store: Store,
         messages: MessageCache,
         conversations: ConversationCache,
-        publish: Publish,
+        publisher: Publisher,
         members: Callable[[uuid.UUID], Awaitable[tuple[uuid.UUID, ...]]],
         stop_typing: Callable[[ClientState, uuid.UUID], Awaitable[bool]],
         side_budget: float,
@@ -50,7 +50,7 @@ class MessageService:
         self._store = store
         self._messages = messages
         self._conversations = conversations
-        self._publish = publish
+        self._publisher = publisher
         self._members = members
         self._stop_typing = stop_typing
         self._side_budget = side_budget
@@ -89,9 +89,9 @@ class MessageService:
                 self._repair.history(conversation_id)
                 self._repair.members(conversation_id, members)
             frame = events.message_new(msg.as_wire())
-            channel = keys.conversation_channel(conversation_id)
-            packed = envelope.pack(frame, seq=msg.seq)
-            await self._quietly("publish", self._publish(channel, packed))
+            await self._quietly(
+                "publish", self._publisher.conversation(conversation_id, frame, seq=msg.seq)
+            )
         return msg, created
 
     async def history(
@@ -194,7 +194,6 @@ class MessageService:
         if not receipt.moved:
             return receipt
         status = "read" if read else "delivered"
-        channel = keys.conversation_channel(conversation_id)
         if read:
             frame = events.message_read(conversation_id, client.user_id, receipt.read_seq)
             reset = self._reset_unread(client, conversation_id, receipt.read_seq)
@@ -207,7 +206,7 @@ class MessageService:
         )
         if not await self._quietly("status", update):
             self._repair.history(conversation_id, message=msg.id)
-        await self._quietly("publish", self._publish(channel, envelope.pack(frame)))
+        await self._quietly("publish", self._publisher.conversation(conversation_id, frame))
         return receipt
 
     async def delete(
@@ -226,8 +225,7 @@ class MessageService:
         if not await self._quietly("delete invalidation", invalidate):
             self._repair.history(conversation_id, message=message_id)
         frame = events.message_deleted(conversation_id, message_id, msg.seq)
-        channel = keys.conversation_channel(conversation_id)
-        await self._quietly("publish", self._publish(channel, envelope.pack(frame)))
+        await self._quietly("publish", self._publisher.conversation(conversation_id, frame))
         return msg
 
     async def _reset_unread(

@@ -27,18 +27,17 @@ from caches import (
     keys,
 )
 from caches.redis import RedisClient
+from gateway.bus.publisher import Publisher
 from gateway.config import Settings
 from gateway.metrics import key
-from gateway.protocol import envelope, events
+from gateway.protocol import events
 from gateway.services.leases import LeaseSteps
 from gateway.services.revocations import Revocations
 from gateway.state import ClientState
 
-__all__ = ["PresenceService", "Publish"]
+__all__ = ["PresenceService"]
 
 log = logging.getLogger(__name__)
-
-Publish = Callable[[str, bytes], Awaitable[None]]
 
 _TICK = 0.25
 _EPOCH_TTL = 86_400
@@ -52,7 +51,7 @@ class PresenceService:
         presence: PresenceCache,
         sessions: SessionCache,
         redis: RedisClient,
-        publish: Publish,
+        publisher: Publisher,
         settings: Settings,
         clients: Callable[[], Iterable[ClientState]],
         metrics: Counter[str],
@@ -63,7 +62,7 @@ class PresenceService:
         self._presence = presence
         self._sessions = sessions
         self._redis = redis
-        self._publish = publish
+        self._publisher = publisher
         self._settings = settings
         self._clients = clients
         self._metrics = metrics
@@ -84,7 +83,7 @@ class PresenceService:
             return
         frame = events.presence(update.user_id, update.status, update.last_seen)
         self._metrics[key("presence_transitions", update.status.value)] += 1
-        await self._publish(keys.presence_channel(update.user_id), envelope.pack(frame))
+        await self._publisher.presence(update.user_id, frame)
 
     async def announce_all(self, updates: Iterable[PresenceUpdate]) -> None:
         """Publish many users' transitions together: one pipelined round trip, not one each."""

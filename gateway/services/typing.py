@@ -1,42 +1,62 @@
-"""Typing indicators: throttled in Redis and announced in the same atomic step as the change."""
+"""Typing indicators: throttled in Redis, and announced in the same script call as the change
+(the publisher says on which channel, in which envelope) or, where scripts do not reach the bus,
+through the publisher right after."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 
-from caches import PresenceCache, keys
+from caches import PresenceCache
+from caches.presence import Announcement
+from gateway.bus.publisher import Publisher
 from gateway.config import Settings
-from gateway.protocol import envelope, events
+from gateway.protocol import events
 from gateway.state import ClientState
 
 __all__ = ["TypingService"]
 
 
 class TypingService:
-    def __init__(self, presence: PresenceCache, settings: Settings) -> None:
+    def __init__(self, presence: PresenceCache, publisher: Publisher, settings: Settings) -> None:
         self._presence = presence
+        self._publisher = publisher
         self._ttl = settings.typing_ttl
         self._ttl_ms = int(settings.typing_ttl * 1000)
         self._throttle = settings.typing_throttle
 
-    def _announcement(
-        self, conversation_id: uuid.UUID, user_id: uuid.UUID, started: bool
-    ) -> tuple[str, bytes]:
+    async def _announced(
+        self,
+        change: Callable[[Announcement | None], Awaitable[bool]],
+        conversation_id: uuid.UUID,
+        user_id: uuid.UUID,
+        started: bool,
+    ) -> bool:
+        """Run `change` (a typing script) with the announcement it publishes when it reports a
+        change; where scripts do not reach the bus, publish it here instead. The typist's own
+        connections do not receive their own indicator."""
         frame = events.typing(conversation_id, user_id, started=started, expires_in_ms=self._ttl_ms)
-        # The typist's own connections do not receive their own indicator.
-        return keys.conversation_channel(conversation_id), envelope.pack(frame, exclude=user_id)
+        announcement = self._publisher.conversation_announcement(
+            conversation_id, frame, exclude=user_id
+        )
+        changed = await change(announcement)
+        if changed and announcement is None:
+            await self._publisher.conversation(conversation_id, frame, exclude=user_id)
+        return changed
 
     async def start(self, client: ClientState, conversation_id: uuid.UUID) -> bool:
         """True when announced (not a repeat inside the throttle window)."""
         if client.typing is None:
             client.typing = set()
         client.typing.add(conversation_id)
-        return await self._presence.set_typing(
+        user_id = client.user_id
+        return await self._announced(
+            lambda announce: self._presence.set_typing(
+                conversation_id, user_id, self._ttl, throttle=self._throttle, announce=announce
+            ),
             conversation_id,
-            client.user_id,
-            self._ttl,
-            throttle=self._throttle,
-            announce=self._announcement(conversation_id, client.user_id, True),
+            user_id,
+            True,
         )
 
     async def stop(self, client: ClientState, conversation_id: uuid.UUID) -> bool:
@@ -46,10 +66,13 @@ class TypingService:
         return await self._clear(client.user_id, conversation_id)
 
     async def _clear(self, user_id: uuid.UUID, conversation_id: uuid.UUID) -> bool:
-        return await self._presence.clear_typing(
+        return await self._announced(
+            lambda announce: self._presence.clear_typing(
+                conversation_id, user_id, announce=announce
+            ),
             conversation_id,
             user_id,
-            announce=self._announcement(conversation_id, user_id, False),
+            False,
         )
 
     async def clear_all(self, client: ClientState) -> None:

@@ -1,0 +1,65 @@
+"""The one publisher: services say what happened, the publisher turns it into a channel and an
+envelope.
+
+Only this module (and the hub's subscriptions, and `caches/keys.py` for the names) knows that a
+conversation's events travel on `ch:conversation:{id}` or that a membership change rides a
+user's channel with a `join`: a bus backend can route by topic (sharded pub/sub on a cluster),
+and the memory bus of the unit tests sees every event, typing included.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+
+from caches import keys
+from gateway.protocol import envelope
+
+__all__ = ["Publisher"]
+
+
+class Publisher:
+    def __init__(
+        self, publish: Callable[[str, bytes], Awaitable[None]], *, scripts_reach_bus: bool = False
+    ) -> None:
+        """`publish`: the bus's own (channel, payload) publish; `scripts_reach_bus`: a message a
+        Redis script publishes reaches the bus's subscribers (the Redis bus, not the memory
+        bus of the unit tests)."""
+        self._publish = publish
+        self._scripts_reach_bus = scripts_reach_bus
+
+    def conversation_announcement(
+        self, conversation_id: uuid.UUID, frame: bytes, *, exclude: uuid.UUID | None = None
+    ) -> tuple[str, bytes] | None:
+        """A conversation event as the (channel, payload) a cache script publishes in the same
+        atomic step as the change it announces, or None when scripts do not reach this bus (the
+        caller then publishes with `conversation`). Typing uses it: one round trip per event
+        instead of two, measured at 26 % more server CPU per delivery without it (`bench.py
+        fanout`, 2,000 events/s, interleaved, 3 each: 36.3 vs 45.9 us)."""
+        if not self._scripts_reach_bus:
+            return None
+        return keys.conversation_channel(conversation_id), envelope.pack(frame, exclude=exclude)
+
+    async def conversation(
+        self,
+        conversation_id: uuid.UUID,
+        frame: bytes,
+        *,
+        seq: int | None = None,
+        exclude: uuid.UUID | None = None,
+    ) -> None:
+        """An event for every member's connections: a message (with its `seq`, delivered in
+        seq order), a receipt, a deletion, typing (`exclude`: the typist's own connections)."""
+        payload = envelope.pack(frame, seq=seq, exclude=exclude)
+        await self._publish(keys.conversation_channel(conversation_id), payload)
+
+    async def user(
+        self, user_id: uuid.UUID, frame: bytes, *, join: uuid.UUID | None = None
+    ) -> None:
+        """An event for one user's connections; `join`: a conversation they now belong to, which
+        every instance applies before delivering the frame."""
+        await self._publish(keys.user_channel(user_id), envelope.pack(frame, join=join))
+
+    async def presence(self, user_id: uuid.UUID, frame: bytes) -> None:
+        """A presence transition, for the user's watchers."""
+        await self._publish(keys.presence_channel(user_id), envelope.pack(frame))
