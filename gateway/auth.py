@@ -150,7 +150,7 @@ class TokenVerifier:
         return self._decode_with(token, self._keys[-1])
 
     def _decode_with(self, token: str, key: Any) -> dict[str, Any]:
-        claims: dict[str, Any] = _DECODER.decode(
+        claims: dict[str, Any] = jwt.decode(
             token,
             key,
             algorithms=self.algorithms,
@@ -165,7 +165,8 @@ class TokenVerifier:
 class _PreparedHMAC(HMACAlgorithm):
     """PyJWT re-validates an HMAC secret on every decode (a JSON parse and PEM checks, 14 % of a
     connect's CPU in a storm); the configured secrets never change, so each is prepared once.
-    Only the gateway's own secrets reach here, so the memo is bounded by their count."""
+    The memo keeps the first few secrets it sees (the gateway's own); others are prepared each
+    time, as PyJWT does."""
 
     def __init__(self, hash_alg: Any) -> None:
         super().__init__(hash_alg)
@@ -174,25 +175,28 @@ class _PreparedHMAC(HMACAlgorithm):
     def prepare_key(self, key: str | bytes) -> bytes:
         prepared = self._prepared.get(key)
         if prepared is None:
-            prepared = self._prepared[key] = super().prepare_key(key)
+            prepared = super().prepare_key(key)
+            if len(self._prepared) < _PREPARED_SECRETS:
+                self._prepared[key] = prepared
         return prepared
 
 
-def _decoder() -> jwt.PyJWT:
-    jws = jwt.PyJWS()
+_PREPARED_SECRETS = 16
+
+
+def _register_prepared_hmac() -> None:
+    """Through PyJWT's documented `register_algorithm` (the module-level `jwt.decode` and
+    `jwt.encode` use these from then on, for this process)."""
     for name, hash_alg in (
         ("HS256", HMACAlgorithm.SHA256),
         ("HS384", HMACAlgorithm.SHA384),
         ("HS512", HMACAlgorithm.SHA512),
     ):
-        jws.unregister_algorithm(name)
-        jws.register_algorithm(name, _PreparedHMAC(hash_alg))
-    decoder = jwt.PyJWT()
-    decoder._jws = jws  # as PyJWT pairs its own module-level decoder with its JWS
-    return decoder
+        jwt.unregister_algorithm(name)
+        jwt.register_algorithm(name, _PreparedHMAC(hash_alg))
 
 
-_DECODER = _decoder()
+_register_prepared_hmac()
 
 
 def signing_secrets(value: str) -> list[str]:

@@ -131,3 +131,16 @@ def test_time_claims_out_of_range_are_refused(bad: dict[str, Any]) -> None:
     verifier = TokenVerifier(Settings(jwt_secret=SECRET))
     with pytest.raises(AuthError, match="invalid token"):
         verifier.verify(jwt.encode(claims(**bad), SECRET, algorithm="HS256"))
+
+
+def test_hmac_secrets_are_prepared_once_through_pyjwts_public_registry() -> None:
+    """The storm-time saving rides PyJWT's documented `register_algorithm`: the algorithm
+    `jwt.decode` uses is ours, and a configured secret is prepared once, not per token."""
+    from gateway import auth
+
+    algorithm = jwt.get_algorithm_by_name("HS256")
+    assert isinstance(algorithm, auth._PreparedHMAC)
+    verifier = TokenVerifier(Settings(jwt_secret=SECRET))
+    for _ in range(3):
+        verifier.verify(jwt.encode(claims(), SECRET, algorithm="HS256"))
+    assert SECRET in algorithm._prepared
