@@ -20,13 +20,29 @@ from gateway.handlers.context import HandlerContext, Limits, Outcome
 from gateway.metrics import ERRORS, FRAMES_IN, INVALID_FRAME
 from gateway.protocol import ErrorCode, ProtocolError, decode, events, frames
 from gateway.state import ClientState
-from gateway.store import StoreError
+from gateway.store import KeyConflict, NotAllowed, NotAMember, NotFound, StoreError
 
 __all__ = ["HANDLERS", "HandlerContext", "Limits", "Outcome", "RequestBudget", "dispatch"]
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[HandlerContext, ClientState, Any], Awaitable[Outcome]]
+
+_REFUSALS: tuple[tuple[type[StoreError], ErrorCode], ...] = (
+    (NotAMember, ErrorCode.FORBIDDEN),
+    (NotAllowed, ErrorCode.FORBIDDEN),
+    (NotFound, ErrorCode.NOT_FOUND),
+    (KeyConflict, ErrorCode.CONFLICT),
+)
+"""The store's refusals as the client hears them: the one place they are mapped."""
+
+
+def _refusal(exc: StoreError) -> ErrorCode | None:
+    for kind, code in _REFUSALS:
+        if isinstance(exc, kind):
+            return code
+    return None
+
 
 HANDLERS: dict[type[frames.ClientFrame], Handler] = {
     frames.Auth: session.reauth,
@@ -69,6 +85,11 @@ async def dispatch(ctx: HandlerContext, client: ClientState, raw: str) -> Outcom
         task = ctx.budget.start()
         try:
             return await handler(ctx, client, frame)
+        except StoreError as exc:
+            code = _refusal(exc)
+            if code is None:
+                raise
+            raise ProtocolError(code, str(exc), request_id) from None
         except asyncio.CancelledError:
             if not ctx.budget.is_overdue(task):
                 raise

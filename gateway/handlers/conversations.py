@@ -14,7 +14,6 @@ from gateway.protocol.frames import (
     ConversationsList,
 )
 from gateway.state import ClientState
-from gateway.store import NotAMember
 
 __all__ = ["create", "list_conversations", "mute", "pin"]
 
@@ -58,10 +57,7 @@ async def list_conversations(
 async def _flag(
     ctx: HandlerContext, client: ClientState, frame: ConversationPin | ConversationMute, flag: str
 ) -> Outcome:
-    try:
-        await ctx.conversations.set_flag(client.user_id, frame.conversation_id, flag, frame.value)
-    except NotAMember as exc:
-        raise ProtocolError(ErrorCode.FORBIDDEN, str(exc), frame.id) from None
+    await ctx.conversations.set_flag(client.user_id, frame.conversation_id, flag, frame.value)
     return Outcome(events.ack(frame.id, conversation_id=frame.conversation_id, value=frame.value))
 
 

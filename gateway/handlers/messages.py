@@ -14,7 +14,6 @@ from gateway.protocol.frames import (
     MessagesList,
 )
 from gateway.state import ClientState
-from gateway.store import KeyConflict, NotAllowed, NotAMember
 
 __all__ = ["delete", "delivered", "history", "read", "send", "unread"]
 
@@ -27,14 +26,9 @@ async def send(ctx: HandlerContext, client: ClientState, frame: MessageSend) -> 
     if not frame.content.strip():
         raise ProtocolError(ErrorCode.INVALID_FIELD, "content: must not be blank", frame.id)
     await spend(ctx, client, "send", frame.id)
-    try:
-        msg, created = await ctx.messages.send(
-            client, frame.conversation_id, frame.client_msg_id, frame.content, frame.content_type
-        )
-    except NotAMember as exc:
-        raise ProtocolError(ErrorCode.FORBIDDEN, str(exc), frame.id) from None
-    except KeyConflict as exc:
-        raise ProtocolError(ErrorCode.CONFLICT, str(exc), frame.id) from None
+    msg, created = await ctx.messages.send(
+        client, frame.conversation_id, frame.client_msg_id, frame.content, frame.content_type
+    )
     return Outcome(
         events.ack(frame.id, message=msg.as_wire(), created=created, deleted=msg.deleted)
     )
@@ -43,10 +37,7 @@ async def send(ctx: HandlerContext, client: ClientState, frame: MessageSend) -> 
 async def _receipt(
     ctx: HandlerContext, client: ClientState, frame: MessageDelivered | MessageRead, read: bool
 ) -> Outcome:
-    try:
-        receipt = await ctx.messages.receipt(client, frame.conversation_id, frame.message_id, read)
-    except NotAMember as exc:
-        raise ProtocolError(ErrorCode.FORBIDDEN, str(exc), frame.id) from None
+    receipt = await ctx.messages.receipt(client, frame.conversation_id, frame.message_id, read)
     return Outcome(
         events.ack(frame.id, delivered_seq=receipt.delivered_seq, read_seq=receipt.read_seq)
     )
@@ -62,10 +53,7 @@ async def read(ctx: HandlerContext, client: ClientState, frame: MessageRead) -> 
 
 async def unread(ctx: HandlerContext, client: ClientState, frame: ConversationUnread) -> Outcome:
     """The member's unread count in one conversation (cache-aside, never a guessed 0)."""
-    try:
-        count = await ctx.messages.unread(client, frame.conversation_id)
-    except NotAMember as exc:
-        raise ProtocolError(ErrorCode.FORBIDDEN, str(exc), frame.id) from None
+    count = await ctx.messages.unread(client, frame.conversation_id)
     return Outcome(events.ack(frame.id, conversation_id=frame.conversation_id, unread_count=count))
 
 
@@ -85,10 +73,5 @@ async def history(ctx: HandlerContext, client: ClientState, frame: MessagesList)
 
 async def delete(ctx: HandlerContext, client: ClientState, frame: MessageDelete) -> Outcome:
     """Its sender deletes a message; members are told `message.deleted`."""
-    try:
-        msg = await ctx.messages.delete(client, frame.conversation_id, frame.message_id)
-    except NotAllowed as exc:
-        raise ProtocolError(ErrorCode.FORBIDDEN, str(exc), frame.id) from None
-    except NotAMember as exc:
-        raise ProtocolError(ErrorCode.NOT_FOUND, str(exc), frame.id) from None
+    msg = await ctx.messages.delete(client, frame.conversation_id, frame.message_id)
     return Outcome(events.ack(frame.id, message_id=msg.id, seq=msg.seq))

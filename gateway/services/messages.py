@@ -68,7 +68,7 @@ class MessageService:
         """Persist, write through, publish `message.new`; a retry returns the stored message.
 
         Raises:
-            NotAMember: the sender is not a member (from the store).
+            NotAMember / KeyConflict: from the store (membership is checked first).
         """
         msg, created = await self._store.send_message(
             conversation_id, client.user_id, client_msg_id, content, content_type
@@ -188,7 +188,7 @@ class MessageService:
         """Move the reader's watermark (never backwards) and tell the conversation.
 
         Raises:
-            NotAMember: not a member, or no such message in the conversation.
+            NotAMember / NotFound: not a member; no such message in the conversation.
         """
         receipt, msg = await self._store.receipt(conversation_id, client.user_id, message_id, read)
         if not receipt.moved:
@@ -215,7 +215,7 @@ class MessageService:
         """Delete from the store, invalidate both caches (the spec's order), tell the members.
 
         Raises:
-            NotAMember / NotAllowed: from the store.
+            NotFound / NotAllowed: from the store.
         """
         msg = await self._store.delete_message(conversation_id, client.user_id, message_id)
         invalidate = asyncio.gather(

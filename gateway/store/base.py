@@ -14,6 +14,7 @@ __all__ = [
     "KeyConflict",
     "NotAMember",
     "NotAllowed",
+    "NotFound",
     "Receipt",
     "Revoked",
     "Store",
@@ -45,6 +46,11 @@ class KeyConflict(StoreError):
             "use a new key for a new message"
         )
         self.client_msg_id = client_msg_id
+
+
+class NotFound(StoreError):
+    """No such record where the member looked (e.g. a message deleted, or of another
+    conversation)."""
 
 
 class NotAllowed(StoreError):
@@ -195,7 +201,7 @@ class Store(Protocol):
         """Delete the user's own message; its seq is not reused.
 
         Raises:
-            NotAMember: no such message in a conversation of the user.
+            NotFound: no such message in a conversation of the user.
             NotAllowed: the message is another member's.
         """
         ...
@@ -220,7 +226,8 @@ class Store(Protocol):
         seq; never backwards.
 
         Raises:
-            NotAMember: not a member, or the message is not in the conversation.
+            NotAMember: not a member.
+            NotFound: the message is not (or no longer) in the conversation.
         """
         ...
 

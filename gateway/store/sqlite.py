@@ -33,6 +33,7 @@ from gateway.store.base import (
     KeyConflict,
     NotAllowed,
     NotAMember,
+    NotFound,
     Receipt,
     Revoked,
     StoredMessage,
@@ -477,7 +478,7 @@ class SqliteStore:
             (str(message_id), str(conversation_id)),
         ).fetchone()
         if row is None:
-            raise NotAMember("no such message in this conversation")
+            raise NotFound("no such message in this conversation")
         return _message(row)
 
     def _check_member(self, conversation_id: uuid.UUID, user_id: uuid.UUID) -> None:
@@ -548,7 +549,10 @@ class SqliteStore:
         self, conversation_id: uuid.UUID, user_id: uuid.UUID, message_id: uuid.UUID
     ) -> StoredMessage:
         db = self.db
-        msg = self._member_message(conversation_id, user_id, message_id)
+        try:
+            msg = self._member_message(conversation_id, user_id, message_id)
+        except NotAMember:  # to a non-member, as if the message did not exist
+            raise NotFound("no such message in a conversation of yours") from None
         if msg.sender_id != user_id:
             raise NotAllowed("only its sender may delete a message")
         # The row stays, content gone: its seq is never reused and its key answers the
