@@ -26,6 +26,7 @@ from jwt.algorithms import HMACAlgorithm
 from caches import SessionCache, SessionData
 from caches.keys import valid_id
 from gateway.config import ConfigError, Settings
+from gateway.errors import Error
 
 __all__ = [
     "AuthError",
@@ -55,7 +56,7 @@ def bearer_token(header: str | None) -> str | None:
     return token.strip() if scheme.lower() == "bearer" else ""
 
 
-class AuthError(Exception):
+class AuthError(Error):
     """The token or its session is not acceptable; the message is safe to show the client."""
 
 

@@ -18,10 +18,12 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
+from gateway.errors import Error
+
 __all__ = ["GatewayClient", "GatewayError"]
 
 
-class GatewayError(Exception):
+class GatewayError(Error):
     """The gateway answered a request with an `error` frame."""
 
     def __init__(self, code: str, message: str) -> None:

@@ -17,10 +17,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.errors import Error
+
 __all__ = ["ConfigError", "Settings", "add_arguments", "load"]
 
 
-class ConfigError(Exception):
+class ConfigError(Error):
     """A setting has a bad value; the message names the flag and the variable."""
 
 

@@ -23,6 +23,7 @@ from websockets.server import ServerProtocol
 from websockets.streams import StreamReader
 from websockets.typing import StatusLike
 
+from gateway.errors import Error
 from gateway.http import RequestWithBody, problem
 
 __all__ = ["MAX_BODY_BYTES", "GatewayConnection", "forget_handshake"]
@@ -31,11 +32,11 @@ MAX_BODY_BYTES = 64 * 1024
 """The largest request body taken (the bulk presence API's 1,000 ids fit in 40 KiB)."""
 
 
-class RequestLineTooLong(Exception):
+class RequestLineTooLong(Error):
     pass
 
 
-class BodyTooLarge(Exception):
+class BodyTooLarge(Error):
     pass
 
 

@@ -73,7 +73,11 @@ def test_protocol_is_pure() -> None:
     io = ("asyncio", "redis", "websockets", "socket", "sqlite3", "gateway.")
     for module, deps in graph.items():
         if module.startswith("gateway.protocol"):
-            outside = {d for d in deps if d.startswith(io) and not d.startswith("gateway.protocol")}
+            outside = {
+                d
+                for d in deps
+                if d.startswith(io) and not d.startswith(("gateway.protocol", "gateway.errors"))
+            }
             assert not outside, f"{module} imports {outside}"
 
 
@@ -114,3 +118,14 @@ def test_only_the_bus_turns_a_topic_into_a_channel_or_an_envelope() -> None:
         and spelled.search(path.read_text())
     ]
     assert offenders == []
+
+
+def test_every_exception_of_the_gateway_has_one_root() -> None:
+    """`except gateway.errors.Error` catches everything the gateway itself raises."""
+    defined = re.compile(r"^class (\w+)\((Exception|BaseException)\)", re.MULTILINE)
+    roots = {
+        f"{path.relative_to(ROOT)}:{match.group(1)}"
+        for path in sorted((ROOT / "gateway").rglob("*.py"))
+        for match in defined.finditer(path.read_text())
+    }
+    assert roots == {"gateway/errors.py:Error"}

@@ -32,6 +32,7 @@ from redis.exceptions import RedisError
 from caches import keys
 from caches.redis import RedisClient
 from gateway.bus.base import Delivery, Reconnected
+from gateway.errors import Error
 from gateway.replies import ReplyStream
 from gateway.tasks import first_to_end
 
@@ -43,7 +44,7 @@ _BACKOFF_START = 0.05
 _BACKOFF_CAP = 2.0
 
 
-class BusLost(Exception):
+class BusLost(Error):
     """The pub/sub connection is no longer trustworthy (probe late, publish failed)."""
 
 

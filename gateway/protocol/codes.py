@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import enum
 
+from gateway.errors import Error
+
 __all__ = ["Close", "ErrorCode", "ProtocolError"]
 
 
@@ -40,7 +42,7 @@ class ErrorCode(enum.StrEnum):
     INTERNAL = "internal"
 
 
-class ProtocolError(Exception):
+class ProtocolError(Error):
     """A request the gateway answers with an `error` frame (the connection stays open)."""
 
     def __init__(

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from gateway.errors import Error
+
 __all__ = [
     "Conversation",
     "ConversationSummary",
@@ -24,7 +26,7 @@ __all__ = [
 ]
 
 
-class StoreError(Exception):
+class StoreError(Error):
     """The system of record failed or refused a write."""
 
 
