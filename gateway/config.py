@@ -112,7 +112,9 @@ class Settings:
     )
     max_message_bytes: int = _setting(4096, "largest message content in UTF-8 bytes")
     max_group_members: int = _setting(
-        256, "members of one group, its creator included (at most 1000); beyond: invalid_field"
+        256,
+        "members one conversation.create may name besides its creator (at most 1000); "
+        "beyond: invalid_field",
     )
     user_send_rate: float = _setting(
         20.0, "messages one user may send per second, all connections, every instance (refill)"

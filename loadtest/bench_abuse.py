@@ -3,9 +3,9 @@
 Two instances on one SQLite file, default settings (per-connection rate 20/s, the per-user
 quotas). Other users in direct pairs split over the instances send at a steady pace; their
 send->delivered latency is measured first alone, then while one account with 5 sessions x 10
-connections, each within its connection's rate limit, sends `conversation.create` with 254
-random members plus one real user (a full group of 256 with its creator) as fast as that limit
-allows. Reported: the others' delivery
+connections, each within its connection's rate limit, sends `conversation.create` with 255
+random members plus one real user (the most a group may have besides its creator) as fast as
+that limit allows. Reported: the others' delivery
 p50/p99 in both phases, the groups the attacker got created, and how much the store grew.
 Loopback only; every phase is bounded in time.
 """
@@ -100,7 +100,7 @@ async def run_abuse(pairs: int, rate: float, seconds: float) -> AbuseResult:
                     "type": "conversation.create",
                     "kind": "group",
                     "name": "spam",
-                    "member_ids": [*(str(uuid.uuid4()) for _ in range(254)), str(users[1])],
+                    "member_ids": [*(str(uuid.uuid4()) for _ in range(255)), str(users[1])],
                 }
             )
             attack_sent = 0

@@ -56,7 +56,7 @@ async def test_conversation_creation_is_limited_per_user_across_connections_and_
     with gateways(redis_url, tmp_path, 2) as (gw1, gw2):
         attacker, friend = uuid.uuid4(), uuid.uuid4()
         conns = [await client_for(redis, gw, attacker) for gw in (gw1, gw2, gw1)]
-        strangers = [str(uuid.uuid4()) for _ in range(254)]
+        strangers = [str(uuid.uuid4()) for _ in range(255)]  # 256 ids: the most allowed
 
         def create() -> dict[str, Any]:
             return {"type": "conversation.create", "kind": "group", "name": "spam",
@@ -70,7 +70,7 @@ async def test_conversation_creation_is_limited_per_user_across_connections_and_
         assert len(created) + len(limited) == 18
         assert all(a["retry_after_ms"] > 0 for a in limited)
         too_big = await _answers(
-            conns[0], [{**create(), "member_ids": [str(uuid.uuid4()) for _ in range(256)]}]
+            conns[0], [{**create(), "member_ids": [str(uuid.uuid4()) for _ in range(257)]}]
         )
         assert too_big[0]["code"] == "invalid_field" and "256" in too_big[0]["message"]
         for client in conns:

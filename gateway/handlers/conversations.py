@@ -34,10 +34,10 @@ async def create(ctx: HandlerContext, client: ClientState, frame: ConversationCr
             ErrorCode.INVALID_FIELD, "member_ids: a group needs another member", frame.id
         )
     most = ctx.limits.max_group_members
-    if len(others_text) + 1 > most:
+    if len(others_text) > most:
         raise ProtocolError(
             ErrorCode.INVALID_FIELD,
-            f"member_ids: a group has at most {most} members, its creator included",
+            f"member_ids: at most {most} members besides the creator",
             frame.id,
         )
     await spend(ctx, client, "create", frame.id)
