@@ -237,7 +237,7 @@ async def abuse_main(args: argparse.Namespace) -> None:
         "abuse",
         f"abuse benchmark: {machine()}; {args.pairs} direct pairs over 2 instances (one CPU "
         f"each) sending {args.rate:,.0f} messages/s, then the same with one account (5 "
-        f"sessions x 10 connections at 19.5 frames/s each) creating groups of 256 members besides itself; "
+        f"sessions x 10 connections at 19.5 frames/s each) creating groups naming 256 members; "
         f"{args.seconds}s phases; medians of {args.runs} runs",
     )
     await _measured(
