@@ -55,7 +55,7 @@ _T = TypeVar("_T")
 _BUSY_TIMEOUT = 10.0
 """Seconds a statement waits for another process's lock before the store gives up."""
 
-WAL_LIMIT = 64 << 20
+WAL_LIMIT = 16 << 20
 """Bytes of write-ahead log past which a write transaction ends with a checkpoint that
 truncates it: SQLite's automatic checkpoints copy the log back but never shrink the file, so a
 burst would leave a log of its size for good."""
