@@ -8,6 +8,7 @@ import contextlib
 import dataclasses
 import logging
 import signal
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
@@ -24,8 +25,9 @@ from caches import (
     SessionCache,
     connect,
 )
+from caches.redis import RedisClient
 from gateway.auth import Authenticator, TokenVerifier
-from gateway.autopipe import auto_pipelined
+from gateway.autopipe import AutoPipeline, auto_pipelined
 from gateway.bus import Publisher, RedisBus
 from gateway.config import Settings
 from gateway.handlers import HandlerContext, Limits, RequestBudget
@@ -81,221 +83,323 @@ async def _serve(
     stop: asyncio.Event,
     on_ready: Callable[[str], None] | None,
 ) -> None:
-    budget = settings.redis_timeout
     with redis_url(settings.redis_url) as url:
-        # Every connection comes from the same parsed URL and bounds.
-        options = ClientOptions(socket_timeout=budget, connect_timeout=budget)
-        redis = connect(url, options)
-        # The subscriber reads without deadline (the bus's probe watches it) and is never
-        # pinged by redis-py's health check, whose reply would interleave with messages.
-        subscriber = connect(
-            url,
-            dataclasses.replace(options, health_check_interval=0, max_connections=4),
-            decode_responses=False,
-        )
-        assert isinstance(subscriber, aioredis.Redis)  # the settings refuse a cluster URL
-        redis_latency = Latency("redis", "One Redis command's round trip (auto-pipeline)")
-        client, pipeline = auto_pipelined(redis, budget, redis_latency)
-        metrics = every_series()
-        bus = RedisBus(subscriber, client, settings.instance_id, settings.probe_interval, budget)
-        hub = Hub(bus, budget)
-        publisher = Publisher(bus.publish, scripts_reach_bus=True)
-        presence_cache = PresenceCache(client)
-        sessions = SessionCache(client)
-        revocations = Revocations(store, sessions, settings.revocation_ttl)
-        await revocations.load()
-        hub.on_revocation = revocations.learn
-        presence = PresenceService(
-            presence_cache,
-            sessions,
-            client,
-            publisher,
-            settings,
-            hub.clients,
-            metrics,
-            revocations,
-        )
-        typing = TypingService(presence_cache, publisher, settings)
-        message_cache, conversation_cache = MessageCache(client), ConversationCache(client)
-        repair = CacheRepair(message_cache, conversation_cache, budget)
-        conversations = ConversationService(
-            store, publisher, hub.add_membership, conversation_cache, budget / 4, repair, metrics
-        )
-        authenticator = Authenticator(TokenVerifier(settings), sessions, revocations.refused)
-
-        messages = MessageService(
-            store,
-            message_cache,
-            conversation_cache,
-            publisher,
-            conversations.members,
-            typing.stop,
-            side_budget=budget / 4,
-            metrics=metrics,
-            repair=repair,
-        )
-        requests = RequestBudget(budget)
-        admission = Admission(settings, metrics, hub)
-        visibility = PresenceVisibility(settings.presence_visibility, store)
-        expiry = TokenExpiry(authenticator, hub, settings.token_leeway)
-        context = HandlerContext(
-            presence=presence,
-            typing=typing,
-            conversations=conversations,
-            messages=messages,
-            topics=hub,
-            limits=Limits(
-                max_watched=settings.max_watched,
-                max_message_bytes=settings.max_message_bytes,
-                max_group_members=settings.max_group_members,
-            ),
-            metrics=metrics,
-            budget=requests,
-            sessions=expiry,
-            visibility=visibility,
-            quotas=Quotas(
-                {
-                    "send": Quota(settings.user_send_rate, settings.user_send_burst),
-                    "create": Quota(
-                        settings.conversation_create_rate / 60, settings.conversation_create_burst
-                    ),
-                },
-                QuotaCache(client),
-                budget / 4,
-            ),
-        )
-        spawner = _Spawner()
-        clients = ClientServer(
-            settings,
-            authenticator,
-            hub,
-            presence,
-            typing,
-            conversations,
-            context,
-            metrics,
-            spawner.spawn,
-            expiry,
-            admission,
-        )
-
-        async def readiness() -> list[str]:
-            reasons = []
-            if clients.draining:
-                reasons.append("draining")
-            if not bus.connected:
-                reasons.append("pub/sub disconnected")
-            trouble = store.trouble()
-            if trouble is not None:
-                reasons.append(f"store: {trouble}")
-            try:
-                async with asyncio.timeout(budget):
-                    await redis.ping()
-            except (RedisError, TimeoutError):
-                reasons.append("redis unreachable")
-            return reasons
-
-        export = MetricsExport(
-            metrics,
-            lambda: {
-                "connections": ("Authenticated connections on this instance", len(hub.connections)),
-                "connections_authenticating": ("Sockets awaiting an auth frame", admission.pending),
-                "users": ("Users with a connection on this instance", len(hub.by_user)),
-                "bus_channels": ("Pub/sub channels subscribed", bus.channel_count),
-                "cache_repairs_pending": ("Stale cache entries waiting for Redis", repair.pending),
-                "asyncio_tasks": ("Tasks on the event loop (a leak shows as growth)", _tasks()),
-            },
-            lambda: {
-                "bus_reconnects": bus.reconnects,
-                "deliveries": hub.delivered,
-                "cache_repairs_refused": repair.refused,
-                **{FRAMES_OUT[kind]: n for kind, n in hub.frames_out.items()},
-            },
-            [redis_latency, store_latency, hub.fanout],
-        )
-
-        async def reconnected() -> None:
-            # Messages published while the bus was away never reach this instance: say so
-            # first, so clients recover from the store, then take the leases again. What failed
-            # writes left stale in the caches goes before that, so the recovery reads miss it.
-            await repair.drain()
-            metrics["resyncs"] += 1
-            hub.broadcast(events.resync())
-            await presence.reassert()
-
-        routes = HttpRoutes(
-            readiness,
-            export.render,
-            authenticator,
-            presence_cache,
-            budget,
-            metrics_token=settings.metrics_token,
-            metrics_here=not settings.metrics_host,
-            ws_gate=lambda ws: (
-                "draining: reconnect to another instance"
-                if clients.draining
-                else admission.at_handshake(
-                    clients.address(ws),
-                    awaits_frame=ws.request is None or "Authorization" not in ws.request.headers,
-                )
-            ),
-            visible=visibility.visible,
-        )
+        redis, subscriber = _redis_clients(url, settings.redis_timeout)
         try:
-            async with asyncio.TaskGroup() as tasks:
-                spawner.tasks = tasks
-                background = [
-                    tasks.create_task(pipeline.run()),
-                    tasks.create_task(bus.run(hub.deliver, reconnected)),
-                    tasks.create_task(presence.maintain()),
-                    tasks.create_task(clients.watch_deadlines()),
-                    tasks.create_task(requests.enforce()),
-                    tasks.create_task(repair.run()),
-                    tasks.create_task(revocations.run()),
-                    tasks.create_task(store.watch()),
-                ]
-                # Redis may be down at start: /readyz says so, the bus reconnects later.
-                with contextlib.suppress(RedisError, TimeoutError):
-                    async with asyncio.timeout(budget):
-                        await presence.mark_epoch()
-                async with (
-                    _metrics_listener(settings, routes) as metrics_server,
-                    serve(
-                        clients.serve,
-                        settings.host,
-                        settings.port,
-                        process_request=routes.process_request,
-                        origins=_origins(settings),
-                        max_size=settings.max_frame_bytes,
-                        compression="deflate" if settings.compression else None,
-                        ping_interval=None,
-                        close_timeout=2,
-                        logger=redacting_logger(),
-                        create_connection=GatewayConnection,
-                        backlog=settings.listen_backlog,
-                    ) as server,
-                ):
-                    line = _ready_line(settings, server, metrics_server, url)
-                    print(line, flush=True)
-                    if on_ready is not None:
-                        on_ready(line)
-                    await stop.wait()
-                    log.info(
-                        "stopping: draining %d connections",
-                        len(hub.connections),
-                        extra={"event": "drain"},
-                    )
-                    # Still listening meanwhile: /readyz answers 503 and /ws refuses (503), so
-                    # the balancer takes the instance out while its clients move.
-                    await clients.drain(settings.drain_timeout * 0.8)
-                    server.close(close_connections=False)
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(server.wait_closed(), settings.drain_timeout * 0.2)
-                await cancel_and_wait(background)
+            built = await _build(settings, store, store_latency, redis, subscriber)
+            await _run(built, url, stop, on_ready)
         finally:
-            spawner.tasks = None
             await subscriber.aclose()
             await redis.aclose()
+
+
+def _redis_clients(url: str, budget: float) -> tuple[RedisClient, aioredis.Redis]:
+    """The command client and the pub/sub subscriber, from the same parsed URL and bounds."""
+    options = ClientOptions(socket_timeout=budget, connect_timeout=budget)
+    redis = connect(url, options)
+    # The subscriber reads without deadline (the bus's probe watches it) and is never pinged by
+    # redis-py's health check, whose reply would interleave with messages.
+    subscriber = connect(
+        url,
+        dataclasses.replace(options, health_check_interval=0, max_connections=4),
+        decode_responses=False,
+    )
+    assert isinstance(subscriber, aioredis.Redis)  # the settings refuse a cluster URL
+    return redis, subscriber
+
+
+@dataclasses.dataclass
+class _Built:
+    """Every part of a running instance, wired, before anything runs."""
+
+    settings: Settings
+    store: SqliteStore
+    pipeline: AutoPipeline
+    bus: RedisBus
+    hub: Hub
+    presence: PresenceService
+    clients: ClientServer
+    requests: RequestBudget
+    repair: CacheRepair
+    revocations: Revocations
+    routes: HttpRoutes
+    spawner: _Spawner
+    metrics: Counter[str]
+
+    def jobs(self) -> list[Coroutine[Any, Any, None]]:
+        """The instance-wide jobs that run until the instance stops."""
+        return [
+            self.pipeline.run(),
+            self.bus.run(self.hub.deliver, self.reconnected),
+            self.presence.maintain(),
+            self.clients.watch_deadlines(),
+            self.requests.enforce(),
+            self.repair.run(),
+            self.revocations.run(),
+            self.store.watch(),
+        ]
+
+    async def reconnected(self) -> None:
+        # Messages published while the bus was away never reach this instance: say so first,
+        # so clients recover from the store, then take the leases again. What failed writes
+        # left stale in the caches goes before that, so the recovery reads miss it.
+        await self.repair.drain()
+        self.metrics["resyncs"] += 1
+        self.hub.broadcast(events.resync())
+        await self.presence.reassert()
+
+
+async def _build(
+    settings: Settings,
+    store: SqliteStore,
+    store_latency: Latency,
+    redis: RedisClient,
+    subscriber: aioredis.Redis,
+) -> _Built:
+    budget = settings.redis_timeout
+    redis_latency = Latency("redis", "One Redis command's round trip (auto-pipeline)")
+    client, pipeline = auto_pipelined(redis, budget, redis_latency)
+    metrics = every_series()
+    bus = RedisBus(subscriber, client, settings.instance_id, settings.probe_interval, budget)
+    hub = Hub(bus, budget)
+    publisher = Publisher(bus.publish, scripts_reach_bus=True)
+    presence_cache, sessions = PresenceCache(client), SessionCache(client)
+    revocations = Revocations(store, sessions, settings.revocation_ttl)
+    await revocations.load()
+    hub.on_revocation = revocations.learn
+    presence = PresenceService(
+        presence_cache, sessions, client, publisher, settings, hub.clients, metrics, revocations
+    )
+    typing = TypingService(presence_cache, publisher, settings)
+    message_cache, conversation_cache = MessageCache(client), ConversationCache(client)
+    repair = CacheRepair(message_cache, conversation_cache, budget)
+    conversations = ConversationService(
+        store, publisher, hub.add_membership, conversation_cache, budget / 4, repair, metrics
+    )
+    messages = MessageService(
+        store,
+        message_cache,
+        conversation_cache,
+        publisher,
+        conversations.members,
+        typing.stop,
+        side_budget=budget / 4,
+        metrics=metrics,
+        repair=repair,
+    )
+    authenticator = Authenticator(TokenVerifier(settings), sessions, revocations.refused)
+    requests = RequestBudget(budget)
+    admission = Admission(settings, metrics, hub)
+    visibility = PresenceVisibility(settings.presence_visibility, store)
+    expiry = TokenExpiry(authenticator, hub, settings.token_leeway)
+    context = HandlerContext(
+        presence=presence,
+        typing=typing,
+        conversations=conversations,
+        messages=messages,
+        topics=hub,
+        limits=Limits(
+            max_watched=settings.max_watched,
+            max_message_bytes=settings.max_message_bytes,
+            max_group_members=settings.max_group_members,
+        ),
+        metrics=metrics,
+        budget=requests,
+        sessions=expiry,
+        visibility=visibility,
+        quotas=_quotas(settings, QuotaCache(client)),
+    )
+    spawner = _Spawner()
+    clients = ClientServer(
+        settings,
+        authenticator,
+        hub,
+        presence,
+        typing,
+        conversations,
+        context,
+        metrics,
+        spawner.spawn,
+        expiry,
+        admission,
+    )
+
+    routes = _http_routes(
+        settings,
+        redis,
+        store=store,
+        bus=bus,
+        hub=hub,
+        clients=clients,
+        admission=admission,
+        repair=repair,
+        authenticator=authenticator,
+        presence_cache=presence_cache,
+        visibility=visibility,
+        metrics=metrics,
+        latencies=[redis_latency, store_latency, hub.fanout],
+    )
+    return _Built(
+        settings,
+        store,
+        pipeline,
+        bus,
+        hub,
+        presence,
+        clients,
+        requests,
+        repair,
+        revocations,
+        routes,
+        spawner,
+        metrics,
+    )
+
+
+def _http_routes(
+    settings: Settings,
+    redis: RedisClient,
+    *,
+    store: SqliteStore,
+    bus: RedisBus,
+    hub: Hub,
+    clients: ClientServer,
+    admission: Admission,
+    repair: CacheRepair,
+    authenticator: Authenticator,
+    presence_cache: PresenceCache,
+    visibility: PresenceVisibility,
+    metrics: Counter[str],
+    latencies: list[Latency],
+) -> HttpRoutes:
+    """Health, readiness (what it checks), metrics and the presence API on the WebSocket port."""
+
+    async def readiness() -> list[str]:
+        reasons = []
+        if clients.draining:
+            reasons.append("draining")
+        if not bus.connected:
+            reasons.append("pub/sub disconnected")
+        trouble = store.trouble()
+        if trouble is not None:
+            reasons.append(f"store: {trouble}")
+        try:
+            async with asyncio.timeout(settings.redis_timeout):
+                await redis.ping()
+        except (RedisError, TimeoutError):
+            reasons.append("redis unreachable")
+        return reasons
+
+    export = MetricsExport(
+        metrics,
+        lambda: {
+            "connections": ("Authenticated connections on this instance", len(hub.connections)),
+            "connections_authenticating": ("Sockets awaiting an auth frame", admission.pending),
+            "users": ("Users with a connection on this instance", len(hub.by_user)),
+            "bus_channels": ("Pub/sub channels subscribed", bus.channel_count),
+            "cache_repairs_pending": ("Stale cache entries waiting for Redis", repair.pending),
+            "asyncio_tasks": ("Tasks on the event loop (a leak shows as growth)", _tasks()),
+        },
+        lambda: {
+            "bus_reconnects": bus.reconnects,
+            "deliveries": hub.delivered,
+            "cache_repairs_refused": repair.refused,
+            **{FRAMES_OUT[kind]: n for kind, n in hub.frames_out.items()},
+        },
+        latencies,
+    )
+    return HttpRoutes(
+        readiness,
+        export.render,
+        authenticator,
+        presence_cache,
+        settings.redis_timeout,
+        metrics_token=settings.metrics_token,
+        metrics_here=not settings.metrics_host,
+        ws_gate=lambda ws: (
+            "draining: reconnect to another instance"
+            if clients.draining
+            else admission.at_handshake(
+                clients.address(ws),
+                awaits_frame=ws.request is None or "Authorization" not in ws.request.headers,
+            )
+        ),
+        visible=visibility.visible,
+    )
+
+
+def _quotas(settings: Settings, fleet: QuotaCache) -> Quotas:
+    return Quotas(
+        {
+            "send": Quota(settings.user_send_rate, settings.user_send_burst),
+            "create": Quota(
+                settings.conversation_create_rate / 60, settings.conversation_create_burst
+            ),
+        },
+        fleet,
+        settings.redis_timeout / 4,
+    )
+
+
+async def _run(
+    built: _Built, url: str, stop: asyncio.Event, on_ready: Callable[[str], None] | None
+) -> None:
+    """Run the jobs and the listeners until `stop`, then drain."""
+    settings = built.settings
+    try:
+        async with asyncio.TaskGroup() as tasks:
+            built.spawner.tasks = tasks
+            background = [tasks.create_task(job) for job in built.jobs()]
+            # Redis may be down at start: /readyz says so, the bus reconnects later.
+            with contextlib.suppress(RedisError, TimeoutError):
+                async with asyncio.timeout(settings.redis_timeout):
+                    await built.presence.mark_epoch()
+            async with (
+                _metrics_listener(settings, built.routes) as metrics_server,
+                _listen(settings, built) as server,
+            ):
+                line = _ready_line(settings, server, metrics_server, url)
+                print(line, flush=True)
+                if on_ready is not None:
+                    on_ready(line)
+                await stop.wait()
+                await _drain(built, server)
+            await cancel_and_wait(background)
+    finally:
+        built.spawner.tasks = None
+
+
+def _listen(settings: Settings, built: _Built) -> contextlib.AbstractAsyncContextManager[Server]:
+    """The WebSocket and HTTP listener (websockets' `serve`, used as a context manager)."""
+    return serve(
+        built.clients.serve,
+        settings.host,
+        settings.port,
+        process_request=built.routes.process_request,
+        origins=_origins(settings),
+        max_size=settings.max_frame_bytes,
+        compression="deflate" if settings.compression else None,
+        ping_interval=None,
+        close_timeout=2,
+        logger=redacting_logger(),
+        create_connection=GatewayConnection,
+        backlog=settings.listen_backlog,
+    )
+
+
+async def _drain(built: _Built, server: Server) -> None:
+    """Move every client off within `--drain-timeout`, still listening meanwhile: /readyz
+    answers 503 and /ws refuses (503), so the balancer takes the instance out."""
+    window = built.settings.drain_timeout
+    log.info(
+        "stopping: draining %d connections",
+        len(built.hub.connections),
+        extra={"event": "drain"},
+    )
+    await built.clients.drain(window * 0.8)
+    server.close(close_connections=False)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(server.wait_closed(), window * 0.2)
 
 
 def _tasks() -> int:
