@@ -50,7 +50,7 @@ from gateway.services import (
     Revocations,
     TypingService,
 )
-from gateway.store import SqliteStore
+from gateway.store import Store, describe_store, open_store
 from gateway.tasks import cancel_and_wait
 
 __all__ = ["run"]
@@ -66,7 +66,13 @@ async def run(settings: Settings, on_ready: Callable[[str], None] | None = None)
         loop.add_signal_handler(signum, stop.set)
     # First, so a store that cannot be opened stops start-up before anything else starts.
     store_latency = Latency("store", "One store call: queue, thread hop and the work")
-    store = await SqliteStore(settings.store, store_latency).open()
+    store = await open_store(
+        settings.store,
+        store_latency,
+        pool_size=settings.store_pool_size,
+        password_file=settings.store_password_file,
+        timeout=settings.redis_timeout,
+    )
     cap = raise_open_files_limit(settings.max_connections)
     settings = dataclasses.replace(settings, max_connections=cap)
     tune_garbage_collector()
@@ -78,7 +84,7 @@ async def run(settings: Settings, on_ready: Callable[[str], None] | None = None)
 
 async def _serve(
     settings: Settings,
-    store: SqliteStore,
+    store: Store,
     store_latency: Latency,
     stop: asyncio.Event,
     on_ready: Callable[[str], None] | None,
@@ -113,7 +119,7 @@ class _Built:
     """Every part of a running instance, wired, before anything runs."""
 
     settings: Settings
-    store: SqliteStore
+    store: Store
     pipeline: AutoPipeline
     bus: RedisBus
     hub: Hub
@@ -151,7 +157,7 @@ class _Built:
 
 async def _build(
     settings: Settings,
-    store: SqliteStore,
+    store: Store,
     store_latency: Latency,
     redis: RedisClient,
     subscriber: aioredis.Redis,
@@ -260,7 +266,7 @@ def _http_routes(
     settings: Settings,
     redis: RedisClient,
     *,
-    store: SqliteStore,
+    store: Store,
     bus: RedisBus,
     hub: Hub,
     clients: ClientServer,
@@ -466,7 +472,7 @@ def _ready_line(
         metrics = f"; metrics: http://{metrics_host}:{metrics_port}/metrics"
     return (
         f"presence-gateway {settings.instance_id} listening on ws://{host}:{port}/ws "
-        f"(redis: {redis}; store: {settings.store}{metrics})"
+        f"(redis: {redis}; store: {describe_store(settings.store)}{metrics})"
     )
 
 

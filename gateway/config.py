@@ -43,7 +43,17 @@ class Settings:
     host: str = _setting("127.0.0.1", "address to listen on")
     port: int = _setting(8080, "port for WebSocket (/ws) and HTTP; 0 picks a free one")
     redis_url: str = _setting("", "Redis URL; empty starts an embedded Valkey")
-    store: str = _setting("presence-gateway.sqlite3", "SQLite file of the system of record")
+    store: str = _setting(
+        "presence-gateway.sqlite3",
+        "the system of record: a SQLite file (one host), sqlite:///path, or "
+        "postgresql://user@host:port/db (many hosts; libpq options such as ?sslmode=require)",
+    )
+    store_password_file: str = _setting(
+        "", "file holding the PostgreSQL password (keeps it out of the URL and `ps`)"
+    )
+    store_pool_size: int = _setting(
+        10, "PostgreSQL connections per instance (instances x this <= the server's max)"
+    )
     instance_id: str = field(
         default_factory=_random_instance_id,
         metadata={"help": "this instance's id (default: random)"},
@@ -297,6 +307,7 @@ def _validate(settings: Settings) -> None:
             "conversation_create_rate",
             "conversation_create_burst",
             "max_connections",
+            "store_pool_size",
             "listen_backlog",
             "max_pending_auth",
             "max_pending_auth_per_ip",

@@ -121,3 +121,20 @@ def cluster_url() -> Iterator[str]:
         proc.terminate()
         proc.wait(10)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A real PostgreSQL server for the session (see tests/postgres.py)."""
+    from tests.postgres import running_postgres
+
+    with running_postgres() as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> str:
+    """A fresh, empty database on it, for one test."""
+    from tests.postgres import fresh_database
+
+    return fresh_database(postgres_server)

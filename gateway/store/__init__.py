@@ -1,4 +1,5 @@
-"""The system of record: conversations and members (a `Store` protocol; SQLite by default)."""
+"""The system of record: a `Store` protocol, SQLite (one host) and PostgreSQL (many hosts)
+backends, and `open_store(url)`, which picks one."""
 
 from gateway.store.base import (
     Conversation,
@@ -14,6 +15,7 @@ from gateway.store.base import (
     StoreError,
     StoreOpenError,
 )
+from gateway.store.opening import describe_store, open_store
 from gateway.store.sqlite import SqliteStore
 
 __all__ = [
@@ -30,4 +32,6 @@ __all__ = [
     "StoreError",
     "StoreOpenError",
     "StoredMessage",
+    "describe_store",
+    "open_store",
 ]

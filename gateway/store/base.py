@@ -23,6 +23,7 @@ __all__ = [
     "StoreError",
     "StoreOpenError",
     "StoredMessage",
+    "retried",
 ]
 
 
@@ -145,6 +146,18 @@ class Revoked:
     """`session` or `token`."""
     id: str
     expires_at: float
+
+
+def retried(
+    stored: StoredMessage, conversation_id: uuid.UUID, content: str, content_type: str
+) -> StoredMessage:
+    """The stored message a retry of its key names; KeyConflict when the key names another (a
+    deleted message answers its deletion, whatever the content)."""
+    if stored.conversation_id != conversation_id or (
+        not stored.deleted and (stored.content, stored.content_type) != (content, content_type)
+    ):
+        raise KeyConflict(stored.client_msg_id)
+    return stored
 
 
 class Store(Protocol):

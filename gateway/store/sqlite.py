@@ -30,7 +30,6 @@ from gateway.metrics import Latency
 from gateway.store.base import (
     Conversation,
     ConversationSummary,
-    KeyConflict,
     NotAllowed,
     NotAMember,
     NotFound,
@@ -39,6 +38,7 @@ from gateway.store.base import (
     StoredMessage,
     StoreError,
     StoreOpenError,
+    retried,
 )
 from gateway.store.group_commit import GroupCommit, Outcome, Work
 from gateway.store.migrations import MIGRATIONS, SCHEMA_VERSION
@@ -425,13 +425,7 @@ class SqliteStore:
             (str(sender_id), client_msg_id),
         ).fetchone()
         if row is not None:  # a retry: the stored message, nothing new
-            stored = _message(row)
-            if stored.conversation_id != conversation_id or (
-                not stored.deleted
-                and (stored.content, stored.content_type) != (content, content_type)
-            ):
-                raise KeyConflict(client_msg_id)
-            return stored, False
+            return retried(_message(row), conversation_id, content, content_type), False
         (seq,) = db.execute(
             "UPDATE conversations SET last_seq = last_seq + 1 WHERE id = ? RETURNING last_seq",
             (str(conversation_id),),

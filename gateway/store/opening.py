@@ -1,0 +1,53 @@
+"""One place picks the backend from the store URL; nothing outside `store/` names a backend."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gateway.metrics import Latency
+from gateway.store.base import Store, StoreOpenError
+from gateway.store.postgres import PostgresStore, safe_url
+from gateway.store.sqlite import SqliteStore
+
+__all__ = ["describe_store", "open_store"]
+
+_POSTGRES = ("postgresql://", "postgres://")
+_SQLITE = "sqlite://"
+
+
+def _sqlite_path(url: str) -> str:
+    """`sqlite:///relative.db` and `sqlite:////absolute.db` (the common URL form), or a path."""
+    return url[len(_SQLITE) + 1 :] if url.startswith(_SQLITE) else url
+
+
+async def open_store(
+    url: str,
+    latency: Latency | None = None,
+    *,
+    pool_size: int = 10,
+    password_file: str = "",
+    timeout: float = 2.0,
+) -> Store:
+    """The store at `url`, opened and migrated: a SQLite path (or `sqlite:///path`), or
+    `postgresql://user@host:port/db` (`postgres://` too, with libpq options such as
+    `sslmode`). The PostgreSQL password may come from `password_file` (or libpq's PGPASSFILE)
+    rather than the URL.
+
+    Raises:
+        StoreOpenError: it cannot be opened; the message says which store and why.
+    """
+    if url.startswith(_POSTGRES):
+        password = None
+        if password_file:
+            try:
+                password = Path(password_file).read_text().strip()
+            except OSError as exc:
+                raise StoreOpenError(f"cannot read the store password file: {exc}") from None
+        store = PostgresStore(url, latency, pool_size=pool_size, password=password, timeout=timeout)
+        return await store.open()
+    return await SqliteStore(_sqlite_path(url), latency).open()
+
+
+def describe_store(url: str) -> str:
+    """The store for logs: the path, or the URL without its password."""
+    return safe_url(url) if url.startswith(_POSTGRES) else _sqlite_path(url)
