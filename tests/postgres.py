@@ -19,7 +19,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-__all__ = ["fresh_database", "running_postgres"]
+__all__ = ["PrivatePostgres", "fresh_database", "private_postgres", "running_postgres"]
 
 _INSTALL = "apt-get install postgresql (Debian's server), or set GATEWAY_TEST_POSTGRES_URL"
 
@@ -52,6 +52,70 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+class PrivatePostgres:
+    """A cluster of Debian's server in a temporary directory, which a test may stop and start
+    again (a server restarted mid-conversation)."""
+
+    def __init__(self, binaries: str) -> None:
+        self._binaries = binaries
+        self.workdir = tempfile.mkdtemp(prefix="presence-gateway-pg-")
+        self._data = os.path.join(self.workdir, "data")
+        if os.geteuid() == 0:
+            shutil.chown(self.workdir, "postgres", "postgres")
+        self.port = _free_port()
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        init = subprocess.run(
+            _as_postgres([f"{binaries}/initdb", "-D", self._data, "-U", "postgres",
+                          "--auth=trust", "-E", "UTF8", "--no-sync"]),
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        if init.returncode != 0:
+            self.remove()
+            _unavailable(f"initdb failed: {init.stderr[-300:]}")
+
+    def start(self) -> None:
+        # Durability is not what these tests measure: no fsync keeps the suite fast.
+        options = (
+            f"-k {self.workdir} -p {self.port} -c listen_addresses=127.0.0.1 -c fsync=off "
+            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
+        )
+        started = subprocess.run(
+            _as_postgres([f"{self._binaries}/pg_ctl", "-D", self._data, "-o", options, "-w",
+                          "-l", os.path.join(self.workdir, "server.log"), "start"]),
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        if started.returncode != 0:
+            _unavailable(f"the server did not start: {started.stderr[-300:]}")
+
+    def stop(self, mode: str = "fast") -> None:
+        """`fast`: an orderly restart's stop (this server runs without fsync, so `immediate`
+        would lose what the OS had not written: only for the end of the session)."""
+        subprocess.run(
+            _as_postgres([f"{self._binaries}/pg_ctl", "-D", self._data, "-m", mode, "stop"]),
+            capture_output=True,
+            timeout=120,
+        )
+
+    def remove(self) -> None:
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def private_postgres() -> Iterator[PrivatePostgres]:
+    """A private server, started; stopped and removed after."""
+    binaries = _binaries()
+    if binaries is None:
+        _unavailable("no /usr/lib/postgresql/<version>/bin/pg_ctl")
+        raise AssertionError("unreachable")
+    server = PrivatePostgres(binaries)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop("immediate")
+        server.remove()
+
+
 @contextlib.contextmanager
 def running_postgres() -> Iterator[str]:
     """A server URL (its `postgres` database) for the whole test session."""
@@ -59,45 +123,8 @@ def running_postgres() -> Iterator[str]:
     if configured:
         yield configured
         return
-    binaries = _binaries()
-    if binaries is None:
-        _unavailable("no /usr/lib/postgresql/<version>/bin/pg_ctl")
-        return
-    workdir = tempfile.mkdtemp(prefix="presence-gateway-pg-")
-    data = os.path.join(workdir, "data")
-    if os.geteuid() == 0:
-        shutil.chown(workdir, "postgres", "postgres")
-    port = _free_port()
-    init = subprocess.run(
-        _as_postgres([f"{binaries}/initdb", "-D", data, "-U", "postgres", "--auth=trust",
-                      "-E", "UTF8", "--no-sync"]),
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    if init.returncode != 0:
-        shutil.rmtree(workdir, ignore_errors=True)
-        _unavailable(f"initdb failed: {init.stderr[-300:]}")
-    # Durability is not what these tests measure: no fsync keeps the suite fast.
-    options = (
-        f"-k {workdir} -p {port} -c listen_addresses=127.0.0.1 -c fsync=off "
-        "-c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
-    )
-    start = subprocess.run(
-        _as_postgres([f"{binaries}/pg_ctl", "-D", data, "-o", options, "-w", "-l",
-                      os.path.join(workdir, "server.log"), "start"]),
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    if start.returncode != 0:
-        shutil.rmtree(workdir, ignore_errors=True)
-        _unavailable(f"the server did not start: {start.stderr[-300:]}")
-    try:
-        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run(
-            _as_postgres([f"{binaries}/pg_ctl", "-D", data, "-m", "immediate", "stop"]),
-            capture_output=True,
-            timeout=120,
-        )
-        shutil.rmtree(workdir, ignore_errors=True)
+    with private_postgres() as server:
+        yield server.url
 
 
 def fresh_database(server_url: str) -> str:
