@@ -1,4 +1,5 @@
-"""Command line: `presence-gateway serve` and `presence-gateway token`."""
+"""Command line: `presence-gateway serve`, `presence-gateway token` and
+`presence-gateway store copy SRC DST`."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from gateway.auth import TokenVerifier, dev_secret, mint_token, signing_secrets
 from gateway.config import ConfigError, Settings, add_arguments, load
 from gateway.logs import configure
 from gateway.runtime import embedded_url
-from gateway.store import StoreOpenError
+from gateway.store import StoreError, StoreOpenError
 
 __all__ = ["main"]
 
@@ -70,6 +71,22 @@ async def _token(settings: Settings, args: argparse.Namespace) -> str:
         await client.aclose()
 
 
+def _store_copy(source: str, destination: str) -> int:
+    from gateway.store.copy import copy_store
+
+    try:
+        result = asyncio.run(copy_store(source, destination))
+    except StoreError as exc:
+        print(f"presence-gateway: {exc}", file=sys.stderr)
+        return 2
+    for table, (src, dst) in result.counts.items():
+        print(f"{table}: {src:,} in the source, {dst:,} in the destination")
+    if not result.complete:
+        print("presence-gateway: the destination has fewer rows; run it again", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="presence-gateway", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -80,6 +97,16 @@ def main(argv: list[str] | None = None) -> int:
     token.add_argument("--ttl", type=float, default=900.0, help="seconds (session and token)")
     token.add_argument("--session", default=None, help="session id (default: random)")
     token.add_argument("--username", default="", help="username stored in the session")
+    store = commands.add_parser("store", help="work on the system of record")
+    store_commands = store.add_subparsers(dest="store_command", required=True)
+    copy = store_commands.add_parser(
+        "copy",
+        help="copy every record from one store to another (idempotent, resumable)",
+        description="SRC and DST are store URLs: a SQLite path, sqlite:///path or "
+        "postgresql://user@host:port/db. Running it again copies nothing twice.",
+    )
+    copy.add_argument("source", metavar="SRC")
+    copy.add_argument("destination", metavar="DST")
     for name in (
         "redis_url",
         "jwt_secret",
@@ -90,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     ):
         token.add_argument("--" + name.replace("_", "-"), dest=name, default=None)
     args = parser.parse_args(argv)
+    if args.command == "store":
+        return _store_copy(args.source, args.destination)
     try:
         settings = load(args)
         if args.command == "serve":

@@ -9,13 +9,17 @@ from gateway.store.base import Store, StoreOpenError
 from gateway.store.postgres import PostgresStore, safe_url
 from gateway.store.sqlite import SqliteStore
 
-__all__ = ["describe_store", "open_store"]
+__all__ = ["describe_store", "is_postgres", "open_store", "sqlite_path"]
 
 _POSTGRES = ("postgresql://", "postgres://")
 _SQLITE = "sqlite://"
 
 
-def _sqlite_path(url: str) -> str:
+def is_postgres(url: str) -> bool:
+    return url.startswith(_POSTGRES)
+
+
+def sqlite_path(url: str) -> str:
     """`sqlite:///relative.db` and `sqlite:////absolute.db` (the common URL form), or a path."""
     return url[len(_SQLITE) + 1 :] if url.startswith(_SQLITE) else url
 
@@ -45,9 +49,9 @@ async def open_store(
                 raise StoreOpenError(f"cannot read the store password file: {exc}") from None
         store = PostgresStore(url, latency, pool_size=pool_size, password=password, timeout=timeout)
         return await store.open()
-    return await SqliteStore(_sqlite_path(url), latency).open()
+    return await SqliteStore(sqlite_path(url), latency).open()
 
 
 def describe_store(url: str) -> str:
     """The store for logs: the path, or the URL without its password."""
-    return safe_url(url) if url.startswith(_POSTGRES) else _sqlite_path(url)
+    return safe_url(url) if url.startswith(_POSTGRES) else sqlite_path(url)
