@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import functools
 import os
 import resource
@@ -35,6 +36,7 @@ from loadtest.bench_scale import (
     run_storm,
 )
 from loadtest.bench_soak import SoakResult, run_soak
+from loadtest.postgres import fresh_database, private_postgres
 from loadtest.report import Report, Row, machine
 from loadtest.stats import median, median_of
 
@@ -188,34 +190,14 @@ async def fanout_main(args: argparse.Namespace) -> None:
 async def messages_main(args: argparse.Namespace) -> None:
     report = Report(
         "messages",
-        f"messages benchmark: {machine()}; {args.clients} clients over 2 instances on one SQLite "
-        f"file (the gateways share one core); latencies at {args.rate:,.0f} message.send/s "
+        f"messages benchmark: {machine()}; {args.clients} clients over 2 instances on one "
+        f"{'SQLite file' if args.store == 'sqlite' else 'PostgreSQL database'} (the gateways "
+        f"share one core); latencies at {args.rate:,.0f} message.send/s "
         f"offered, capacity at {args.capacity_rate:,.0f}/s offered, {args.seconds}s windows; "
         f"medians of {args.runs} runs",
     )
-    by_room: dict[str, list[MessagesResult]] = await _grouped(
-        report,
-        args.runs,
-        {
-            f"rooms of {room}": functools.partial(
-                run_messages, args.clients, room, args.rate, args.seconds, args.capacity_rate
-            )
-            for room in args.rooms
-        },
-        [
-            ("persisted messages/s (capacity)", "persisted_per_s", "{:,.0f}"),
-            ("send->ack p50 ms", "ack_p50_ms", "{:.2f}"),
-            ("send->ack p99 ms", "ack_p99_ms", "{:.2f}"),
-            ("send->delivered p50 ms", "delivered_p50_ms", "{:.2f}"),
-            ("send->delivered p99 ms", "delivered_p99_ms", "{:.2f}"),
-            ("delivered / expected", "delivered_ratio", "{:.4f}"),
-            ("server CPU % (both instances)", "server_cpu_pct", "{:.1f}"),
-            ("load generator CPU %", "loadgen_cpu_pct", "{:.1f}"),
-            ("history reads/s (newest 20)", "history_reads_per_s", "{:,.0f}"),
-            ("history reads from the cache", "history_cache_share", "{:.1%}"),
-            ("send->ack into a 1,000-member group, ms", "big_group_ack_ms", "{:.2f}"),
-        ],
-    )
+    with contextlib.ExitStack() as stack:
+        by_room = await _messages_by_room(report, args, _store_for(args.store, stack))
     report.plot_medians(
         "latency",
         f"message latency at {args.rate:,.0f} sends/s against room size",
@@ -230,6 +212,63 @@ async def messages_main(args: argparse.Namespace) -> None:
         ],
     )
     report.write()
+
+
+def _store_for(store: str, stack: contextlib.ExitStack) -> Callable[[], str]:
+    """Each run's store URL: "" (a SQLite file of the run's own), a fresh database on a
+    PostgreSQL server this process starts ("postgresql", durable as in production), or on the
+    server a URL names."""
+    if store == "sqlite":
+        return lambda: ""
+    server = (
+        stack.enter_context(private_postgres(durable=True)).url if store == "postgresql" else store
+    )
+    return lambda: fresh_database(server)
+
+
+async def _messages_by_room(
+    report: Report, args: argparse.Namespace, store: Callable[[], str]
+) -> dict[str, list[MessagesResult]]:
+    return await _grouped(
+        report,
+        args.runs,
+        {
+            f"rooms of {room}": functools.partial(
+                _run_messages_on,
+                store,
+                args.clients,
+                room,
+                args.rate,
+                args.seconds,
+                args.capacity_rate,
+            )
+            for room in args.rooms
+        },  # fmt: skip
+        [
+            ("persisted messages/s (capacity)", "persisted_per_s", "{:,.0f}"),
+            ("send->ack p50 ms", "ack_p50_ms", "{:.2f}"),
+            ("send->ack p99 ms", "ack_p99_ms", "{:.2f}"),
+            ("send->delivered p50 ms", "delivered_p50_ms", "{:.2f}"),
+            ("send->delivered p99 ms", "delivered_p99_ms", "{:.2f}"),
+            ("delivered / expected", "delivered_ratio", "{:.4f}"),
+            ("server CPU % (both instances)", "server_cpu_pct", "{:.1f}"),
+            ("load generator CPU %", "loadgen_cpu_pct", "{:.1f}"),
+            ("history reads/s (newest 20)", "history_reads_per_s", "{:,.0f}"),
+            ("history reads from the cache", "history_cache_share", "{:.1%}"),
+            ("send->ack into a 1,000-member group, ms", "big_group_ack_ms", "{:.2f}"),
+        ],
+    )
+
+
+async def _run_messages_on(
+    store: Callable[[], str],
+    clients: int,
+    room: int,
+    rate: float,
+    seconds: float,
+    capacity_rate: float,
+) -> MessagesResult:
+    return await run_messages(clients, room, rate, seconds, capacity_rate, store_url=store())
 
 
 async def abuse_main(args: argparse.Namespace) -> None:
@@ -456,6 +495,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     messages.add_argument("--seconds", type=float, default=5.0)
     messages.add_argument("--runs", type=int, default=3)
+    messages.add_argument(
+        "--store",
+        default="sqlite",
+        help="sqlite; postgresql (a server this benchmark starts, fsync on); or a "
+        "postgresql:// URL of a server to make fresh databases on",
+    )
     abuse = sub.add_parser("abuse", help="one hostile account against everyone's latency")
     abuse.add_argument("--pairs", type=int, default=32)
     abuse.add_argument("--rate", type=float, default=100.0, help="others' message.send/s")

@@ -74,7 +74,8 @@ def cluster(
     count: int, spread: bool = False, **settings: str
 ) -> Iterator[tuple[Path, str, list[Launched]]]:
     """A temp dir, an embedded Valkey and `count` gateways sharing them: on CPU 0, or with
-    `spread` one CPU each in turn (the load generator and Valkey then share theirs)."""
+    `spread` one CPU each in turn (the load generator and Valkey then share theirs). The
+    per-user quotas are lifted (a benchmark's users send for many); `settings` override."""
     with (
         tempfile.TemporaryDirectory(prefix="bench-") as tmp,
         EmbeddedRedis() as redis_server,
@@ -92,6 +93,8 @@ def cluster(
                     "jwt_secret": SECRET,
                     "rate_limit": "1000",
                     "rate_burst": "1000",
+                    "user_send_rate": "100000",
+                    "user_send_burst": "100000",
                     "log_level": "warning",
                     **settings,
                 }

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import orjson
 import psutil
 
-from gateway.store import SqliteStore
+from gateway.store import open_store
 from loadtest.bench_fanout import cluster, connect_all, cpu_seconds, mint_tokens, until
 from loadtest.stats import median, percentile
 
@@ -57,11 +57,14 @@ async def run_messages(
     seconds: float,
     capacity_rate: float,
     history_seconds: float = 3.0,
+    store_url: str = "",
 ) -> MessagesResult:
-    with cluster(2) as (workdir, redis_url, gateways):
+    """`store_url`: the gateways' store (default: a SQLite file in the run's directory)."""
+    settings: dict[str, str] = {"store": store_url} if store_url else {}
+    with cluster(2, False, **settings) as (workdir, redis_url, gateways):
         users = [uuid.uuid4() for _ in range(clients)]
         big = [uuid.uuid4() for _ in range(1000)]
-        store = await SqliteStore(str(workdir / "store.sqlite3")).open()
+        store = await open_store(store_url or str(workdir / "store.sqlite3"))
         rooms = []
         for start in range(0, clients, room):
             members = users[start : start + room]

@@ -211,3 +211,19 @@ async def test_an_unreachable_server_is_one_line_naming_it(postgres_server: str)
         StoreOpenError, match=r"cannot open the store postgresql://127\.0\.0\.1:1/nowhere"
     ):
         await open_store(url)
+
+
+async def test_the_same_new_key_sent_at_once_stores_one_message_and_spends_one_seq(
+    store: Store,
+) -> None:
+    ann, bob = uuid.uuid4(), uuid.uuid4()
+    conv, _ = await store.create_conversation("direct", ann, [bob], "")
+    for round_ in range(5):
+        key = f"race-{round_}"
+        results = await asyncio.gather(
+            *(store.send_message(conv.id, ann, key, "same", "text") for _ in range(8))
+        )
+        assert sum(created for _, created in results) == 1
+        assert len({msg.id for msg, _ in results}) == 1
+    page, _ = await store.list_messages(conv.id, 10)
+    assert [m.seq for m in page] == [1, 2, 3, 4, 5]  # no seq spent by a losing racer

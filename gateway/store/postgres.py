@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 import uuid
@@ -30,6 +31,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
+import psycopg.errors
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
@@ -63,8 +65,39 @@ _MESSAGE_COLUMNS = (
 _UNAVAILABLE = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout)
 
 
-class _Raced(Exception):
-    """Another writer stored the same (sender, client_msg_id) first: roll back, read it."""
+_SEND = f"""
+WITH member AS (
+    SELECT 1 FROM members WHERE conversation_id = %(c)s AND user_id = %(u)s
+), existing AS (
+    SELECT {_MESSAGE_COLUMNS} FROM messages WHERE sender_id = %(u)s AND client_msg_id = %(k)s
+), counter AS (
+    UPDATE conversations SET last_seq = last_seq + 1
+    WHERE id = %(c)s AND EXISTS (SELECT 1 FROM member) AND NOT EXISTS (SELECT 1 FROM existing)
+    RETURNING last_seq
+), inserted AS (
+    INSERT INTO messages (id, conversation_id, seq, sender_id, client_msg_id, content,
+                          content_type, created_at)
+    SELECT %(id)s, %(c)s, last_seq, %(u)s, %(k)s, %(content)s, %(type)s, %(at)s FROM counter
+    ON CONFLICT (sender_id, client_msg_id) DO NOTHING
+    RETURNING seq
+), watermark AS (
+    UPDATE members SET delivered_seq = GREATEST(delivered_seq, i.seq),
+                       read_seq = GREATEST(read_seq, i.seq)
+    FROM inserted i WHERE conversation_id = %(c)s AND user_id = %(u)s
+)
+SELECT EXISTS (SELECT 1 FROM member), (SELECT seq FROM inserted),
+       CASE WHEN EXISTS (SELECT 1 FROM counter)
+            THEN 1 / (SELECT count(*)::int FROM inserted) ELSE 0 END,
+       e.*
+FROM (SELECT 1) AS one LEFT JOIN existing AS e ON true
+"""
+"""A send in one statement, so one round trip (autocommit: the statement is the transaction).
+The sender's membership is checked first; a stored key answers the stored message; else the
+conversation's counter row moves (its lock orders the writers of one conversation) and the
+message takes that seq; the sender's own watermarks move with it. A retry racing another with
+the same key finds the key taken at insert time, after its snapshot: it must not spend the seq
+it took, so the statement divides by the zero rows it inserted, fails as a whole (the counter
+rolls back) and the caller reads the stored message."""
 
 
 def _message(row: tuple[Any, ...]) -> StoredMessage:
@@ -319,21 +352,40 @@ class PostgresStore:
         content: str,
         content_type: str,
     ) -> tuple[StoredMessage, bool]:
+        msg = StoredMessage(
+            id=uuid.uuid4(),
+            conversation_id=conversation_id,
+            seq=0,
+            sender_id=sender_id,
+            client_msg_id=client_msg_id,
+            content=content,
+            content_type=content_type,
+            created_at=datetime.now(UTC),
+        )
+        params = {
+            "id": msg.id,
+            "c": conversation_id,
+            "u": sender_id,
+            "k": client_msg_id,
+            "content": content,
+            "type": content_type,
+            "at": msg.created_at,
+        }
         async with self._connection() as conn:
             try:
-                async with conn.transaction():
-                    # Membership first: a non-member learns nothing of the sender's keys.
-                    await _check_member(conn, conversation_id, sender_id)
-                    stored = await _by_key(conn, sender_id, client_msg_id)
-                    if stored is not None:  # a retry: the stored message, nothing new
-                        return retried(stored, conversation_id, content, content_type), False
-                    return await _insert(
-                        conn, conversation_id, sender_id, client_msg_id, content, content_type
-                    ), True
-            except _Raced:
+                cur = await conn.execute(_SEND, params)
+                row = await cur.fetchone()
+            except psycopg.errors.DivisionByZero:  # the racing retry: see _SEND
                 stored = await _by_key(conn, sender_id, client_msg_id)
                 assert stored is not None
                 return retried(stored, conversation_id, content, content_type), False
+        assert row is not None
+        # Membership first: a non-member learns nothing of the sender's keys.
+        if not row[0]:
+            raise NotAMember("not a member of this conversation")
+        if row[1] is not None:
+            return dataclasses.replace(msg, seq=int(row[1])), True
+        return retried(_message(row[3:]), conversation_id, content, content_type), False
 
     async def delete_message(
         self, conversation_id: uuid.UUID, user_id: uuid.UUID, message_id: uuid.UUID
@@ -505,49 +557,6 @@ async def _by_key(
     )
     row = await cur.fetchone()
     return None if row is None else _message(row)
-
-
-async def _insert(
-    conn: psycopg.AsyncConnection[Any],
-    conversation_id: uuid.UUID,
-    sender_id: uuid.UUID,
-    client_msg_id: str,
-    content: str,
-    content_type: str,
-) -> StoredMessage:
-    cur = await conn.execute(
-        "UPDATE conversations SET last_seq = last_seq + 1 WHERE id = %s RETURNING last_seq",
-        (conversation_id,),
-    )
-    row = await cur.fetchone()
-    if row is None:
-        raise NotAMember("no such conversation")
-    msg = StoredMessage(
-        id=uuid.uuid4(),
-        conversation_id=conversation_id,
-        seq=int(row[0]),
-        sender_id=sender_id,
-        client_msg_id=client_msg_id,
-        content=content,
-        content_type=content_type,
-        created_at=datetime.now(UTC),
-    )
-    cur = await conn.execute(
-        "INSERT INTO messages (id, conversation_id, seq, sender_id, client_msg_id, content,"
-        " content_type, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
-        " ON CONFLICT (sender_id, client_msg_id) DO NOTHING RETURNING id",
-        (msg.id, conversation_id, msg.seq, sender_id, client_msg_id, content, content_type,
-         msg.created_at),
-    )  # fmt: skip
-    if await cur.fetchone() is None:
-        raise _Raced  # rolls the transaction back: the seq taken above is not spent
-    # The sender has read (and received) their own message.
-    await conn.execute(
-        "UPDATE members SET delivered_seq = GREATEST(delivered_seq, %s),"
-        " read_seq = GREATEST(read_seq, %s) WHERE conversation_id = %s AND user_id = %s",
-        (msg.seq, msg.seq, conversation_id, sender_id),
-    )
-    return msg
 
 
 async def _member_message(
