@@ -17,8 +17,13 @@ class QuotaCache:
     def __init__(self, client: RedisClient) -> None:
         self._redis = client
 
-    async def take(self, user_id: uuid.UUID, kind: str, rate: float, burst: int) -> float:
-        """Take one token of `kind` for the user (one script call, the server's clock): 0.0
-        when taken, else the seconds until one is there. `rate` per second, up to `burst`."""
-        wait_ms = await _TAKE(self._redis, [keys.quota(user_id, kind)], [rate, burst])
-        return int(wait_ms) / 1000
+    async def take(
+        self, user_id: uuid.UUID, kind: str, rate: float, burst: int, wanted: int = 1
+    ) -> tuple[int, float]:
+        """Take up to `wanted` tokens of `kind` for the user (one script call, the server's
+        clock; `rate` per second, up to `burst`): how many were taken, and when none was, the
+        seconds until one is there."""
+        granted, wait_ms = await _TAKE(
+            self._redis, [keys.quota(user_id, kind)], [rate, burst, wanted]
+        )
+        return int(granted), int(wait_ms) / 1000

@@ -1,10 +1,12 @@
--- Take one token from a user's bucket for one kind of operation, fleet-wide.
+-- Take up to ARGV[3] tokens from a user's bucket for one kind of operation, fleet-wide.
 -- KEYS[1] quota:{u}:kind (a hash: t = tokens, s = stamp in ms)
--- ARGV: rate (tokens per second), burst
--- Returns 0 when a token was taken, else the milliseconds until one will be there.
+-- ARGV: rate (tokens per second), burst, tokens wanted
+-- Returns {granted, wait}: the tokens taken (at least 1 when one is there, at most wanted), and
+-- when none is, the milliseconds until one will be.
 -- The server's clock, not the callers': instances on several hosts agree on one bucket.
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
+local wanted = tonumber(ARGV[3] or '1')
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local bucket = redis.call('HMGET', KEYS[1], 't', 's')
@@ -19,12 +21,14 @@ if now > stamp then
   stamp = now
 end
 local wait = 0
+local granted = 0
 if tokens >= 1 then
-  tokens = tokens - 1
+  granted = math.min(wanted, math.floor(tokens))
+  tokens = tokens - granted
 else
   wait = math.ceil((1 - tokens) * 1000 / rate)
 end
 redis.call('HSET', KEYS[1], 't', tostring(tokens), 's', tostring(stamp))
 -- Gone once it would be full again: an idle user costs nothing.
 redis.call('PEXPIRE', KEYS[1], math.ceil(burst * 1000 / rate) + 1000)
-return wait
+return {granted, wait}

@@ -5,8 +5,10 @@ The per-connection rate limit bounds frames, not cost: one account with 50 conne
 within its limit, could create thousands of 256-member groups or send ~1,000 messages a second
 and slow every other user's writes. So each costly kind has a token bucket per user: one in this
 process (free, checked first, so a flood never reaches Redis) and one in Redis (one script call,
-the server's clock), shared by every instance. When Redis cannot answer in time the local bucket
-alone decides: a quota never makes a send fail.
+the server's clock), shared by every instance. Tokens are taken from Redis a few at a time (a
+tenth of the burst, at most 10) and spent here, so a send costs a Redis round trip only once in
+that many, and the fleet's total can overshoot a quota by at most that many per instance. When
+Redis cannot answer in time the local bucket alone decides: a quota never makes a send fail.
 """
 
 from __future__ import annotations
@@ -38,6 +40,17 @@ class Quota:
     burst: int
 
 
+class _Allowance:
+    """A user's allowance for one kind on this instance: its bucket, and the fleet tokens
+    taken from Redis and not spent yet."""
+
+    __slots__ = ("bucket", "leased")
+
+    def __init__(self, bucket: TokenBucket) -> None:
+        self.bucket = bucket
+        self.leased = 0
+
+
 class Quotas:
     def __init__(
         self, quotas: Mapping[str, Quota], fleet: QuotaCache | None, budget: float
@@ -47,7 +60,7 @@ class Quotas:
         self._quotas = dict(quotas)
         self._fleet = fleet
         self._budget = budget
-        self._local: dict[tuple[str, uuid.UUID], TokenBucket] = {}
+        self._local: dict[tuple[str, uuid.UUID], _Allowance] = {}
         self._created = 0
 
     async def take(self, user_id: uuid.UUID, kind: str) -> float:
@@ -56,23 +69,38 @@ class Quotas:
         if quota is None:
             return 0.0
         now = time.monotonic()
-        bucket = self._local.get((kind, user_id))
-        if bucket is None:
-            bucket = self._local[kind, user_id] = TokenBucket(quota.rate, quota.burst, now)
+        allowance = self._local.get((kind, user_id))
+        if allowance is None:
+            bucket = TokenBucket(quota.rate, quota.burst, now)
+            allowance = self._local[kind, user_id] = _Allowance(bucket)
             self._created += 1
             if self._created % _PRUNE_EVERY == 0:
                 self._prune(now)
-        if not bucket.take(now):
-            return bucket.wait()
+        if not allowance.bucket.take(now):
+            return allowance.bucket.wait()
         if self._fleet is None:
+            return 0.0
+        if allowance.leased > 0:
+            allowance.leased -= 1
             return 0.0
         try:
             async with asyncio.timeout(self._budget):
-                return await self._fleet.take(user_id, kind, quota.rate, quota.burst)
+                granted, wait = await self._fleet.take(
+                    user_id, kind, quota.rate, quota.burst, _lease(quota.burst)
+                )
         except (RedisError, TimeoutError) as exc:
             log.debug("quota: Redis unavailable, this instance's bucket decides: %s", exc)
             return 0.0
+        if granted == 0:
+            return wait
+        allowance.leased = granted - 1
+        return 0.0
 
     def _prune(self, now: float) -> None:
-        for key in [k for k, bucket in self._local.items() if bucket.full_at() <= now]:
+        for key in [k for k, a in self._local.items() if a.bucket.full_at() <= now]:
             del self._local[key]
+
+
+def _lease(burst: int) -> int:
+    """Fleet tokens taken at once: a tenth of the burst, at most 10 (creates: one at a time)."""
+    return max(1, min(10, burst // 10))
