@@ -1,5 +1,6 @@
 """Messaging through two real gateway instances: persisted first, seq without gaps, idempotent
-retries, fan-out to every member's connections, receipts as watermarks."""
+retries, fan-out to every member's connections, receipts as watermarks; every test on the
+SQLite store and on a real PostgreSQL."""
 
 from __future__ import annotations
 
@@ -29,9 +30,20 @@ class Pair:
     room: str
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_settings(request: pytest.FixtureRequest) -> dict[str, str]:
+    """The same messaging behaviour on both stores: the default SQLite file, or a fresh
+    database on a real PostgreSQL."""
+    if request.param == "sqlite":
+        return {}
+    return {"store": str(request.getfixturevalue("postgres_url"))}
+
+
 @pytest.fixture
-async def pair(redis: RedisClient, redis_url: str, tmp_path: Path) -> AsyncIterator[Pair]:
-    with gateways(redis_url, tmp_path, 2) as (gw1, gw2):
+async def pair(
+    redis: RedisClient, redis_url: str, store_settings: dict[str, str], tmp_path: Path
+) -> AsyncIterator[Pair]:
+    with gateways(redis_url, tmp_path, 2, **store_settings) as (gw1, gw2):
         a = await client_for(redis, gw1)
         b = await client_for(redis, gw2)
         room = await _direct(a, uuid.UUID(b.hello["user_id"]))
@@ -46,9 +58,9 @@ async def _direct(a: GatewayClient, other: uuid.UUID) -> str:
 
 
 async def test_send_persists_acks_and_reaches_every_members_connection(
-    redis: RedisClient, redis_url: str, tmp_path: Path
+    redis: RedisClient, redis_url: str, store_settings: dict[str, str], tmp_path: Path
 ) -> None:
-    with gateways(redis_url, tmp_path, 2) as (gw1, gw2):
+    with gateways(redis_url, tmp_path, 2, **store_settings) as (gw1, gw2):
         ann, bob = uuid.uuid4(), uuid.uuid4()
         a = await client_for(redis, gw1, ann)
         a_tab = await client_for(redis, gw2, ann)
@@ -82,11 +94,11 @@ async def test_send_persists_acks_and_reaches_every_members_connection(
 
 
 async def test_a_storm_of_senders_on_both_instances_gives_one_gap_free_order_everywhere(
-    redis: RedisClient, redis_url: str, tmp_path: Path
+    redis: RedisClient, redis_url: str, store_settings: dict[str, str], tmp_path: Path
 ) -> None:
     """Eight members, four on each instance, all sending at once: seqs have no gap and no
     duplicate, and every member's connection sees every message once, in seq order."""
-    with gateways(redis_url, tmp_path, 2) as (gw1, gw2):
+    with gateways(redis_url, tmp_path, 2, **store_settings) as (gw1, gw2):
         users = [uuid.uuid4() for _ in range(8)]
         clients = [await client_for(redis, (gw1, gw2)[n % 2], u) for n, u in enumerate(users)]
         created = await clients[0].request(
@@ -126,9 +138,9 @@ async def test_a_storm_of_senders_on_both_instances_gives_one_gap_free_order_eve
 
 
 async def test_receipts_move_watermarks_forward_only_and_tell_the_conversation(
-    redis: RedisClient, redis_url: str, tmp_path: Path
+    redis: RedisClient, redis_url: str, store_settings: dict[str, str], tmp_path: Path
 ) -> None:
-    with gateways(redis_url, tmp_path, 2) as (gw1, gw2):
+    with gateways(redis_url, tmp_path, 2, **store_settings) as (gw1, gw2):
         ann, bob = uuid.uuid4(), uuid.uuid4()
         a = await client_for(redis, gw1, ann)
         b = await client_for(redis, gw2, bob)
@@ -168,9 +180,9 @@ async def test_receipts_move_watermarks_forward_only_and_tell_the_conversation(
 
 
 async def test_a_non_member_is_refused_every_conversation_frame(
-    redis: RedisClient, redis_url: str, tmp_path: Path
+    redis: RedisClient, redis_url: str, store_settings: dict[str, str], tmp_path: Path
 ) -> None:
-    with gateways(redis_url, tmp_path, 1) as (gw,):
+    with gateways(redis_url, tmp_path, 1, **store_settings) as (gw,):
         ann, bob = uuid.uuid4(), uuid.uuid4()
         a = await client_for(redis, gw, ann)
         eve = await client_for(redis, gw)
@@ -232,9 +244,9 @@ async def test_history_pages_by_seq_and_repeated_reads_come_from_the_cache(pair:
 
 
 async def test_a_client_that_was_away_recovers_everything_in_order_once(
-    redis: RedisClient, redis_url: str, tmp_path: Path
+    redis: RedisClient, redis_url: str, store_settings: dict[str, str], tmp_path: Path
 ) -> None:
-    with gateways(redis_url, tmp_path, 2) as (gw1, gw2):
+    with gateways(redis_url, tmp_path, 2, **store_settings) as (gw1, gw2):
         ann, bob = uuid.uuid4(), uuid.uuid4()
         a = await client_for(redis, gw1, ann)
         b = await client_for(redis, gw2, bob)
@@ -262,9 +274,9 @@ async def test_a_client_that_was_away_recovers_everything_in_order_once(
 
 
 async def test_conversation_list_with_unread_counts_cached_and_flags(
-    redis: RedisClient, redis_url: str, tmp_path: Path
+    redis: RedisClient, redis_url: str, store_settings: dict[str, str], tmp_path: Path
 ) -> None:
-    with gateways(redis_url, tmp_path, 2) as (gw1, gw2):
+    with gateways(redis_url, tmp_path, 2, **store_settings) as (gw1, gw2):
         ann, bob, cat = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
         a = await client_for(redis, gw1, ann)
         b = await client_for(redis, gw2, bob)
@@ -332,11 +344,11 @@ async def test_a_sender_deletes_a_message_everywhere(pair: Pair, redis: RedisCli
 
 
 async def test_unread_counts_exact_after_a_storm_of_sends_and_reads(
-    redis: RedisClient, redis_url: str, tmp_path: Path
+    redis: RedisClient, redis_url: str, store_settings: dict[str, str], tmp_path: Path
 ) -> None:
     """Reads up to a seq in the middle of a storm of sends leave exactly the rest unread,
     in the cached list and in the store, whatever order the writes landed in."""
-    with gateways(redis_url, tmp_path, 2) as (gw1, gw2):
+    with gateways(redis_url, tmp_path, 2, **store_settings) as (gw1, gw2):
         ann, bob = uuid.uuid4(), uuid.uuid4()
         a = await client_for(redis, gw1, ann)
         b = await client_for(redis, gw2, bob)
@@ -425,11 +437,11 @@ async def test_unread_count_is_cached_exact_and_rebuilt_after_redis_loses_it(
 
 
 async def test_every_malformed_messaging_frame_is_answered_through_a_real_socket(
-    redis: RedisClient, redis_url: str, tmp_path: Path
+    redis: RedisClient, redis_url: str, store_settings: dict[str, str], tmp_path: Path
 ) -> None:
     """Each answered `invalid_field` naming the field, with the frame's id; the connection
     stays open and usable."""
-    with gateways(redis_url, tmp_path, 1) as (gw,):
+    with gateways(redis_url, tmp_path, 1, **store_settings) as (gw,):
         client = await client_for(redis, gw)
         for n, (raw, field) in enumerate(BAD_MESSAGING_FRAMES):
             await client.send_raw(f'{{"id":"bad-{n}",' + raw[1:])
@@ -452,12 +464,12 @@ async def test_a_new_conversation_appears_in_a_members_cached_list_at_once(pair:
 
 
 async def test_an_idempotency_key_means_one_message_in_one_conversation(
-    redis: RedisClient, redis_url: str, tmp_path: Path
+    redis: RedisClient, redis_url: str, store_settings: dict[str, str], tmp_path: Path
 ) -> None:
     """Reused with another conversation or other content, a key is refused `conflict` naming
     it; a non-member is refused before the key is looked up; a deleted message's key answers
     the deletion, never a new message."""
-    with gateways(redis_url, tmp_path, 1) as (gw,):
+    with gateways(redis_url, tmp_path, 1, **store_settings) as (gw,):
         ann, bob, cat = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
         a = await client_for(redis, gw, ann)
         c = await client_for(redis, gw, cat)
