@@ -347,6 +347,7 @@ async def storm_main(args: argparse.Namespace) -> None:
             [
                 ("connected", "connected", "{:,.0f}"),
                 ("failed or timed out", "timed_out", "{:,.0f}"),
+                ("got hello (the rest closed, e.g. 1013)", "greeted", "{:,.0f}"),
                 ("connect p50 ms", "connect_p50_ms", "{:.1f}"),
                 ("connect p99 ms", "connect_p99_ms", "{:.1f}"),
                 ("authenticated connections/s", "connections_per_s", "{:,.0f}"),

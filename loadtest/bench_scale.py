@@ -80,6 +80,8 @@ class StormResult:
     clients: int
     connected: int
     timed_out: int
+    greeted: int
+    """Connections that got their `hello` (the rest were closed, e.g. 1013)."""
     connect_p50_ms: float
     connect_p99_ms: float
     connections_per_s: float
@@ -172,11 +174,20 @@ async def run_idle(connections: int, processes: int | None = None) -> IdleResult
 async def run_storm(clients: int, concurrency: int = 10_000) -> StormResult:
     with cluster(1) as (_, redis_url, gateways):
         tokens = await mint_tokens(redis_url, [uuid.uuid4() for _ in range(clients)])
+        hellos = [0]
+
+        def greeted(raw: bytes) -> None:
+            if raw.startswith(b'{"type":"hello"'):
+                hellos[0] += 1
+
         cpu_start = cpu_seconds(gateways)
         started = time.perf_counter()
-        opened, durations = await open_clients(gateways[0].url, tokens, concurrency, 30.0)
+        opened, durations = await open_clients(
+            gateways[0].url, tokens, concurrency, 30.0, [greeted] * clients
+        )
         conns = [conn for conn in opened if conn is not None]
         failed = len(opened) - len(conns)
+        await until(lambda: hellos[0] + sum(c.closed for c in conns) >= len(conns), 30)
         window = time.perf_counter() - started
         cpu = cpu_seconds(gateways) - cpu_start
         for conn in conns:
@@ -186,6 +197,7 @@ async def run_storm(clients: int, concurrency: int = 10_000) -> StormResult:
             clients=clients,
             connected=len(conns),
             timed_out=failed,
+            greeted=hellos[0],
             connect_p50_ms=percentile(ordered, 0.5) * 1000,
             connect_p99_ms=percentile(ordered, 0.99) * 1000,
             connections_per_s=len(conns) / window,
