@@ -227,3 +227,22 @@ async def test_the_same_new_key_sent_at_once_stores_one_message_and_spends_one_s
         assert len({msg.id for msg, _ in results}) == 1
     page, _ = await store.list_messages(conv.id, 10)
     assert [m.seq for m in page] == [1, 2, 3, 4, 5]  # no seq spent by a losing racer
+
+
+def test_serve_refuses_an_unreachable_postgresql_in_one_line_without_its_password(
+    tmp_path: Path,
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway", "serve", "--port", "0",
+         "--store", "postgres://gw:s3cret-pw@127.0.0.1:1/chat?sslmode=disable",
+         "--jwt-secret", "store-test-secret-0123456789abcdef0123"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith(
+        "presence-gateway: cannot open the store postgresql://127.0.0.1:1/chat"
+    )
+    assert "s3cret-pw" not in result.stderr + result.stdout
