@@ -62,7 +62,7 @@ _MESSAGE_COLUMNS = (
     "id, conversation_id, seq, sender_id, client_msg_id, content, content_type, created_at,"
     " deleted_at"
 )
-_UNAVAILABLE = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout)
+_UNAVAILABLE = (psycopg.OperationalError, psycopg.InterfaceError)
 
 
 _SEND = f"""
@@ -190,6 +190,10 @@ class PostgresStore:
         except _UNAVAILABLE as exc:
             self._failing = _one_line(exc)
             raise StoreError(f"store unavailable: {self._failing}") from exc
+        except PoolTimeout as exc:
+            # Every pooled connection busy (load), or none can be made (then the watch, on a
+            # connection of its own, tells /readyz): unavailable for this call either way.
+            raise StoreError(f"store busy: {_one_line(exc)}") from exc
         except psycopg.Error as exc:
             raise StoreError(_one_line(exc)) from exc
         finally:
@@ -202,17 +206,30 @@ class PostgresStore:
         return None
 
     async def watch(self) -> None:
-        """Until cancelled: a cheap query every second, so an idle instance notices too."""
-        while True:
-            await asyncio.sleep(_WATCH_INTERVAL)
-            try:
-                async with asyncio.timeout(self._timeout):
-                    async with self._connection() as conn:
+        """Until cancelled: a cheap query every second on a connection of its own (a busy
+        pool is load, not an outage), so an idle instance notices too, and a busy one does
+        not take load for an outage."""
+        conn: psycopg.AsyncConnection[Any] | None = None
+        try:
+            while True:
+                await asyncio.sleep(_WATCH_INTERVAL)
+                try:
+                    async with asyncio.timeout(self._timeout):
+                        if conn is None or conn.closed:
+                            conn = await psycopg.AsyncConnection.connect(
+                                self._conninfo, autocommit=True
+                            )
                         await conn.execute("SELECT 1")
-            except (StoreError, TimeoutError) as exc:
-                if self._failing is None:
-                    self._failing = str(exc) or "no answer in time"
-                log.warning("store %s unavailable: %s", self._name, self._failing)
+                    self._failing = None
+                except (psycopg.Error, TimeoutError) as exc:
+                    self._failing = _one_line(exc) if str(exc) else "no answer in time"
+                    log.warning("store %s unavailable: %s", self._name, self._failing)
+                    if conn is not None:
+                        await conn.close()
+                    conn = None
+        finally:
+            if conn is not None:
+                await conn.close()
 
     # Conversations
 
