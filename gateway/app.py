@@ -193,7 +193,9 @@ async def _build(
         metrics=metrics,
         repair=repair,
     )
-    authenticator = Authenticator(TokenVerifier(settings), sessions, revocations.refused)
+    authenticator = Authenticator(
+        TokenVerifier(settings), sessions, revocations.refused, revocations.blacklisted
+    )
     requests = RequestBudget(budget)
     admission = Admission(settings, metrics, hub)
     visibility = PresenceVisibility(settings.presence_visibility, store)

@@ -249,11 +249,14 @@ class Authenticator:
         verifier: TokenVerifier,
         sessions: SessionCache,
         refused: Callable[[str, str], str | None] = lambda session_id, token_id: None,
+        blacklisted: Callable[[str], None] = lambda token_id: None,
     ) -> None:
-        """`refused(session_id, token_id)`: why a credential is revoked, else None."""
+        """`refused(session_id, token_id)`: why a credential is revoked, else None;
+        `blacklisted(token_id)`: told of every token Redis refused as blacklisted."""
         self._verifier = verifier
         self._sessions = sessions
         self._refused = refused
+        self._blacklisted = blacklisted
 
     async def authenticate(self, token: str) -> Identity:
         """The caller's identity.
@@ -267,6 +270,7 @@ class Authenticator:
         session_id, token_id = str(claims["sid"]), str(claims["jti"])
         session, blacklisted = await self._sessions.get_for_auth(session_id, token_id)
         if blacklisted:
+            self._blacklisted(token_id)
             raise AuthError("token revoked")
         revoked = self._refused(session_id, token_id)
         if revoked is not None:

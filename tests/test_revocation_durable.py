@@ -83,3 +83,27 @@ async def test_revocations_outlive_a_redis_that_lost_its_data(tmp_path: Path) ->
             assert await SessionCache(setup).get("logged-out") is None
             await keeper.close()
             await setup.aclose()
+
+
+async def test_a_blacklist_nobody_announced_is_remembered_once_met(tmp_path: Path) -> None:
+    """A blacklist entry written straight into Redis (no announcement): the first refusal
+    teaches the instance, so the token stays refused after Redis loses its data."""
+    with EmbeddedRedis() as private:
+        setup = connect(private.url)
+        sessions = SessionCache(setup)
+        user = uuid.uuid4()
+        live = await mint_token(sessions, SECRET, user, session_id="kept")
+        quiet = await mint_token(sessions, SECRET, user, session_id="kept")
+        with gateways(private.url, tmp_path, 1) as (gw,):
+            keeper = await GatewayClient.connect(gw.url, live)
+            await setup.set(keys.blacklist_token(_jti(quiet)), "1", ex=600)
+            assert "revoked" in await _refusal(gw.url, quiet)
+            await setup.flushall()
+
+            async def kept_session_restored() -> bool:
+                return await SessionCache(setup).get("kept") is not None
+
+            await wait_for(kept_session_restored, timeout=15)
+            assert "revoked" in await _refusal(gw.url, quiet)
+            await keeper.close()
+        await setup.aclose()

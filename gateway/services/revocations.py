@@ -47,14 +47,25 @@ class Revocations:
             self._remember(revoked.kind, revoked.id, revoked.expires_at)
 
     def learn(self, revocation: Revocation) -> None:
-        """A revocation heard on the bus: refused from now on, kept in the store soon."""
+        """A revocation heard on the bus (or a blacklisted token met at authentication):
+        refused from now on, kept in the store soon."""
         until = revocation.until or time.time() + self._remember_for
         for kind, id_ in (("session", revocation.session_id), ("token", revocation.token_id)):
-            if id_ is not None:
-                self._remember(kind, id_, until)
-                key = (kind, id_)
-                self._unsaved[key] = max(until, self._unsaved.get(key, 0.0))
-        self._learned.set()
+            if id_ is None:
+                continue
+            known = self._tokens if kind == "token" else self._sessions_revoked
+            if known.get(id_, 0.0) >= until:
+                continue  # known already, and for as long
+            self._remember(kind, id_, until)
+            key = (kind, id_)
+            self._unsaved[key] = max(until, self._unsaved.get(key, 0.0))
+            self._learned.set()
+
+    def blacklisted(self, token_id: str) -> None:
+        """Redis refused a token as blacklisted: remembered too, in case nobody announced it
+        (a blacklist written straight into Redis) and Redis later loses it."""
+        if self._tokens.get(token_id, 0.0) <= time.time():
+            self.learn(Revocation(token_id=token_id))
 
     def _remember(self, kind: str, id_: str, until: float) -> None:
         known = self._tokens if kind == "token" else self._sessions_revoked
