@@ -246,3 +246,25 @@ def test_serve_refuses_an_unreachable_postgresql_in_one_line_without_its_passwor
         "presence-gateway: cannot open the store postgresql://127.0.0.1:1/chat"
     )
     assert "s3cret-pw" not in result.stderr + result.stdout
+
+
+async def test_two_instances_racing_one_new_key_store_one_message(postgres_url: str) -> None:
+    """Two stores on one database (two instances): the same new keys sent by both at once,
+    in batches with other sends, store each message once and spend one seq each."""
+    first, second = await open_store(postgres_url), await open_store(postgres_url)
+    try:
+        ann, bob = uuid.uuid4(), uuid.uuid4()
+        conv, _ = await first.create_conversation("direct", ann, [bob], "")
+        sends = [
+            store.send_message(conv.id, ann, f"k{n}", "same", "text")
+            for n in range(60)
+            for store in (first, second, first, second)
+        ]
+        results = await asyncio.gather(*sends)
+        assert sum(created for _, created in results) == 60
+        assert len({msg.id for msg, _ in results}) == 60
+        page, _ = await first.list_messages(conv.id, 100)
+        assert [m.seq for m in page] == list(range(1, 61))
+    finally:
+        await first.close()
+        await second.close()

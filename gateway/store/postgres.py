@@ -21,6 +21,7 @@ store unready until a call succeeds again, and the pool reconnects by itself.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import logging
@@ -100,6 +101,28 @@ it took, so the statement divides by the zero rows it inserted, fails as a whole
 rolls back) and the caller reads the stored message."""
 
 
+_PendingSend = tuple[dict[str, Any], "asyncio.Future[tuple[Any, ...]]"]
+_MAX_BATCH = 128
+"""Sends per batch: bounds how long the first of a batch waits for the last."""
+_SHARE = 16
+"""One sender's sends per batch at most: one user's backlog never fills everyone's batch."""
+
+
+def _take_turns(queues: dict[uuid.UUID, collections.deque[_PendingSend]]) -> list[_PendingSend]:
+    """Up to `_MAX_BATCH` sends, the senders in turn, at most `_SHARE` of each; a sender with
+    more left goes to the back of the line."""
+    batch: list[_PendingSend] = []
+    for sender in list(queues):
+        queue = queues.pop(sender)
+        for _ in range(min(_SHARE, len(queue), _MAX_BATCH - len(batch))):
+            batch.append(queue.popleft())
+        if queue:
+            queues[sender] = queue
+        if len(batch) >= _MAX_BATCH:
+            break
+    return batch
+
+
 def _message(row: tuple[Any, ...]) -> StoredMessage:
     return StoredMessage(
         id=row[0],
@@ -153,6 +176,8 @@ class PostgresStore:
             name="presence-gateway-store",
         )
         self._failing: str | None = None
+        self._sends: dict[uuid.UUID, collections.deque[_PendingSend]] = {}
+        self._committer: asyncio.Task[None] | None = None
 
     async def open(self) -> PostgresStore:
         """Connect and migrate.
@@ -388,21 +413,85 @@ class PostgresStore:
             "type": content_type,
             "at": msg.created_at,
         }
-        async with self._connection() as conn:
-            try:
-                cur = await conn.execute(_SEND, params)
-                row = await cur.fetchone()
-            except psycopg.errors.DivisionByZero:  # the racing retry: see _SEND
-                stored = await _by_key(conn, sender_id, client_msg_id)
-                assert stored is not None
-                return retried(stored, conversation_id, content, content_type), False
-        assert row is not None
+        future: asyncio.Future[tuple[Any, ...]] = asyncio.get_running_loop().create_future()
+        queue = self._sends.get(sender_id)
+        if queue is None:
+            queue = self._sends[sender_id] = collections.deque()
+        queue.append((params, future))
+        if self._committer is None:
+            self._committer = asyncio.create_task(self._commit_sends())
+        row = await future
         # Membership first: a non-member learns nothing of the sender's keys.
         if not row[0]:
             raise NotAMember("not a member of this conversation")
         if row[1] is not None:
             return dataclasses.replace(msg, seq=int(row[1])), True
         return retried(_message(row[3:]), conversation_id, content, content_type), False
+
+    async def _commit_sends(self) -> None:
+        """Sends that arrive while a batch commits go together in the next one: one round trip
+        (pipeline mode) and one transaction for the batch, so the database, not the round
+        trips and this process's per-statement work, sets the pace. Senders take turns (at
+        most `_SHARE` of one sender's), and a batch locks its conversations in one order, so
+        two instances' batches never deadlock. A batch that fails as a whole (a retry racing
+        another instance's, a conflict) is run again one send at a time, each its own
+        transaction: only the failing one fails."""
+        batch: list[_PendingSend] = []
+        try:
+            while self._sends:
+                batch = _take_turns(self._sends)
+                batch.sort(key=lambda pending: str(pending[0]["c"]))
+                rows: list[tuple[Any, ...]] | None = None
+                if len(batch) > 1:
+                    try:
+                        rows = await self._send_batch([params for params, _ in batch])
+                    except StoreError:
+                        rows = None
+                if rows is None:
+                    for params, future in batch:
+                        if future.done():
+                            continue
+                        try:
+                            future.set_result(await self._send_one(params))
+                        except Exception as exc:
+                            if not future.done():
+                                future.set_exception(exc)
+                    continue
+                for (_, future), row in zip(batch, rows, strict=True):
+                    if not future.done():
+                        future.set_result(row)
+                batch = []
+        finally:
+            self._committer = None
+            left = [pending for queue in self._sends.values() for pending in queue]
+            for _, future in batch + left:  # cancelled mid-batch (shutdown): none hangs
+                if not future.done():
+                    future.cancel()
+            self._sends = {}
+
+    async def _send_batch(self, batch: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        async with self._connection() as conn:
+            async with conn.pipeline():
+                async with conn.transaction():
+                    cursors = [await conn.execute(_SEND, params) for params in batch]
+            rows = [await cursor.fetchone() for cursor in cursors]
+        return [row for row in rows if row is not None]
+
+    async def _send_one(self, params: dict[str, Any]) -> tuple[Any, ...]:
+        """One send, its own transaction; a racing retry answers the stored message's row."""
+        async with self._connection() as conn:
+            try:
+                cursor = await conn.execute(_SEND, params)
+                row = await cursor.fetchone()
+            except psycopg.errors.DivisionByZero:  # the racing retry: see _SEND
+                cursor = await conn.execute(
+                    f"SELECT true, NULL::bigint, 0, {_MESSAGE_COLUMNS} FROM messages"
+                    " WHERE sender_id = %s AND client_msg_id = %s",
+                    (params["u"], params["k"]),
+                )
+                row = await cursor.fetchone()
+        assert row is not None
+        return tuple(row)
 
     async def delete_message(
         self, conversation_id: uuid.UUID, user_id: uuid.UUID, message_id: uuid.UUID
