@@ -166,7 +166,13 @@ async def _build(
     redis_latency = Latency("redis", "One Redis command's round trip (auto-pipeline)")
     client, pipeline = auto_pipelined(redis, budget, redis_latency)
     metrics = every_series()
-    bus = RedisBus(subscriber, client, settings.instance_id, settings.probe_interval, budget)
+    bus = RedisBus(
+        subscriber=subscriber,
+        publisher=client,
+        instance_id=settings.instance_id,
+        probe_interval=settings.probe_interval,
+        timeout=budget,
+    )
     hub = Hub(bus, budget)
     publisher = Publisher(bus.publish, scripts_reach_bus=True)
     presence_cache, sessions = PresenceCache(client), SessionCache(client)
@@ -174,21 +180,34 @@ async def _build(
     await revocations.load()
     hub.on_revocation = revocations.learn
     presence = PresenceService(
-        presence_cache, sessions, client, publisher, settings, hub.clients, metrics, revocations
+        presence=presence_cache,
+        sessions=sessions,
+        redis=client,
+        publisher=publisher,
+        settings=settings,
+        clients=hub.clients,
+        metrics=metrics,
+        revocations=revocations,
     )
     typing = TypingService(presence_cache, publisher, settings)
     message_cache, conversation_cache = MessageCache(client), ConversationCache(client)
     repair = CacheRepair(message_cache, conversation_cache, budget)
     conversations = ConversationService(
-        store, publisher, hub.add_membership, conversation_cache, budget / 4, repair, metrics
+        store=store,
+        publisher=publisher,
+        join_local=hub.add_membership,
+        cache=conversation_cache,
+        side_budget=budget / 4,
+        repair=repair,
+        metrics=metrics,
     )
     messages = MessageService(
-        store,
-        message_cache,
-        conversation_cache,
-        publisher,
-        conversations.members,
-        typing.stop,
+        store=store,
+        messages=message_cache,
+        conversations=conversation_cache,
+        publisher=publisher,
+        members=conversations.members,
+        stop_typing=typing.stop,
         side_budget=budget / 4,
         metrics=metrics,
         repair=repair,
@@ -219,17 +238,17 @@ async def _build(
     )
     spawner = _Spawner()
     clients = ClientServer(
-        settings,
-        authenticator,
-        hub,
-        presence,
-        typing,
-        conversations,
-        context,
-        metrics,
-        spawner.spawn,
-        expiry,
-        admission,
+        settings=settings,
+        authenticator=authenticator,
+        hub=hub,
+        presence=presence,
+        typing=typing,
+        conversations=conversations,
+        context=context,
+        metrics=metrics,
+        spawn=spawner.spawn,
+        expiry=expiry,
+        admission=admission,
     )
 
     routes = _http_routes(
@@ -317,11 +336,11 @@ def _http_routes(
         latencies,
     )
     return HttpRoutes(
-        readiness,
-        export.render,
-        authenticator,
-        presence_cache,
-        settings.redis_timeout,
+        readiness=readiness,
+        metrics=export.render,
+        authenticator=authenticator,
+        presence=presence_cache,
+        budget=settings.redis_timeout,
         metrics_token=settings.metrics_token,
         metrics_here=not settings.metrics_host,
         ws_gate=lambda ws: (

@@ -65,12 +65,12 @@ class HttpRoutes:
 
     def __init__(
         self,
+        *,
         readiness: Readiness,
         metrics: Callable[[], bytes],
         authenticator: Authenticator,
         presence: PresenceCache,
         budget: float,
-        *,
         metrics_token: str = "",
         metrics_here: bool = True,
         ws_gate: Callable[[ServerConnection], str | None] | None = None,

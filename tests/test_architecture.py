@@ -129,3 +129,17 @@ def test_every_exception_of_the_gateway_has_one_root() -> None:
         for match in defined.finditer(path.read_text())
     }
     assert roots == {"gateway/errors.py:Error"}
+
+
+def test_constructors_of_more_than_four_parameters_are_keyword_only() -> None:
+    """Wiring many parts by position is where two of the same type get swapped unnoticed."""
+    offenders = []
+    for path in sorted((ROOT / "gateway").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef):
+                for item in node.body:
+                    if isinstance(item, ast.FunctionDef) and item.name == "__init__":
+                        positional = item.args.args[1:]
+                        if len(positional) + len(item.args.kwonlyargs) > 4 and len(positional) > 0:
+                            offenders.append(f"{path.relative_to(ROOT)}:{node.name}")
+    assert offenders == []

@@ -108,7 +108,13 @@ async def test_missing_probe_echo_forces_a_reconnect(redis: RedisClient, proxy: 
         reasserted.set()
 
     subscriber = subscriber_client(await proxy.start())
-    bus = RedisBus(subscriber, redis, "probe-test", 0.1, 2.0)
+    bus = RedisBus(
+        subscriber=subscriber,
+        publisher=redis,
+        instance_id="probe-test",
+        probe_interval=0.1,
+        timeout=2.0,
+    )
     runner = asyncio.create_task(bus.run(lambda batch: None, on_reconnect))
     try:
 
@@ -129,7 +135,13 @@ async def test_missing_probe_echo_forces_a_reconnect(redis: RedisClient, proxy: 
 async def test_echo_keeps_a_healthy_subscriber(redis: RedisClient, redis_url: str) -> None:
     received: list[list[tuple[bytes, bytes]]] = []
     subscriber = subscriber_client(redis_url)
-    bus = RedisBus(subscriber, redis, "healthy", 0.1, 2.0)
+    bus = RedisBus(
+        subscriber=subscriber,
+        publisher=redis,
+        instance_id="healthy",
+        probe_interval=0.1,
+        timeout=2.0,
+    )
     bus.subscribe("ch:test")
     runner = asyncio.create_task(bus.run(received.append, _never))
     try:
@@ -167,7 +179,13 @@ async def test_confirmed_returns_once_the_server_has_the_subscription(
     redis: RedisClient, redis_url: str
 ) -> None:
     subscriber = subscriber_client(redis_url)
-    bus = RedisBus(subscriber, redis, "confirm", 5.0, 2.0)
+    bus = RedisBus(
+        subscriber=subscriber,
+        publisher=redis,
+        instance_id="confirm",
+        probe_interval=5.0,
+        timeout=2.0,
+    )
     runner = asyncio.create_task(bus.run(lambda batch: None, _never))
     try:
 

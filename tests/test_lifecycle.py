@@ -48,7 +48,14 @@ class RacingConversations(ConversationService):
     the read returns the list from before it."""
 
     def __init__(self, store: SqliteStore, bus: MemoryBus, created: uuid.UUID) -> None:
-        super().__init__(store, Publisher(bus.publish), _no_join, _NO_CACHE, 1.0, _NO_REPAIR)
+        super().__init__(
+            store=store,
+            publisher=Publisher(bus.publish),
+            join_local=_no_join,
+            cache=_NO_CACHE,
+            side_budget=1.0,
+            repair=_NO_REPAIR,
+        )
         self._bus = bus
         self._created = created
 
@@ -83,13 +90,13 @@ def server(
     hub = Hub(bus, 1.0)
     metrics: Counter[str] = Counter()
     presence = PresenceService(
-        PresenceCache(redis),
-        SessionCache(redis),
-        redis,
-        Publisher(bus.publish),
-        SETTINGS,
-        hub.clients,
-        metrics,
+        presence=PresenceCache(redis),
+        sessions=SessionCache(redis),
+        redis=redis,
+        publisher=Publisher(bus.publish),
+        settings=SETTINGS,
+        clients=hub.clients,
+        metrics=metrics,
     )
     typing = typing or TypingService(PresenceCache(redis), Publisher(bus.publish), SETTINGS)
     context = HandlerContext(
@@ -106,9 +113,18 @@ def server(
     admission = Admission(SETTINGS, metrics, hub)
     expiry = TokenExpiry(authenticator, hub, SETTINGS.token_leeway)
     clients = ClientServer(
-        SETTINGS, authenticator, hub, presence, typing, conversations, context, metrics, _spawn,
-        expiry, admission,
-    )  # fmt: skip
+        settings=SETTINGS,
+        authenticator=authenticator,
+        hub=hub,
+        presence=presence,
+        typing=typing,
+        conversations=conversations,
+        context=context,
+        metrics=metrics,
+        spawn=_spawn,
+        expiry=expiry,
+        admission=admission,
+    )
     return clients, hub
 
 
@@ -151,7 +167,12 @@ async def test_detach_cuts_the_lease_even_when_typing_cleanup_fails(
 ) -> None:
     bus = MemoryBus(MemoryBroker())
     conversations = ConversationService(
-        store, Publisher(bus.publish), _no_join, _NO_CACHE, 1.0, _NO_REPAIR
+        store=store,
+        publisher=Publisher(bus.publish),
+        join_local=_no_join,
+        cache=_NO_CACHE,
+        side_budget=1.0,
+        repair=_NO_REPAIR,
     )
     clients, hub = server(
         redis,
@@ -195,7 +216,12 @@ async def test_a_connection_the_drain_finds_attaching_gets_hello_then_reconnect(
     to be sent away right after its `hello`, rather than closing it with neither frame."""
     bus = MemoryBus(MemoryBroker())
     conversations = ConversationService(
-        store, Publisher(bus.publish), _no_join, _NO_CACHE, 1.0, _NO_REPAIR
+        store=store,
+        publisher=Publisher(bus.publish),
+        join_local=_no_join,
+        cache=_NO_CACHE,
+        side_budget=1.0,
+        repair=_NO_REPAIR,
     )
     clients, hub = server(redis, bus, conversations)
     async with running(bus, hub):

@@ -53,6 +53,7 @@ class RedisBus:
 
     def __init__(
         self,
+        *,
         subscriber: aioredis.Redis,
         publisher: RedisClient,
         instance_id: str,

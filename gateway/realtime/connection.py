@@ -47,6 +47,7 @@ class Connection:
 
     def __init__(
         self,
+        *,
         ws: ServerConnection,
         client: ClientState,
         bucket: TokenBucket,

@@ -51,6 +51,7 @@ class ClientServer:
 
     def __init__(
         self,
+        *,
         settings: Settings,
         authenticator: Authenticator,
         hub: Hub,
@@ -141,11 +142,11 @@ class ClientServer:
             started = time.monotonic()
             settings = self._settings
             conn = Connection(
-                ws,
-                client,
-                TokenBucket(settings.rate_limit, settings.rate_burst, time.monotonic()),
-                settings.send_buffer_limit,
-                self._close,
+                ws=ws,
+                client=client,
+                bucket=TokenBucket(settings.rate_limit, settings.rate_burst, time.monotonic()),
+                send_limit=settings.send_buffer_limit,
+                closer=self._close,
             )
             try:
                 if not await self.attach(conn):

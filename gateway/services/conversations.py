@@ -26,6 +26,7 @@ _LIST_MISS = key("cache_requests", "conversations", "list", "miss")
 class ConversationService:
     def __init__(
         self,
+        *,
         store: Store,
         publisher: Publisher,
         join_local: Callable[[uuid.UUID, uuid.UUID], None],

@@ -37,6 +37,7 @@ _UNREAD_MISS = key("cache_requests", "unread", "count", "miss")
 class MessageService:
     def __init__(
         self,
+        *,
         store: Store,
         messages: MessageCache,
         conversations: ConversationCache,

@@ -48,6 +48,7 @@ _EPOCH_CHECK = 1.0
 class PresenceService:
     def __init__(
         self,
+        *,
         presence: PresenceCache,
         sessions: SessionCache,
         redis: RedisClient,

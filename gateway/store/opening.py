@@ -47,7 +47,9 @@ async def open_store(
                 password = Path(password_file).read_text().strip()
             except OSError as exc:
                 raise StoreOpenError(f"cannot read the store password file: {exc}") from None
-        store = PostgresStore(url, latency, pool_size=pool_size, password=password, timeout=timeout)
+        store = PostgresStore(
+            url=url, latency=latency, pool_size=pool_size, password=password, timeout=timeout
+        )
         return await store.open()
     return await SqliteStore(sqlite_path(url), latency).open()
 

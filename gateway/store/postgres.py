@@ -152,9 +152,9 @@ class PostgresStore:
 
     def __init__(
         self,
+        *,
         url: str,
         latency: Latency | None = None,
-        *,
         pool_size: int = 10,
         password: str | None = None,
         timeout: float = 2.0,
