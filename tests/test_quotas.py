@@ -18,14 +18,11 @@ from tests.gateways import client_for, gateways
 async def test_a_batch_serves_owners_in_turn_not_in_arrival_order() -> None:
     batches: list[list[str]] = []
 
-    def transaction(works: list[Work]) -> list[Outcome]:
+    async def commit(works: list[Work]) -> list[Outcome]:
         batches.append([work() for work in works])
         return [(True, None)] * len(works)
 
-    async def on_thread(run: Any) -> list[Outcome]:
-        return list(run())
-
-    commits = GroupCommit(on_thread, transaction)
+    commits: GroupCommit[Work] = GroupCommit(commit)
     flood = [commits.submit(lambda: "attacker", "attacker") for _ in range(300)]
     late = [commits.submit(functools.partial(str, f"user{n}"), f"user{n}") for n in range(3)]
     await asyncio.gather(*flood, *late)

@@ -1,57 +1,53 @@
-"""Group commit: writes that arrive while a transaction commits share the next one.
+"""Group commit: writes that arrive while a batch commits share the next one.
 
-One batch is in flight at a time; everything queued meanwhile goes into the next transaction in
-one hop to the store's thread. With one write at a time this is a transaction per write, as
-before; under load the hop, the lock and the commit are paid once per batch instead of once per
-write, so the cost per write falls as the load rises.
+One batch is in flight at a time; everything queued meanwhile goes into the next one: one hop to
+the store's thread (SQLite) or one pipelined round trip (PostgreSQL). With one write at a time
+this is a transaction per write; under load the hop or round trip, the lock and the commit are
+paid once per batch instead of once per write, so the cost per write falls as the load rises.
 
 Batches are fair: writes are queued per owner (the user they are for) and a batch takes them
-round-robin, at most `_SHARE` of one owner's, so one user's backlog of costly writes never
+round-robin, at most `share` of one owner's, so one user's backlog of costly writes never
 stands between another user's send and its commit for more than one batch.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 __all__ = ["GroupCommit", "Outcome", "Work"]
 
-_T = TypeVar("_T")
+_W = TypeVar("_W")
 
 Work = Callable[[], Any]
+"""A write the SQLite store runs on its thread."""
 Outcome = tuple[bool, Any]
 """(True, result) or (False, the exception the write raised)."""
 
-_MAX_BATCH = 512
-"""Writes per transaction: bounds how long the first write of a batch waits for the last."""
 
-_SHARE = 32
-"""One owner's writes per batch at most: bounds what one user adds to everyone's batch."""
-
-_Pending = tuple[Work, "asyncio.Future[Any]"]
-
-
-class GroupCommit:
+class GroupCommit(Generic[_W]):
     def __init__(
         self,
-        on_thread: Callable[[Callable[[], list[Outcome]]], Awaitable[list[Outcome]]],
-        transaction: Callable[[list[Work]], list[Outcome]],
+        run: Callable[[list[_W]], Awaitable[list[Outcome]]],
+        *,
+        max_batch: int = 512,
+        share: int = 32,
     ) -> None:
-        """`on_thread` runs a function on the store's thread; `transaction` runs a batch of
-        writes in one transaction there, each all-or-nothing, and reports each one's outcome."""
-        self._on_thread = on_thread
-        self._transaction = transaction
-        self._queues: dict[Hashable, deque[_Pending]] = {}
+        """`run` commits a batch of writes, each all-or-nothing, and reports each one's outcome
+        in order; `max_batch` bounds how long the first write of a batch waits for the last,
+        `share` what one owner adds to everyone's batch."""
+        self._run = run
+        self._max_batch = max_batch
+        self._share = share
+        self._queues: dict[Hashable, deque[tuple[_W, asyncio.Future[Any]]]] = {}
         self._committer: asyncio.Task[None] | None = None
 
-    async def submit(self, work: Callable[[], _T], owner: Hashable = None) -> _T:
-        """Run `work` (on the store's thread) in a coming batch; its result or error. `owner`
-        (the user the write is for) decides its turn: owners take turns within a batch."""
-        future: asyncio.Future[_T] = asyncio.get_running_loop().create_future()
+    async def submit(self, work: _W, owner: Hashable = None) -> Any:
+        """Commit `work` in a coming batch; its result or error. `owner` (the user the write is
+        for) decides its turn: owners take turns within a batch."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         queue = self._queues.get(owner)
         if queue is None:
             queue = self._queues[owner] = deque()
@@ -60,29 +56,28 @@ class GroupCommit:
             self._committer = asyncio.create_task(self._commit_all())
         return await future
 
-    def _next_batch(self) -> list[_Pending]:
-        """Round-robin over the owners with writes queued, at most `_SHARE` of each; an owner
+    def _next_batch(self) -> list[tuple[_W, asyncio.Future[Any]]]:
+        """Round-robin over the owners with writes queued, at most `share` of each; an owner
         with more left goes to the back of the line."""
-        batch: list[_Pending] = []
+        batch: list[tuple[_W, asyncio.Future[Any]]] = []
         for owner in list(self._queues):
             queue = self._queues.pop(owner)
-            for _ in range(min(_SHARE, len(queue), _MAX_BATCH - len(batch))):
+            for _ in range(min(self._share, len(queue), self._max_batch - len(batch))):
                 batch.append(queue.popleft())
             if queue:
                 self._queues[owner] = queue
-            if len(batch) >= _MAX_BATCH:
+            if len(batch) >= self._max_batch:
                 break
         return batch
 
     async def _commit_all(self) -> None:
-        batch: list[_Pending] = []
+        batch: list[tuple[_W, asyncio.Future[Any]]] = []
         try:
             while self._queues:
                 batch = self._next_batch()
-                works = [work for work, _ in batch]
                 try:
-                    outcomes = await self._on_thread(functools.partial(self._transaction, works))
-                except Exception as exc:  # the transaction as a whole failed: so did each write
+                    outcomes = await self._run([work for work, _ in batch])
+                except Exception as exc:  # the batch as a whole failed: so did each write
                     outcomes = [(False, exc)] * len(batch)
                 for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
                     if future.done():  # its caller gave up; the write stands all the same

@@ -21,7 +21,6 @@ store unready until a call succeeds again, and the pool reconnects by itself.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import dataclasses
 import logging
@@ -50,6 +49,7 @@ from gateway.store.base import (
     StoreOpenError,
     retried,
 )
+from gateway.store.group_commit import GroupCommit, Outcome
 from gateway.store.postgres_migrations import MIGRATIONS, SCHEMA_VERSION
 
 __all__ = ["PostgresStore"]
@@ -101,26 +101,10 @@ it took, so the statement divides by the zero rows it inserted, fails as a whole
 rolls back) and the caller reads the stored message."""
 
 
-_PendingSend = tuple[dict[str, Any], "asyncio.Future[tuple[Any, ...]]"]
 _MAX_BATCH = 128
 """Sends per batch: bounds how long the first of a batch waits for the last."""
 _SHARE = 16
 """One sender's sends per batch at most: one user's backlog never fills everyone's batch."""
-
-
-def _take_turns(queues: dict[uuid.UUID, collections.deque[_PendingSend]]) -> list[_PendingSend]:
-    """Up to `_MAX_BATCH` sends, the senders in turn, at most `_SHARE` of each; a sender with
-    more left goes to the back of the line."""
-    batch: list[_PendingSend] = []
-    for sender in list(queues):
-        queue = queues.pop(sender)
-        for _ in range(min(_SHARE, len(queue), _MAX_BATCH - len(batch))):
-            batch.append(queue.popleft())
-        if queue:
-            queues[sender] = queue
-        if len(batch) >= _MAX_BATCH:
-            break
-    return batch
 
 
 def _message(row: tuple[Any, ...]) -> StoredMessage:
@@ -176,8 +160,9 @@ class PostgresStore:
             name="presence-gateway-store",
         )
         self._failing: str | None = None
-        self._sends: dict[uuid.UUID, collections.deque[_PendingSend]] = {}
-        self._committer: asyncio.Task[None] | None = None
+        self._sends: GroupCommit[dict[str, Any]] = GroupCommit(
+            self._commit_sends, max_batch=_MAX_BATCH, share=_SHARE
+        )
 
     async def open(self) -> PostgresStore:
         """Connect and migrate.
@@ -413,14 +398,7 @@ class PostgresStore:
             "type": content_type,
             "at": msg.created_at,
         }
-        future: asyncio.Future[tuple[Any, ...]] = asyncio.get_running_loop().create_future()
-        queue = self._sends.get(sender_id)
-        if queue is None:
-            queue = self._sends[sender_id] = collections.deque()
-        queue.append((params, future))
-        if self._committer is None:
-            self._committer = asyncio.create_task(self._commit_sends())
-        row = await future
+        row: tuple[Any, ...] = await self._sends.submit(params, sender_id)
         # Membership first: a non-member learns nothing of the sender's keys.
         if not row[0]:
             raise NotAMember("not a member of this conversation")
@@ -428,46 +406,32 @@ class PostgresStore:
             return dataclasses.replace(msg, seq=int(row[1])), True
         return retried(_message(row[3:]), conversation_id, content, content_type), False
 
-    async def _commit_sends(self) -> None:
-        """Sends that arrive while a batch commits go together in the next one: one round trip
-        (pipeline mode) and one transaction for the batch, so the database, not the round
-        trips and this process's per-statement work, sets the pace. Senders take turns (at
-        most `_SHARE` of one sender's), and a batch locks its conversations in one order, so
-        two instances' batches never deadlock. A batch that fails as a whole (a retry racing
-        another instance's, a conflict) is run again one send at a time, each its own
-        transaction: only the failing one fails."""
-        batch: list[_PendingSend] = []
-        try:
-            while self._sends:
-                batch = _take_turns(self._sends)
-                batch.sort(key=lambda pending: str(pending[0]["c"]))
-                rows: list[tuple[Any, ...]] | None = None
-                if len(batch) > 1:
-                    try:
-                        rows = await self._send_batch([params for params, _ in batch])
-                    except StoreError:
-                        rows = None
-                if rows is None:
-                    for params, future in batch:
-                        if future.done():
-                            continue
-                        try:
-                            future.set_result(await self._send_one(params))
-                        except Exception as exc:
-                            if not future.done():
-                                future.set_exception(exc)
-                    continue
-                for (_, future), row in zip(batch, rows, strict=True):
-                    if not future.done():
-                        future.set_result(row)
-                batch = []
-        finally:
-            self._committer = None
-            left = [pending for queue in self._sends.values() for pending in queue]
-            for _, future in batch + left:  # cancelled mid-batch (shutdown): none hangs
-                if not future.done():
-                    future.cancel()
-            self._sends = {}
+    async def _commit_sends(self, batch: list[dict[str, Any]]) -> list[Outcome]:
+        """A group commit of sends (`GroupCommit`: senders take turns, at most `_SHARE` of
+        one's): one round trip (pipeline mode) and one transaction for the batch, so the
+        database, not the round trips and this process's per-statement work, sets the pace.
+        The batch locks its conversations in one order, so two instances' batches never
+        deadlock. A batch that fails as a whole (a retry racing another instance's, a conflict)
+        is run again one send at a time, each its own transaction: only the failing one
+        fails. Outcomes come in `batch`'s order."""
+        order = sorted(range(len(batch)), key=lambda index: str(batch[index]["c"]))
+        if len(batch) > 1:
+            try:
+                rows = await self._send_batch([batch[index] for index in order])
+            except StoreError:
+                pass
+            else:
+                outcomes: list[Outcome] = [(False, None)] * len(batch)
+                for index, row in zip(order, rows, strict=True):
+                    outcomes[index] = (True, row)
+                return outcomes
+        alone: list[Outcome] = []
+        for params in batch:
+            try:
+                alone.append((True, await self._send_one(params)))
+            except Exception as exc:
+                alone.append((False, exc))
+        return alone
 
     async def _send_batch(self, batch: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
         async with self._connection() as conn:
@@ -652,17 +616,6 @@ async def _check_member(
     )
     if await cur.fetchone() is None:
         raise NotAMember("not a member of this conversation")
-
-
-async def _by_key(
-    conn: psycopg.AsyncConnection[Any], sender_id: uuid.UUID, client_msg_id: str
-) -> StoredMessage | None:
-    cur = await conn.execute(
-        f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE sender_id = %s AND client_msg_id = %s",
-        (sender_id, client_msg_id),
-    )
-    row = await cur.fetchone()
-    return None if row is None else _message(row)
 
 
 async def _member_message(

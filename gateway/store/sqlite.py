@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Hashable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -120,9 +121,13 @@ class SqliteStore:
         self._latency = latency
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
         self._db: sqlite3.Connection | None = None
-        self._writes = GroupCommit(self._run, self._transaction)
+        self._writes: GroupCommit[Work] = GroupCommit(
+            lambda works: self._run(functools.partial(self._transaction, works))
+        )
         # Reads that arrive together (a connect storm's membership reads) share a thread hop.
-        self._reads = GroupCommit(self._run, self._each)
+        self._reads: GroupCommit[Work] = GroupCommit(
+            lambda works: self._run(functools.partial(self._each, works))
+        )
 
     async def open(self) -> SqliteStore:
         """Open (creating it if need be) and migrate.
@@ -207,6 +212,16 @@ class SqliteStore:
         finally:
             if self._latency is not None:
                 self._latency.observe(time.monotonic() - started)
+
+    async def _write(self, work: Callable[[], _T], owner: Hashable = None) -> _T:
+        """`work` on the store's thread, in the next write transaction (owners take turns)."""
+        result: _T = await self._writes.submit(work, owner)
+        return result
+
+    async def _read(self, work: Callable[[], _T], owner: Hashable = None) -> _T:
+        """`work` on the store's thread, with the reads that arrived together."""
+        result: _T = await self._reads.submit(work, owner)
+        return result
 
     def _transaction(self, works: list[Work]) -> list[Outcome]:
         """Writes in one transaction (one writer at a time across every process on the file:
@@ -315,7 +330,7 @@ class SqliteStore:
         if kind == "direct" and len(members) != 2:
             raise StoreError("a direct conversation has exactly two members")
         direct_key = ":".join(str(m) for m in members) if kind == "direct" else None
-        return await self._writes.submit(
+        return await self._write(
             lambda: self._create(kind, creator, members, name, direct_key), creator
         )
 
@@ -363,7 +378,7 @@ class SqliteStore:
         return conv, True
 
     async def get_conversation(self, conversation_id: uuid.UUID) -> Conversation | None:
-        return await self._reads.submit(lambda: self._get(conversation_id))
+        return await self._read(lambda: self._get(conversation_id))
 
     def _get(self, conversation_id: uuid.UUID) -> Conversation | None:
         row = self.db.execute(
@@ -386,7 +401,7 @@ class SqliteStore:
         )
 
     async def user_conversations(self, user_id: uuid.UUID) -> dict[uuid.UUID, int]:
-        rows = await self._reads.submit(
+        rows = await self._read(
             lambda: self.db.execute(
                 "SELECT m.conversation_id, c.last_seq FROM members m"
                 " JOIN conversations c ON c.id = m.conversation_id WHERE m.user_id = ?",
@@ -403,7 +418,7 @@ class SqliteStore:
         content: str,
         content_type: str,
     ) -> tuple[StoredMessage, bool]:
-        return await self._writes.submit(
+        return await self._write(
             lambda: self._send(conversation_id, sender_id, client_msg_id, content, content_type),
             sender_id,
         )
@@ -486,7 +501,7 @@ class SqliteStore:
             raise NotAMember("not a member of this conversation")
 
     async def conversation_summaries(self, user_id: uuid.UUID) -> list[ConversationSummary]:
-        return await self._reads.submit(lambda: self._summaries(user_id), user_id)
+        return await self._read(lambda: self._summaries(user_id), user_id)
 
     def _summaries(self, user_id: uuid.UUID) -> list[ConversationSummary]:
         rows = self.db.execute(
@@ -530,12 +545,12 @@ class SqliteStore:
             if cursor.rowcount == 0:
                 raise NotAMember("not a member of this conversation")
 
-        await self._writes.submit(update, user_id)
+        await self._write(update, user_id)
 
     async def delete_message(
         self, conversation_id: uuid.UUID, user_id: uuid.UUID, message_id: uuid.UUID
     ) -> StoredMessage:
-        return await self._writes.submit(
+        return await self._write(
             lambda: self._delete(conversation_id, user_id, message_id), user_id
         )
 
@@ -565,9 +580,7 @@ class SqliteStore:
         before_seq: int | None = None,
         after_seq: int | None = None,
     ) -> tuple[list[StoredMessage], bool]:
-        return await self._reads.submit(
-            lambda: self._list(conversation_id, limit, before_seq, after_seq)
-        )
+        return await self._read(lambda: self._list(conversation_id, limit, before_seq, after_seq))
 
     def _list(
         self,
@@ -594,7 +607,7 @@ class SqliteStore:
     async def receipt(
         self, conversation_id: uuid.UUID, user_id: uuid.UUID, message_id: uuid.UUID, read: bool
     ) -> tuple[Receipt, StoredMessage]:
-        return await self._writes.submit(
+        return await self._write(
             lambda: self._receipt(conversation_id, user_id, message_id, read), user_id
         )
 
@@ -619,7 +632,7 @@ class SqliteStore:
         return Receipt(conversation_id, user_id, delivered, read_seq, moved), msg
 
     async def unread(self, conversation_id: uuid.UUID, user_id: uuid.UUID) -> tuple[int, int]:
-        row = await self._reads.submit(
+        row = await self._read(
             lambda: self.db.execute(
                 "SELECT c.last_seq, m.read_seq FROM members m"
                 " JOIN conversations c ON c.id = m.conversation_id"
@@ -639,7 +652,7 @@ class SqliteStore:
             return set()
         wanted = [str(t) for t in targets]
         marks = ",".join("?" * len(wanted))
-        rows = await self._reads.submit(
+        rows = await self._read(
             lambda: self.db.execute(
                 "SELECT other.user_id FROM members mine JOIN members other"
                 " ON other.conversation_id = mine.conversation_id"
@@ -663,10 +676,10 @@ class SqliteStore:
             )
             self.db.execute("DELETE FROM revocations WHERE expires_at < ?", (time.time(),))
 
-        await self._writes.submit(write)
+        await self._write(write)
 
     async def live_revocations(self, now: float) -> list[Revoked]:
-        rows = await self._reads.submit(
+        rows = await self._read(
             lambda: self.db.execute(
                 "SELECT kind, id, expires_at FROM revocations WHERE expires_at >= ?", (now,)
             ).fetchall()
