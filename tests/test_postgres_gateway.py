@@ -1,6 +1,7 @@
-"""The gateway on PostgreSQL, through real processes: two instances sharing one database give
-one gap-free order to every member, and a server restarted mid-conversation costs answers
-(`unavailable` within the budget, `/readyz` 503) but never a message or a duplicate."""
+"""The gateway on PostgreSQL, through real processes: a server restarted mid-conversation costs
+answers (`unavailable` within the budget, `/readyz` 503) but never a message or a duplicate.
+(Two instances on one database giving one gap-free order: tests/test_gateway_messages.py, which
+runs on both stores.)"""
 
 from __future__ import annotations
 
@@ -19,41 +20,6 @@ from tests.postgres import fresh_database, private_postgres
 BUDGET = 1.0
 SLACK = 2.0
 """What a loaded machine may add to the budget before an answer counts as late."""
-
-
-async def test_two_instances_on_one_database_give_one_gap_free_order(
-    redis: RedisClient, redis_url: str, postgres_url: str, tmp_path: Path
-) -> None:
-    with gateways(redis_url, tmp_path, 2, store=postgres_url) as (gw1, gw2):
-        users = [uuid.uuid4() for _ in range(4)]
-        clients = [await client_for(redis, (gw1, gw2)[n % 2], u) for n, u in enumerate(users)]
-        created = await clients[0].request(
-            "conversation.create", kind="group", member_ids=[str(u) for u in users[1:]], name="g"
-        )
-        room = created["conversation"]["id"]
-        for client in clients[1:]:
-            await client.next_event("conversation.added")
-        per_sender = 15
-        acks = await asyncio.gather(
-            *(
-                client.request(
-                    "message.send", conversation_id=room, client_msg_id=f"{n}-{i}", content="x"
-                )
-                for n, client in enumerate(clients)
-                for i in range(per_sender)
-            )
-        )
-        total = per_sender * len(clients)
-        assert sorted(a["message"]["seq"] for a in acks) == list(range(1, total + 1))
-        for client in clients:
-            seen = [
-                (await client.next_event("message.new"))["message"]["seq"] for _ in range(total)
-            ]
-            assert seen == list(range(1, total + 1))
-        history = await clients[1].request("messages.list", conversation_id=room, after_seq=0)
-        assert len(history["messages"]) == min(total, 50)
-        for client in clients:
-            await client.close()
 
 
 def _readiness(url: str) -> tuple[int, list[str]]:
