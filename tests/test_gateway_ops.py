@@ -145,6 +145,10 @@ async def test_slow_consumer_closed_4009(
     """A client that stops reading is closed; the sender and the gateway carry on."""
     settings = {
         "send_buffer_limit": "4096",
+        # Only a full buffer may close it: a long lease, whether or not its heartbeats (queued
+        # behind the sender's flood in this one test process) reach the gateway in time.
+        "heartbeat_interval": "10",
+        "lease_ttl": "30",
         "rate_limit": "100000",
         "rate_burst": "100000",
         "rate_limit_close_after": "100000",
@@ -168,7 +172,7 @@ async def test_slow_consumer_closed_4009(
             status, metrics = await get(f"{gw.http}/metrics")
             return 'gateway_closes_total{code="4009",reason="slow_consumer"} 1.0' in metrics
 
-        await wait_for(closed_slow, timeout=20)
+        await wait_for(closed_slow, timeout=40)
         assert (await a.request("heartbeat"))["type"] == "heartbeat_ack"
         await a.close()
         stuck.ws.transport.abort()
