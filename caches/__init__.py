@@ -4,7 +4,8 @@ A library with no gateway imports; see docs/caches.md for the API and examples.
 """
 
 from caches.conversation import ConversationCache
-from caches.errors import CacheError
+from caches.epoch import EpochMark
+from caches.errors import CacheError, CacheUnavailable
 from caches.message import MessageCache
 from caches.models import (
     CachedConversation,
@@ -20,11 +21,13 @@ from caches.session import SessionCache
 
 __all__ = [
     "CacheError",
+    "CacheUnavailable",
     "CachedConversation",
     "CachedMessage",
     "ClientOptions",
     "ConversationCache",
     "EmbeddedRedis",
+    "EpochMark",
     "MessageCache",
     "PresenceCache",
     "PresenceStatus",

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 
 from caches import keys
 from caches._base import TTL, Script, is_cluster, ttl_ms
+from caches.errors import translating
 from caches.models import CachedConversation, decode, encode, to_iso, to_ms
 from caches.redis import RedisClient
 
@@ -38,6 +39,7 @@ def _score(conv: CachedConversation) -> int:
     return (_PINNED_WEIGHT if conv.is_pinned else 0) + at
 
 
+@translating
 class ConversationCache:
     """The spec's ConversationCache, cache-aside safe.
 

@@ -1,9 +1,54 @@
-"""The caches package's one base exception."""
+"""The caches package's exceptions: callers never need to import redis-py to handle a failure."""
 
 from __future__ import annotations
 
-__all__ = ["CacheError"]
+import functools
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from redis.exceptions import OutOfMemoryError, RedisError
+
+__all__ = ["CacheError", "CacheUnavailable", "translating"]
+
+_C = TypeVar("_C", bound=type)
 
 
 class CacheError(Exception):
-    """Base of every error raised by the caches package itself (not Redis's own errors)."""
+    """Base of every error raised by the caches package."""
+
+
+class CacheUnavailable(CacheError):
+    """Redis failed, refused or did not answer; `__cause__` is redis-py's own error.
+
+    `out_of_memory`: Redis refused a write at its memory limit (it still takes DEL then).
+    """
+
+    def __init__(self, message: str, *, out_of_memory: bool = False) -> None:
+        super().__init__(message)
+        self.out_of_memory = out_of_memory
+
+    @classmethod
+    def from_redis(cls, exc: RedisError) -> CacheUnavailable:
+        full = isinstance(exc, OutOfMemoryError) or "used memory > 'maxmemory'" in str(exc)
+        return cls(str(exc) or type(exc).__name__, out_of_memory=full)
+
+
+def _translated(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    @functools.wraps(method)
+    async def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await method(*args, **kwargs)
+        except RedisError as exc:
+            raise CacheUnavailable.from_redis(exc) from exc
+
+    return call
+
+
+def translating(cls: _C) -> _C:
+    """Class decorator: every public coroutine method of `cls` raises `CacheUnavailable` where
+    redis-py raised its own error, so the caches' callers handle one exception of ours."""
+    for name, member in list(vars(cls).items()):
+        if not name.startswith("_") and inspect.iscoroutinefunction(member):
+            setattr(cls, name, _translated(member))
+    return cls

@@ -9,6 +9,7 @@ from typing import Any
 
 from caches import keys
 from caches._base import TTL, Script, pipeline, run_idempotent, ttl_ms
+from caches.errors import translating
 from caches.models import MESSAGE_STATUS_RANK, CachedMessage, decode, encode, to_ms
 from caches.redis import RedisClient
 
@@ -52,6 +53,7 @@ def _order(msg: CachedMessage) -> int:
     return msg.seq if msg.seq is not None else to_ms(msg.created_at)
 
 
+@translating
 class MessageCache:
     """The spec's MessageCache.
 

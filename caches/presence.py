@@ -21,6 +21,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from caches import keys
 from caches._base import TTL, Script, is_cluster, pipeline, text, ttl_ms
+from caches.errors import translating
 from caches.memo import bounded_memo
 from caches.models import (
     STATUS_BY_VALUE,
@@ -99,6 +100,7 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+@translating
 class PresenceCache:
     """The spec's PresenceCache, plus connection leases (`connect` ... `sweep`)."""
 

@@ -6,6 +6,7 @@ import uuid
 
 from caches import keys
 from caches._base import Script
+from caches.errors import translating
 from caches.redis import RedisClient
 
 __all__ = ["QuotaCache"]
@@ -13,6 +14,7 @@ __all__ = ["QuotaCache"]
 _TAKE = Script("quota_take")
 
 
+@translating
 class QuotaCache:
     def __init__(self, client: RedisClient) -> None:
         self._redis = client

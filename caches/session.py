@@ -9,6 +9,7 @@ from typing import Any
 
 from caches import keys
 from caches._base import TTL, Script, is_cluster, pipeline, text, ttl_ms
+from caches.errors import translating
 from caches.models import Revocation, SessionData, decode, encode, to_iso, utcnow
 from caches.redis import RedisClient
 
@@ -18,6 +19,7 @@ DEFAULT_SESSION_TTL = timedelta(minutes=15)
 _TOUCH = Script("session_touch")
 
 
+@translating
 class SessionCache:
     """The spec's SessionCache.
 

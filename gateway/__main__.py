@@ -29,8 +29,12 @@ def _install_uvloop() -> None:
 def _serve(settings: Settings) -> int:
     from gateway.app import run  # the composition root: only the command that serves loads it
 
-    configure(settings.log_level, settings.log_format, settings.instance_id)
-    TokenVerifier(settings)  # no usable JWT key: stop here, before anything starts
+    configure(
+        settings.observability.log_level,
+        settings.observability.log_format,
+        settings.presence.instance_id,
+    )
+    TokenVerifier(settings.auth)  # no usable JWT key: stop here, before anything starts
     _install_uvloop()
     try:
         asyncio.run(run(settings))
@@ -41,8 +45,8 @@ def _serve(settings: Settings) -> int:
 
 
 def _redis_url_for_token(settings: Settings) -> str:
-    if settings.redis_url:
-        return settings.redis_url
+    if settings.redis.url:
+        return settings.redis.url
     url = embedded_url()
     if url is not None:
         return url
@@ -53,19 +57,21 @@ def _redis_url_for_token(settings: Settings) -> str:
 
 
 async def _token(settings: Settings, args: argparse.Namespace) -> str:
-    if settings.jwt_public_key:
+    if settings.auth.jwt_public_key:
         raise ConfigError("tokens for a public-key setup are signed by your identity provider")
     client = connect(_redis_url_for_token(settings))
     try:
         return await mint_token(
             SessionCache(client),
-            signing_secrets(settings.jwt_secret)[0] if settings.jwt_secret else dev_secret(),
+            signing_secrets(settings.auth.jwt_secret)[0]
+            if settings.auth.jwt_secret
+            else dev_secret(),
             args.user,
             ttl=args.ttl,
             session_id=args.session,
             username=args.username,
-            audience=settings.jwt_audience,
-            issuer=settings.jwt_issuer,
+            audience=settings.auth.jwt_audience,
+            issuer=settings.auth.jwt_issuer,
         )
     finally:
         await client.aclose()

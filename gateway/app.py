@@ -17,8 +17,10 @@ from redis.exceptions import RedisError
 from websockets.asyncio.server import Server, serve
 
 from caches import (
+    CacheUnavailable,
     ClientOptions,
     ConversationCache,
+    EpochMark,
     MessageCache,
     PresenceCache,
     QuotaCache,
@@ -67,14 +69,14 @@ async def run(settings: Settings, on_ready: Callable[[str], None] | None = None)
     # First, so a store that cannot be opened stops start-up before anything else starts.
     store_latency = Latency("store", "One store call: queue, thread hop and the work")
     store = await open_store(
-        settings.store,
+        settings.store.url,
         store_latency,
-        pool_size=settings.store_pool_size,
-        password_file=settings.store_password_file,
-        timeout=settings.redis_timeout,
+        pool_size=settings.store.pool_size,
+        password_file=settings.store.password_file,
+        timeout=settings.redis.timeout,
     )
-    cap = raise_open_files_limit(settings.max_connections)
-    settings = dataclasses.replace(settings, max_connections=cap)
+    cap = raise_open_files_limit(settings.limits.max_connections)
+    settings = settings.replaced(max_connections=cap)
     tune_garbage_collector()
     try:
         await _serve(settings, store, store_latency, stop, on_ready)
@@ -89,8 +91,8 @@ async def _serve(
     stop: asyncio.Event,
     on_ready: Callable[[str], None] | None,
 ) -> None:
-    with redis_url(settings.redis_url) as url:
-        redis, subscriber = _redis_clients(url, settings.redis_timeout)
+    with redis_url(settings.redis.url) as url:
+        redis, subscriber = _redis_clients(url, settings.redis.timeout)
         try:
             built = await _build(settings, store, store_latency, redis, subscriber)
             await _run(built, url, stop, on_ready)
@@ -162,34 +164,36 @@ async def _build(
     redis: RedisClient,
     subscriber: aioredis.Redis,
 ) -> _Built:
-    budget = settings.redis_timeout
+    budget = settings.redis.timeout
     redis_latency = Latency("redis", "One Redis command's round trip (auto-pipeline)")
     client, pipeline = auto_pipelined(redis, budget, redis_latency)
     metrics = every_series()
     bus = RedisBus(
         subscriber=subscriber,
         publisher=client,
-        instance_id=settings.instance_id,
-        probe_interval=settings.probe_interval,
+        instance_id=settings.presence.instance_id,
+        probe_interval=settings.redis.probe_interval,
         timeout=budget,
     )
     hub = Hub(bus, budget)
     publisher = Publisher(bus.publish, scripts_reach_bus=True)
     presence_cache, sessions = PresenceCache(client), SessionCache(client)
-    revocations = Revocations(store, sessions, settings.revocation_ttl)
+    revocations = Revocations(store, sessions, settings.auth.revocation_ttl)
     await revocations.load()
     hub.on_revocation = revocations.learn
     presence = PresenceService(
         presence=presence_cache,
         sessions=sessions,
-        redis=client,
+        epoch=EpochMark(client, settings.presence.instance_id),
         publisher=publisher,
-        settings=settings,
+        settings=settings.presence,
+        auth=settings.auth,
+        budget=budget,
         clients=hub.clients,
         metrics=metrics,
         revocations=revocations,
     )
-    typing = TypingService(presence_cache, publisher, settings)
+    typing = TypingService(presence_cache, publisher, settings.presence)
     message_cache, conversation_cache = MessageCache(client), ConversationCache(client)
     repair = CacheRepair(message_cache, conversation_cache, budget)
     conversations = ConversationService(
@@ -212,13 +216,16 @@ async def _build(
         metrics=metrics,
         repair=repair,
     )
+    hub.recover = messages.committed
     authenticator = Authenticator(
-        TokenVerifier(settings), sessions, revocations.refused, revocations.blacklisted
+        TokenVerifier(settings.auth), sessions, revocations.refused, revocations.blacklisted
     )
     requests = RequestBudget(budget)
-    admission = Admission(settings, metrics, hub)
-    visibility = PresenceVisibility(settings.presence_visibility, store)
-    expiry = TokenExpiry(authenticator, hub, settings.token_leeway)
+    admission = Admission(
+        settings.limits, metrics, hub, trusted_proxies=settings.http.trusted_proxies
+    )
+    visibility = PresenceVisibility(settings.presence.presence_visibility, store)
+    expiry = TokenExpiry(authenticator, hub, settings.auth.token_leeway)
     context = HandlerContext(
         presence=presence,
         typing=typing,
@@ -226,9 +233,9 @@ async def _build(
         messages=messages,
         topics=hub,
         limits=Limits(
-            max_watched=settings.max_watched,
-            max_message_bytes=settings.max_message_bytes,
-            max_group_members=settings.max_group_members,
+            max_watched=settings.presence.max_watched,
+            max_message_bytes=settings.limits.max_message_bytes,
+            max_group_members=settings.limits.max_group_members,
         ),
         metrics=metrics,
         budget=requests,
@@ -311,7 +318,7 @@ def _http_routes(
         if trouble is not None:
             reasons.append(f"store: {trouble}")
         try:
-            async with asyncio.timeout(settings.redis_timeout):
+            async with asyncio.timeout(settings.redis.timeout):
                 await redis.ping()
         except (RedisError, TimeoutError):
             reasons.append("redis unreachable")
@@ -340,9 +347,9 @@ def _http_routes(
         metrics=export.render,
         authenticator=authenticator,
         presence=presence_cache,
-        budget=settings.redis_timeout,
-        metrics_token=settings.metrics_token,
-        metrics_here=not settings.metrics_host,
+        budget=settings.redis.timeout,
+        metrics_token=settings.observability.metrics_token,
+        metrics_here=not settings.observability.metrics_host,
         ws_gate=lambda ws: (
             "draining: reconnect to another instance"
             if clients.draining
@@ -358,13 +365,14 @@ def _http_routes(
 def _quotas(settings: Settings, fleet: QuotaCache) -> Quotas:
     return Quotas(
         {
-            "send": Quota(settings.user_send_rate, settings.user_send_burst),
+            "send": Quota(settings.limits.user_send_rate, settings.limits.user_send_burst),
             "create": Quota(
-                settings.conversation_create_rate / 60, settings.conversation_create_burst
+                settings.limits.conversation_create_rate / 60,
+                settings.limits.conversation_create_burst,
             ),
         },
         fleet,
-        settings.redis_timeout / 4,
+        settings.redis.timeout / 4,
     )
 
 
@@ -378,8 +386,8 @@ async def _run(
             built.spawner.tasks = tasks
             background = [tasks.create_task(job) for job in built.jobs()]
             # Redis may be down at start: /readyz says so, the bus reconnects later.
-            with contextlib.suppress(RedisError, TimeoutError):
-                async with asyncio.timeout(settings.redis_timeout):
+            with contextlib.suppress(CacheUnavailable, TimeoutError):
+                async with asyncio.timeout(settings.redis.timeout):
                     await built.presence.mark_epoch()
             async with (
                 _metrics_listener(settings, built.routes) as metrics_server,
@@ -400,24 +408,24 @@ def _listen(settings: Settings, built: _Built) -> contextlib.AbstractAsyncContex
     """The WebSocket and HTTP listener (websockets' `serve`, used as a context manager)."""
     return serve(
         built.clients.serve,
-        settings.host,
-        settings.port,
+        settings.listen.host,
+        settings.listen.port,
         process_request=built.routes.process_request,
         origins=_origins(settings),
-        max_size=settings.max_frame_bytes,
-        compression="deflate" if settings.compression else None,
+        max_size=settings.http.max_frame_bytes,
+        compression="deflate" if settings.http.compression else None,
         ping_interval=None,
         close_timeout=2,
         logger=redacting_logger(),
         create_connection=GatewayConnection,
-        backlog=settings.listen_backlog,
+        backlog=settings.listen.listen_backlog,
     )
 
 
 async def _drain(built: _Built, server: Server) -> None:
     """Move every client off within `--drain-timeout`, still listening meanwhile: /readyz
     answers 503 and /ws refuses (503), so the balancer takes the instance out."""
-    window = built.settings.drain_timeout
+    window = built.settings.listen.drain_timeout
     log.info(
         "stopping: draining %d connections",
         len(built.hub.connections),
@@ -450,7 +458,7 @@ class _Spawner:
 
 
 def _origins(settings: Settings) -> list[Any] | None:
-    allowed = settings.origins
+    allowed = settings.http.origins
     if allowed is None:
         return None
     return [None, *allowed]  # None: requests without an Origin header (non-browser clients)
@@ -459,7 +467,7 @@ def _origins(settings: Settings) -> list[Any] | None:
 @contextlib.asynccontextmanager
 async def _metrics_listener(settings: Settings, routes: HttpRoutes) -> AsyncIterator[Server | None]:
     """/metrics on an address of its own, when `--metrics-host` is set."""
-    if not settings.metrics_host:
+    if not settings.observability.metrics_host:
         yield None
         return
 
@@ -468,8 +476,8 @@ async def _metrics_listener(settings: Settings, routes: HttpRoutes) -> AsyncIter
 
     async with serve(
         never,
-        settings.metrics_host,
-        settings.metrics_port,
+        settings.observability.metrics_host,
+        settings.observability.metrics_port,
         process_request=routes.process_metrics,
         logger=redacting_logger(),
         create_connection=GatewayConnection,
@@ -486,14 +494,14 @@ def _ready_line(
     settings: Settings, server: Server, metrics_server: Server | None, redis_url: str
 ) -> str:
     host, port = _address(server)
-    redis = "embedded Valkey" if not settings.redis_url else _safe_url(redis_url)
+    redis = "embedded Valkey" if not settings.redis.url else _safe_url(redis_url)
     metrics = ""
     if metrics_server is not None:
         metrics_host, metrics_port = _address(metrics_server)
         metrics = f"; metrics: http://{metrics_host}:{metrics_port}/metrics"
     return (
-        f"presence-gateway {settings.instance_id} listening on ws://{host}:{port}/ws "
-        f"(redis: {redis}; store: {describe_store(settings.store)}{metrics})"
+        f"presence-gateway {settings.presence.instance_id} listening on ws://{host}:{port}/ws "
+        f"(redis: {redis}; store: {describe_store(settings.store.url)}{metrics})"
     )
 
 

@@ -2,8 +2,8 @@
 
 A token must carry `exp`, `sub` (user UUID), `sid` (session id) and `jti` (token id); `aud` and
 `iss` are checked when configured. The session must exist in the session cache and belong to
-`sub`, and `jti` must not be blacklisted. Redis errors propagate (as `redis.RedisError`) so the
-caller can refuse with "try again later" instead of admitting anyone unchecked.
+`sub`, and `jti` must not be blacklisted. Redis errors propagate (as `caches.CacheUnavailable`)
+so the caller can refuse with "try again later" instead of admitting anyone unchecked.
 """
 
 from __future__ import annotations
@@ -25,8 +25,9 @@ from jwt.algorithms import HMACAlgorithm
 
 from caches import SessionCache, SessionData
 from caches.keys import valid_id
-from gateway.config import ConfigError, Settings
+from gateway.config import AuthSettings, ConfigError
 from gateway.errors import Error
+from gateway.protocol.ids import parse_uuid
 
 __all__ = [
     "AuthError",
@@ -72,7 +73,7 @@ class Identity:
 class TokenVerifier:
     """Verifies signatures and claims with the configured key and no other algorithm."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: AuthSettings) -> None:
         self._audience = settings.jwt_audience or None
         self._issuer = settings.jwt_issuer or None
         self._leeway = settings.token_leeway
@@ -135,7 +136,7 @@ class TokenVerifier:
             ):
                 raise AuthError(f"invalid token: {name} is not a time between 1970 and 9999")
         try:
-            uuid.UUID(str(claims["sub"]))
+            parse_uuid(claims["sub"])
             valid_id(str(claims["sid"]), "sid")
             valid_id(str(claims["jti"]), "jti")
         except ValueError:
@@ -263,10 +264,10 @@ class Authenticator:
 
         Raises:
             AuthError: bad token, unknown or foreign session, blacklisted token.
-            redis.RedisError: the session cache is unreachable (refuse: try again later).
+            CacheUnavailable: the session cache is unreachable (refuse: try again later).
         """
         claims = self._verifier.verify(token)
-        user_id = uuid.UUID(str(claims["sub"]))
+        user_id = parse_uuid(claims["sub"])
         session_id, token_id = str(claims["sid"]), str(claims["jti"])
         session, blacklisted = await self._sessions.get_for_auth(session_id, token_id)
         if blacklisted:

@@ -12,14 +12,14 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
-from redis.exceptions import RedisError
 from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
-from caches import PresenceCache, PresenceStatus
+from caches import CacheUnavailable, PresenceCache, PresenceStatus
 from gateway.auth import Authenticator, AuthError, bearer_token
 from gateway.metrics import CONTENT_TYPE
+from gateway.protocol.ids import parse_uuid, parse_uuids
 
 __all__ = ["HttpRoutes", "RequestWithBody", "problem"]
 
@@ -115,7 +115,7 @@ class HttpRoutes:
             try:
                 async with asyncio.timeout(self._budget):
                     return await self._presence_api(request, path)
-            except (RedisError, TimeoutError):
+            except (CacheUnavailable, TimeoutError):
                 return problem(http.HTTPStatus.SERVICE_UNAVAILABLE, "unavailable", "retry later")
         return problem(http.HTTPStatus.NOT_FOUND, "not_found", f"no route for {path[:100]}")
 
@@ -166,7 +166,7 @@ class HttpRoutes:
 
     async def _one(self, raw_id: str, watcher: uuid.UUID) -> Response:
         try:
-            user_id = uuid.UUID(raw_id)
+            user_id = parse_uuid(raw_id)
         except ValueError:
             return problem(http.HTTPStatus.BAD_REQUEST, "invalid_id", "user id must be a UUID")
         if user_id not in await self._allowed(watcher, [user_id]):
@@ -206,7 +206,7 @@ class HttpRoutes:
                 http.HTTPStatus.BAD_REQUEST, "too_many_ids", f"at most {_MAX_BULK_IDS} ids"
             )
         try:
-            ids = list(dict.fromkeys(uuid.UUID(p) for p in pieces))
+            ids = parse_uuids(pieces)
         except ValueError:
             return problem(http.HTTPStatus.BAD_REQUEST, "invalid_id", "every id must be a UUID")
         allowed = await self._allowed(watcher, ids)

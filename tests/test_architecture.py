@@ -88,13 +88,22 @@ def test_handlers_and_services_never_touch_a_socket() -> None:
             assert not sockets, f"{module} imports {sockets}"
 
 
+def test_handlers_and_services_import_nothing_of_redis() -> None:
+    """They handle `caches.CacheUnavailable`: the caches and the bus own the Redis client, so a
+    cluster backend or another client library changes nothing above them."""
+    for module, deps in _imports("gateway").items():
+        if module.startswith(("gateway.handlers", "gateway.services")):
+            redis = {d for d in deps if d == "redis" or d.startswith(("redis.", "caches.redis"))}
+            assert not redis, f"{module} imports {redis}"
+
+
 def test_realtime_never_touches_redis_or_the_store_directly() -> None:
     for module, deps in _imports("gateway").items():
         if module.startswith("gateway.realtime"):
             direct = {
                 d
                 for d in deps
-                if d.startswith(("redis.asyncio", "caches.presence", "caches.session", "sqlite3"))
+                if d.startswith(("redis", "caches.presence", "caches.session", "sqlite3"))
                 or d.startswith("gateway.store.sqlite")
             }
             assert not direct, f"{module} imports {direct}"

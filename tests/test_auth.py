@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from gateway.auth import AuthError, TokenVerifier
-from gateway.config import ConfigError, Settings
+from gateway.config import AuthSettings, ConfigError
 
 SECRET = "s" * 32
 
@@ -28,7 +28,7 @@ def claims(**extra: Any) -> dict[str, Any]:
 
 
 def test_hs256_accepted_and_claims_required() -> None:
-    verifier = TokenVerifier(Settings(jwt_secret=SECRET))
+    verifier = TokenVerifier(AuthSettings(jwt_secret=SECRET))
     good = claims()
     assert verifier.verify(jwt.encode(good, SECRET, algorithm="HS256"))["sid"] == "s1"
     for missing in ("exp", "sub", "sid", "jti"):
@@ -40,7 +40,7 @@ def test_hs256_accepted_and_claims_required() -> None:
 
 
 def test_other_algorithms_refused() -> None:
-    verifier = TokenVerifier(Settings(jwt_secret=SECRET))
+    verifier = TokenVerifier(AuthSettings(jwt_secret=SECRET))
     with pytest.raises(AuthError):
         verifier.verify(jwt.encode(claims(), SECRET * 2, algorithm="HS512"))
     with pytest.raises(AuthError):
@@ -49,13 +49,13 @@ def test_other_algorithms_refused() -> None:
 
 def test_short_secret_and_mixed_keys_rejected_at_start() -> None:
     with pytest.raises(ConfigError, match="at least 32 bytes"):
-        TokenVerifier(Settings(jwt_secret="short"))
+        TokenVerifier(AuthSettings(jwt_secret="short"))
     with pytest.raises(ConfigError, match="does not fit"):
-        TokenVerifier(Settings(jwt_secret=SECRET, jwt_algorithms="RS256"))
+        TokenVerifier(AuthSettings(jwt_secret=SECRET, jwt_algorithms="RS256"))
 
 
 def test_audience_and_issuer_checked_when_configured() -> None:
-    verifier = TokenVerifier(Settings(jwt_secret=SECRET, jwt_audience="chat", jwt_issuer="idp"))
+    verifier = TokenVerifier(AuthSettings(jwt_secret=SECRET, jwt_audience="chat", jwt_issuer="idp"))
     ok = jwt.encode(claims(aud="chat", iss="idp"), SECRET, algorithm="HS256")
     assert verifier.verify(ok)
     for bad in (claims(aud="other", iss="idp"), claims(aud="chat", iss="evil"), claims()):
@@ -84,7 +84,7 @@ def test_public_keys_and_no_algorithm_confusion(tmp_path: Path) -> None:
     )
     key_file = tmp_path / "rsa.pem"
     key_file.write_bytes(pem)
-    verifier = TokenVerifier(Settings(jwt_public_key=str(key_file)))
+    verifier = TokenVerifier(AuthSettings(jwt_public_key=str(key_file)))
     assert verifier.verify(jwt.encode(claims(), rsa_key, algorithm="RS256"))
     with pytest.raises(AuthError):
         verifier.verify(hs256_signed_with(pem))
@@ -94,7 +94,7 @@ def test_public_keys_and_no_algorithm_confusion(tmp_path: Path) -> None:
         .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
         .decode()
     )
-    ec_verifier = TokenVerifier(Settings(jwt_public_key=ec_pem))
+    ec_verifier = TokenVerifier(AuthSettings(jwt_public_key=ec_pem))
     assert ec_verifier.verify(jwt.encode(claims(), ec_key, algorithm="ES256"))
     with pytest.raises(AuthError):
         ec_verifier.verify(jwt.encode(claims(), rsa_key, algorithm="RS256"))
@@ -104,7 +104,7 @@ def test_every_configured_secret_verifies_so_keys_rotate() -> None:
     """A secret file with the new secret first and the old one after: tokens signed with
     either are accepted; a third secret's are not."""
     old, new = "old-secret-0123456789abcdef0123456789", "new-secret-0123456789abcdef0123456789"
-    verifier = TokenVerifier(Settings(jwt_secret=f"{new}\n{old}\n"))
+    verifier = TokenVerifier(AuthSettings(jwt_secret=f"{new}\n{old}\n"))
     for secret in (new, old):
         token = jwt.encode(claims(), secret, algorithm="HS256")
         assert verifier.verify(token)["sid"] == "s1"
@@ -128,7 +128,7 @@ def test_every_configured_secret_verifies_so_keys_rotate() -> None:
 )
 def test_time_claims_out_of_range_are_refused(bad: dict[str, Any]) -> None:
     """A time no clock can show is an invalid token, never an overflow later on."""
-    verifier = TokenVerifier(Settings(jwt_secret=SECRET))
+    verifier = TokenVerifier(AuthSettings(jwt_secret=SECRET))
     with pytest.raises(AuthError, match="invalid token"):
         verifier.verify(jwt.encode(claims(**bad), SECRET, algorithm="HS256"))
 
@@ -140,7 +140,7 @@ def test_hmac_secrets_are_prepared_once_through_pyjwts_public_registry() -> None
 
     algorithm = jwt.get_algorithm_by_name("HS256")
     assert isinstance(algorithm, auth._PreparedHMAC)
-    verifier = TokenVerifier(Settings(jwt_secret=SECRET))
+    verifier = TokenVerifier(AuthSettings(jwt_secret=SECRET))
     for _ in range(3):
         verifier.verify(jwt.encode(claims(), SECRET, algorithm="HS256"))
     assert SECRET in algorithm._prepared

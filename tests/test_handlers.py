@@ -13,9 +13,8 @@ from typing import Any
 
 import orjson
 import pytest
-from redis.exceptions import ConnectionError as RedisConnectionError
 
-from caches import PresenceStatus
+from caches import CacheUnavailable, PresenceStatus
 from gateway.handlers import HandlerContext, Limits, Outcome, RequestBudget, dispatch
 from gateway.protocol import Close
 from gateway.state import ClientState
@@ -74,6 +73,9 @@ class RecordingConversations:
     ) -> None:
         if flag not in ("pinned", "muted"):
             raise AssertionError(flag)
+
+    async def members(self, conversation_id: uuid.UUID) -> tuple[uuid.UUID, ...]:
+        return ()
 
 
 class RecordingMessages:
@@ -255,7 +257,7 @@ async def test_auth_after_authentication_is_refused() -> None:
 
 @pytest.mark.parametrize(
     ("failure", "code"),
-    [(RedisConnectionError("down"), "unavailable"), (RuntimeError("bug"), "internal")],
+    [(CacheUnavailable("down"), "unavailable"), (RuntimeError("bug"), "internal")],
 )
 async def test_failures_answered_with_stable_codes(failure: Exception, code: str) -> None:
     ctx = context(RecordingPresence(fail=failure))

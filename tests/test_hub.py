@@ -232,3 +232,122 @@ async def test_a_lost_seq_holds_the_next_ones_only_briefly() -> None:
         assert [f["seq"] for f in ann.received] == [1, 3, 4, 5]
     finally:
         runner.cancel()
+
+
+async def test_a_seq_still_missing_after_the_hold_is_read_from_the_store_in_order() -> None:
+    """A slow instance's publish of seq 2 arrives after 3 and 4 were held past `hold`: 2 is read
+    from the store (`recover`) and delivered first, and its late bus copy is not delivered
+    again."""
+    broker = MemoryBroker()
+    bus = MemoryBus(broker)
+    hub = Hub(bus, 1.0, hold=0.05)
+    room = uuid.uuid4()
+    asked: list[tuple[uuid.UUID, int, int]] = []
+
+    def frame(seq: int) -> bytes:
+        return events.encode({"type": "message.new", "seq": seq})
+
+    async def recover(conversation: uuid.UUID, first: int, last: int) -> list[tuple[int, bytes]]:
+        asked.append((conversation, first, last))
+        return [(seq, frame(seq)) for seq in range(first, last + 1)]
+
+    hub.recover = recover
+    runner = asyncio.create_task(bus.run(hub.deliver, _no_reassert))
+    try:
+        while not bus.connected:
+            await asyncio.sleep(0)
+        ann = connect(hub, uuid.uuid4(), room)
+        channel = keys.conversation_channel(room)
+        for seq in (1, 3, 4):
+            broker.publish(channel, envelope.pack(frame(seq), seq=seq))
+
+        async def four() -> bool:
+            return len(ann.received) == 4
+
+        await wait_for(four, timeout=2)
+        broker.publish(channel, envelope.pack(frame(2), seq=2))  # the late publish
+        broker.publish(channel, envelope.pack(frame(5), seq=5))
+
+        async def five() -> bool:
+            return len(ann.received) >= 5
+
+        await wait_for(five, timeout=2)
+        assert [f["seq"] for f in ann.received] == [1, 2, 3, 4, 5]
+        assert asked == [(room, 2, 2)]
+    finally:
+        runner.cancel()
+
+
+async def test_a_gap_the_store_cannot_fill_is_released_as_it_is() -> None:
+    broker = MemoryBroker()
+    bus = MemoryBus(broker)
+    hub = Hub(bus, 1.0, hold=0.05)
+
+    async def store_down(conversation: uuid.UUID, first: int, last: int) -> list[tuple[int, bytes]]:
+        raise OSError("store unreachable")
+
+    hub.recover = store_down
+    runner = asyncio.create_task(bus.run(hub.deliver, _no_reassert))
+    try:
+        while not bus.connected:
+            await asyncio.sleep(0)
+        room = uuid.uuid4()
+        ann = connect(hub, uuid.uuid4(), room)
+        channel = keys.conversation_channel(room)
+        for seq in (1, 3, 4):
+            frame = events.encode({"type": "message.new", "seq": seq})
+            broker.publish(channel, envelope.pack(frame, seq=seq))
+
+        async def three() -> bool:
+            return len(ann.received) == 3
+
+        await wait_for(three, timeout=2)
+        assert [f["seq"] for f in ann.received] == [1, 3, 4]
+    finally:
+        runner.cancel()
+
+
+async def test_messages_held_during_a_gap_read_wait_for_their_own_predecessor() -> None:
+    """While seq 2 is read from the store, 5 arrives ahead of 4: once the read is done 1-3 are
+    delivered, and 5 is held for 4 (not released behind the read)."""
+    broker = MemoryBroker()
+    bus = MemoryBus(broker)
+    hub = Hub(bus, 1.0, hold=0.05)
+    reading, answer = asyncio.Event(), asyncio.Event()
+
+    def frame(seq: int) -> bytes:
+        return events.encode({"type": "message.new", "seq": seq})
+
+    async def slow_store(conversation: uuid.UUID, first: int, last: int) -> list[tuple[int, bytes]]:
+        reading.set()
+        await answer.wait()
+        return [(seq, frame(seq)) for seq in range(first, last + 1)]
+
+    hub.recover = slow_store
+    runner = asyncio.create_task(bus.run(hub.deliver, _no_reassert))
+    try:
+        while not bus.connected:
+            await asyncio.sleep(0)
+        room = uuid.uuid4()
+        ann = connect(hub, uuid.uuid4(), room)
+        channel = keys.conversation_channel(room)
+        for seq in (1, 3):
+            broker.publish(channel, envelope.pack(frame(seq), seq=seq))
+        await asyncio.wait_for(reading.wait(), 2)
+        broker.publish(channel, envelope.pack(frame(5), seq=5))
+        await asyncio.sleep(0)
+        answer.set()
+
+        async def three() -> bool:
+            return len(ann.received) == 3
+
+        await wait_for(three, timeout=2)
+        broker.publish(channel, envelope.pack(frame(4), seq=4))
+
+        async def five() -> bool:
+            return len(ann.received) == 5
+
+        await wait_for(five, timeout=2)
+        assert [f["seq"] for f in ann.received] == [1, 2, 3, 4, 5]
+    finally:
+        runner.cancel()

@@ -13,9 +13,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from redis.exceptions import ConnectionError as RedisConnectionError
 
-from caches import ConversationCache, MessageCache, PresenceCache, SessionCache, connect, keys
+from caches import (
+    CacheUnavailable,
+    ConversationCache,
+    EpochMark,
+    MessageCache,
+    PresenceCache,
+    SessionCache,
+    connect,
+    keys,
+)
 from caches.redis import RedisClient
 from gateway.auth import Authenticator, TokenVerifier
 from gateway.bus import MemoryBroker, MemoryBus, Publisher
@@ -29,7 +37,7 @@ from gateway.store import SqliteStore
 from tests.fakes import RecordingConnection, client_state
 from tests.test_handlers import RecordingMessages
 
-SETTINGS = Settings(
+SETTINGS = Settings.flat(
     jwt_secret="lifecycle-test-secret-0123456789abcdef", grace=0.2, instance_id="lc"
 )
 
@@ -70,7 +78,7 @@ class RacingConversations(ConversationService):
 
 class BrokenTyping(TypingService):
     async def clear_all(self, client: ClientState) -> None:
-        raise RedisConnectionError("typing cleanup failed")
+        raise CacheUnavailable("typing cleanup failed")
 
 
 def _spawn(coro: Coroutine[Any, Any, None]) -> None:
@@ -92,13 +100,17 @@ def server(
     presence = PresenceService(
         presence=PresenceCache(redis),
         sessions=SessionCache(redis),
-        redis=redis,
+        epoch=EpochMark(redis, SETTINGS.presence.instance_id),
         publisher=Publisher(bus.publish),
-        settings=SETTINGS,
+        settings=SETTINGS.presence,
+        auth=SETTINGS.auth,
+        budget=SETTINGS.redis.timeout,
         clients=hub.clients,
         metrics=metrics,
     )
-    typing = typing or TypingService(PresenceCache(redis), Publisher(bus.publish), SETTINGS)
+    typing = typing or TypingService(
+        PresenceCache(redis), Publisher(bus.publish), SETTINGS.presence
+    )
     context = HandlerContext(
         presence,
         typing,
@@ -109,9 +121,9 @@ def server(
         metrics,
         RequestBudget(1.0),
     )
-    authenticator = Authenticator(TokenVerifier(SETTINGS), SessionCache(redis))
-    admission = Admission(SETTINGS, metrics, hub)
-    expiry = TokenExpiry(authenticator, hub, SETTINGS.token_leeway)
+    authenticator = Authenticator(TokenVerifier(SETTINGS.auth), SessionCache(redis))
+    admission = Admission(SETTINGS.limits, metrics, hub)
+    expiry = TokenExpiry(authenticator, hub, SETTINGS.auth.token_leeway)
     clients = ClientServer(
         settings=SETTINGS,
         authenticator=authenticator,
@@ -178,7 +190,7 @@ async def test_detach_cuts_the_lease_even_when_typing_cleanup_fails(
         redis,
         bus,
         conversations,
-        BrokenTyping(PresenceCache(redis), Publisher(bus.publish), SETTINGS),
+        BrokenTyping(PresenceCache(redis), Publisher(bus.publish), SETTINGS.presence),
     )
     async with running(bus, hub):
         conn = RecordingConnection(client_state())
@@ -190,7 +202,7 @@ async def test_detach_cuts_the_lease_even_when_typing_cleanup_fails(
         leases = {str(pair[0]): float(pair[1]) for pair in scored}
         assert conn.id not in leases  # the connection's lease is gone; the grace one is short
         assert list(leases) == ["@grace"]
-        assert leases["@grace"] <= (time.time() + SETTINGS.grace) * 1000 + 50
+        assert leases["@grace"] <= (time.time() + SETTINGS.presence.grace) * 1000 + 50
 
 
 async def test_events_that_arrive_while_attaching_follow_the_hello(

@@ -155,13 +155,13 @@ def test_abuse_window() -> None:
 
 def test_settings_from_flags_env_and_defaults() -> None:
     settings = load(None, {"GATEWAY_PORT": "9000", "GATEWAY_COMPRESSION": "true"})
-    assert settings.port == 9000 and settings.compression is True
-    assert settings.heartbeat_interval == 20.0 and settings.session_ttl == 900.0
-    assert Settings(allowed_origins="https://a.example, https://b.example").origins == [
+    assert settings.listen.port == 9000 and settings.http.compression is True
+    assert settings.presence.heartbeat_interval == 20.0 and settings.auth.session_ttl == 900.0
+    assert Settings.flat(allowed_origins="https://a.example, https://b.example").http.origins == [
         "https://a.example",
         "https://b.example",
     ]
-    assert Settings(allowed_origins="*").origins is None
+    assert Settings.flat(allowed_origins="*").http.origins is None
 
 
 @pytest.mark.parametrize(

@@ -6,9 +6,8 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from redis.exceptions import ResponseError
 
-from caches import CachedConversation, ConversationCache, MessageCache, connect
+from caches import CachedConversation, CacheUnavailable, ConversationCache, MessageCache, connect
 from caches.redis import EmbeddedRedis, RedisClient
 from gateway.services import CacheRepair
 
@@ -54,8 +53,9 @@ async def test_notes_are_drained_one_by_one_and_by_del_under_maxmemory() -> None
         await client.config_set("maxmemory-policy", "noeviction")
         await client.config_set("maxmemory", "1")
         try:
-            with pytest.raises(ResponseError, match="maxmemory"):
+            with pytest.raises(CacheUnavailable, match="maxmemory") as refused:
                 await messages.reset_unread_count(conv, users[0])
+            assert refused.value.out_of_memory
             await repair.drain()
             assert repair.pending == 0
             for user in users:

@@ -41,7 +41,9 @@ class Bus(Protocol):
         """
         ...
 
-    async def publish(self, channel: str, payload: bytes) -> None: ...
+    async def publish(self, channel: str, payload: bytes) -> None:
+        """Raises `caches.CacheUnavailable` when the message could not be handed to Redis."""
+        ...
 
     async def run(self, deliver: Delivery, reconnected: Reconnected) -> None:
         """Deliver messages until cancelled; the owner runs it in its task group."""

@@ -29,7 +29,7 @@ from redis.asyncio.client import PubSub
 from redis.asyncio.connection import Connection
 from redis.exceptions import RedisError
 
-from caches import keys
+from caches import CacheUnavailable, keys
 from caches.redis import RedisClient
 from gateway.bus.base import Delivery, Reconnected
 from gateway.errors import Error
@@ -126,7 +126,10 @@ class RedisBus:
                             del self._waiters[key]
 
     async def publish(self, channel: str, payload: bytes) -> None:
-        await self._publisher.publish(channel, payload)
+        try:
+            await self._publisher.publish(channel, payload)
+        except RedisError as exc:
+            raise CacheUnavailable.from_redis(exc) from exc
 
     async def run(self, deliver: Delivery, reconnected: Reconnected) -> None:
         """Keep the subscription up until cancelled."""

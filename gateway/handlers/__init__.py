@@ -12,8 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from redis.exceptions import RedisError
-
+from caches import CacheUnavailable
 from gateway.handlers import conversations, messages, presence, session, typing
 from gateway.handlers.budget import RequestBudget
 from gateway.handlers.context import HandlerContext, Limits, Outcome
@@ -99,7 +98,7 @@ async def dispatch(ctx: HandlerContext, client: ClientState, raw: str) -> Outcom
     except ProtocolError as exc:
         ctx.metrics[ERRORS[exc.code.value]] += 1
         return Outcome(events.error(exc.code, exc.message, exc.request_id, exc.retry_after_ms))
-    except (RedisError, StoreError, TimeoutError) as exc:
+    except (CacheUnavailable, StoreError, TimeoutError) as exc:
         ctx.metrics[ERRORS[ErrorCode.UNAVAILABLE.value]] += 1
         log.warning(
             "backend unavailable handling a frame of %s: %s",

@@ -56,6 +56,10 @@ class ConversationsPort(Protocol):
         self, user_id: uuid.UUID, conversation_id: uuid.UUID, flag: str, value: bool
     ) -> None: ...
 
+    async def members(self, conversation_id: uuid.UUID) -> tuple[uuid.UUID, ...]:
+        """The conversation's members, from the store (none for an unknown conversation)."""
+        ...
+
 
 class MessagesPort(Protocol):
     async def send(

@@ -41,7 +41,7 @@ async def create(ctx: HandlerContext, client: ClientState, frame: ConversationCr
             frame.id,
         )
     await spend(ctx, client, "create", frame.id)
-    others = [uuid.UUID(u) for u in others_text]
+    others = [uuid.UUID(u) for u in others_text]  # canonical texts (`ids.uuid_texts`)
     wire, created = await ctx.conversations.create(client.user_id, frame.kind, others, frame.name)
     return Outcome(events.ack(frame.id, conversation=wire, created=created))
 

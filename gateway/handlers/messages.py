@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from gateway.handlers.context import HandlerContext, Outcome
+from gateway.handlers.membership import require_member
 from gateway.handlers.quota import spend
 from gateway.protocol import ErrorCode, ProtocolError, events
 from gateway.protocol.frames import (
@@ -63,8 +64,7 @@ async def history(ctx: HandlerContext, client: ClientState, frame: MessagesList)
         raise ProtocolError(
             ErrorCode.INVALID_FIELD, "before_seq, after_seq: one or the other", frame.id
         )
-    if not ctx.topics.is_member(client.user_id, frame.conversation_id):
-        raise ProtocolError(ErrorCode.FORBIDDEN, "not a member of this conversation", frame.id)
+    await require_member(ctx, client, frame.conversation_id, frame.id)
     page, more = await ctx.messages.history(
         frame.conversation_id, frame.limit, frame.before_seq, frame.after_seq
     )

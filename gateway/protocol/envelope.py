@@ -23,6 +23,7 @@ import uuid
 from typing import NamedTuple
 
 from caches.models import Revocation
+from gateway.protocol.ids import parse_uuid
 
 __all__ = ["Envelope", "Revocation", "pack", "unpack"]
 
@@ -60,6 +61,6 @@ def unpack(payload: bytes) -> Envelope:
     third = payload.find(_SEP, second + 1)
     if first < 0 or second < 0 or third < 0:
         raise ValueError("not an envelope")
-    join = uuid.UUID(payload[first + 1 : second].decode()) if second > first + 1 else None
+    join = parse_uuid(payload[first + 1 : second].decode()) if second > first + 1 else None
     seq = int(payload[second + 1 : third]) if third > second + 1 else None
     return Envelope(payload[:first], join, seq, payload[third + 1 :])

@@ -19,7 +19,7 @@ from typing import TypeVar
 
 from websockets.datastructures import Headers
 
-from gateway.config import Settings
+from gateway.config import LimitSettings
 from gateway.metrics import key
 from gateway.realtime.hub import Hub
 
@@ -63,11 +63,13 @@ class TrustedProxies:
 
 
 class Admission:
-    def __init__(self, settings: Settings, metrics: Counter[str], hub: Hub) -> None:
-        self._settings = settings
+    def __init__(
+        self, limits: LimitSettings, metrics: Counter[str], hub: Hub, *, trusted_proxies: str = ""
+    ) -> None:
+        self._limits = limits
         self._metrics = metrics
         self._hub = hub
-        self.proxies = TrustedProxies(settings.trusted_proxies)
+        self.proxies = TrustedProxies(trusted_proxies)
         self._pending: Counter[str] = Counter()
         self.pending = 0
         self.connections = 0
@@ -76,13 +78,13 @@ class Admission:
         self._logged_at = -_LOG_INTERVAL
         # Sockets that never authenticate may take half of what the instance holds, never all
         # of it: under a low open-files limit the room is small and the default cap is not.
-        self._max_pending = min(settings.max_pending_auth, max(1, settings.max_connections // 2))
-        if self._max_pending < settings.max_pending_auth:
+        self._max_pending = min(limits.max_pending_auth, max(1, limits.max_connections // 2))
+        if self._max_pending < limits.max_pending_auth:
             log.info(
                 "--max-pending-auth lowered to %d: half of the %d connections this instance "
                 "holds, keeping room for authenticated clients",
                 self._max_pending,
-                settings.max_connections,
+                limits.max_connections,
             )
 
     def at_handshake(self, address: str, awaits_frame: bool = True) -> str | None:
@@ -124,25 +126,25 @@ class Admission:
         """Why an authenticated connection is refused (None: go on). The user's and the
         session's connections are the hub's (no second index to keep in memory): connections
         admitted together may overshoot a cap by how many attach at that moment."""
-        settings = self._settings
-        if self._hub.user_connections(user_id) >= settings.max_connections_per_user:
+        limits = self._limits
+        if self._hub.user_connections(user_id) >= limits.max_connections_per_user:
             return self._refuse("max_connections_per_user", "too many connections for this user")
-        if self._hub.session_connections(session_id) >= settings.max_connections_per_session:
+        if self._hub.session_connections(session_id) >= limits.max_connections_per_session:
             return self._refuse(
                 "max_connections_per_session", "too many connections for this session"
             )
         return None
 
     def _over_instance_cap(self) -> str | None:
-        if self.connections >= self._settings.max_connections:
+        if self.connections >= self._limits.max_connections:
             return self._refuse("max_connections", "the instance is at its connection limit")
         return None
 
     def _over_pending_caps(self, address: str) -> str | None:
-        settings = self._settings
+        limits = self._limits
         if self.pending >= self._max_pending:
             return self._refuse("max_pending_auth", "too many connections authenticating")
-        if self._pending[address] >= settings.max_pending_auth_per_ip:
+        if self._pending[address] >= limits.max_pending_auth_per_ip:
             return self._refuse(
                 "max_pending_auth_per_ip", "too many connections authenticating from this address"
             )

@@ -82,7 +82,7 @@ class TokenExpiry:
 
         Raises:
             AuthError: the token is bad, revoked, its session gone, or another user's.
-            redis.RedisError: the session cache is unreachable.
+            CacheUnavailable: the session cache is unreachable.
         """
         identity = await self._authenticator.authenticate(token)
         if identity.user_id != client.user_id:

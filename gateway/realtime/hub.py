@@ -18,13 +18,14 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 
 from caches import keys
 from gateway.bus import Bus
 from gateway.metrics import Latency
 from gateway.protocol import Close, envelope, events
 from gateway.protocol.envelope import Revocation
+from gateway.protocol.ids import parse_uuid
 from gateway.realtime.connection import Connection
 from gateway.state import ClientState
 
@@ -32,9 +33,15 @@ __all__ = ["Hub"]
 
 log = logging.getLogger(__name__)
 
+Recover = Callable[[uuid.UUID, int, int], Awaitable[list[tuple[int, bytes]]]]
+"""(conversation, first seq, last seq) -> the committed messages in that range, as (seq,
+`message.new` frame): what fills a gap in delivery."""
+
+_FILLED_REMEMBERED = 1000
+
 
 class _Topic:
-    __slots__ = ("held", "members", "next_seq", "user")
+    __slots__ = ("filled", "held", "members", "next_seq", "timer", "user")
 
     def __init__(self, user: uuid.UUID | None) -> None:
         self.members: set[Connection] = set()
@@ -44,6 +51,10 @@ class _Topic:
         """A conversation's next message seq to deliver (known from the first one seen)."""
         self.held: dict[int, tuple[bytes, bytes]] | None = None
         """Messages that arrived ahead of `next_seq`: seq -> (exclude, frame)."""
+        self.timer: asyncio.TimerHandle | None = None
+        """The end of the current hold (None while none runs, or while a gap is being read)."""
+        self.filled: set[int] = set()
+        """Seqs delivered from the store to fill a gap: their late bus copies are dropped."""
 
 
 # One entry per connection: the connection itself while it is its key's only one (the common
@@ -100,6 +111,10 @@ class Hub:
         self.fanout = Latency("fanout", "From a bus batch's arrival to its frames' socket writes")
         self.on_revocation: Callable[[Revocation], None] | None = None
         """Told of every revocation heard, whether or not a local connection uses it."""
+        self.recover: Recover | None = None
+        """Reads committed messages when a seq is still missing after `hold`; without it, held
+        messages are released as they are (clients recover the gap from history)."""
+        self._fills: set[asyncio.Task[None]] = set()
         bus.subscribe(keys.REVOCATIONS_CHANNEL)
 
     # Registry
@@ -278,16 +293,21 @@ class Hub:
         if not message.frame:
             return
         if message.seq is not None:
-            self._in_order(topic, message.seq, message.exclude, message.frame)
+            self._in_order(topic, channel, message.seq, message.exclude, message.frame)
         else:
             self._send(topic, message.exclude, message.frame)
 
-    def _in_order(self, topic: _Topic, seq: int, exclude: bytes, body: bytes) -> None:
+    def _in_order(
+        self, topic: _Topic, channel: bytes, seq: int, exclude: bytes, body: bytes
+    ) -> None:
         """Deliver a conversation's messages in seq order: two instances that commit seq 5 and
         6 at the same moment may publish 6 first; 6 is then held until 5 arrives, or for
-        `hold` seconds at most (5 was lost: clients recover it from history)."""
+        `hold` seconds at most, when 5 is read from the store (`recover`)."""
         expected = topic.next_seq
         if expected is None or seq <= expected:  # first seen, in order, or a late one
+            if seq in topic.filled:  # already delivered from the store
+                topic.filled.discard(seq)
+                return
             self._send(topic, exclude, body)
             if expected is None or seq == expected:
                 topic.next_seq = seq + 1
@@ -295,8 +315,13 @@ class Hub:
             return
         if topic.held is None:
             topic.held = {}
-            asyncio.get_running_loop().call_later(self._hold, self._release_all, topic)
+            self._start_hold(topic, channel)
         topic.held[seq] = (exclude, body)
+
+    def _start_hold(self, topic: _Topic, channel: bytes) -> None:
+        if topic.timer is None:
+            loop = asyncio.get_running_loop()
+            topic.timer = loop.call_later(self._hold, self._hold_ended, topic, channel)
 
     def _release_ready(self, topic: _Topic) -> None:
         held = topic.held
@@ -306,9 +331,58 @@ class Hub:
             topic.next_seq += 1
         if held is not None and not held:
             topic.held = None
+            _stop_hold(topic)
+
+    def _hold_ended(self, topic: _Topic, channel: bytes) -> None:
+        """A seq is still missing: its publish is late (a slow instance) or lost. The store
+        has it (seqs are published only once committed), so it is read and the gap filled in
+        order; the held messages wait for that read, within the request budget."""
+        topic.timer = None
+        if not topic.held or topic.next_seq is None:
+            return
+        conversation = _conversation_in(channel)
+        if self.recover is None or conversation is None:
+            self._release_all(topic)
+            return
+        held, first = topic.held, topic.next_seq
+        last = next(seq for seq in range(max(held) - 1, first - 1, -1) if seq not in held)
+        fill = asyncio.get_running_loop().create_task(
+            self._fill(topic, channel, conversation, first, last)
+        )
+        self._fills.add(fill)
+        fill.add_done_callback(self._fills.discard)
+
+    async def _fill(
+        self, topic: _Topic, channel: bytes, conversation: uuid.UUID, first: int, last: int
+    ) -> None:
+        assert self.recover is not None
+        try:
+            async with asyncio.timeout(self._budget):
+                found = await self.recover(conversation, first, last)
+        except Exception as exc:  # the store is down too: release what is held, out of order
+            log.warning("hub: could not fill seqs %d-%d of %s: %s", first, last, conversation, exc)
+            self._release_all(topic)
+            return
+        self._batched = False  # a task, not a bus batch: write at once
+        held = topic.held
+        if held is not None and topic.next_seq is not None:
+            for seq, body in found:
+                if seq >= topic.next_seq and seq not in held:
+                    held[seq] = (b"", body)
+                    topic.filled.add(seq)
+            if len(topic.filled) > _FILLED_REMEMBERED:  # late copies that never came
+                topic.filled = set(sorted(topic.filled)[-_FILLED_REMEMBERED:])
+            self._release_ready(topic)
+        if not topic.held:
+            return
+        if topic.next_seq is not None and topic.next_seq <= first:  # the store lacks it too
+            self._release_all(topic)
+        else:  # held since the read began, behind another gap: a hold of their own
+            self._start_hold(topic, channel)
 
     def _release_all(self, topic: _Topic) -> None:
         held, topic.held = topic.held, None
+        _stop_hold(topic)
         if not held:
             return
         self._batched = False  # a timer, not a bus batch: write at once
@@ -371,3 +445,22 @@ class Hub:
         for conn in affected:
             conn.send(notice)
             conn.close(Close.SESSION_REVOKED, "session revoked")
+
+
+_CONVERSATION_CHANNEL = keys.conversation_channel(uuid.UUID(int=0)).encode()[: -len("0" * 36) - 1]
+
+
+def _conversation_in(channel: bytes) -> uuid.UUID | None:
+    """The conversation a channel carries (only conversations' events have seqs)."""
+    if not channel.startswith(_CONVERSATION_CHANNEL):
+        return None
+    try:
+        return parse_uuid(channel[len(_CONVERSATION_CHANNEL) : -1].decode())
+    except ValueError:
+        return None
+
+
+def _stop_hold(topic: _Topic) -> None:
+    if topic.timer is not None:
+        topic.timer.cancel()
+        topic.timer = None

@@ -13,10 +13,10 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
-from redis.exceptions import RedisError
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
+from caches import CacheUnavailable
 from gateway import logs
 from gateway.auth import Authenticator, AuthError, Identity, bearer_token
 from gateway.config import Settings
@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 _TICK = 0.25
 _CONNECT_BOUND_MIN = 10.0
 _CONNECT_BOUND_BUDGETS = 5
-_BACKEND_ERRORS = (RedisError, StoreError, TimeoutError)
+_BACKEND_ERRORS = (CacheUnavailable, StoreError, TimeoutError)
 
 Spawn = Callable[[Coroutine[Any, Any, None]], None]
 
@@ -73,7 +73,7 @@ class ClientServer:
         self._context = context
         self._metrics = metrics
         self._spawn = spawn
-        self._budget = settings.redis_timeout
+        self._budget = settings.redis.timeout
         # Connecting is bounded by the backends' own deadlines, each measured at the backend:
         # the auto-pipeline fails a Redis command unanswered `--redis-timeout` after it was
         # written, the bus's probe notices a dead subscription, the store's lock wait is
@@ -81,7 +81,7 @@ class ClientServer:
         # process's own queue in a storm (thousands connecting at once put seconds of work
         # ahead of the last), which is not the backend being unavailable.
         self._connect_bound = max(_CONNECT_BOUND_MIN, _CONNECT_BOUND_BUDGETS * self._budget)
-        self._silence = SilenceWatch(settings.lease_ttl)
+        self._silence = SilenceWatch(settings.presence.lease_ttl)
         self._expiry = expiry
         self._admission = admission
         self.draining = False
@@ -129,7 +129,7 @@ class ClientServer:
                 await ws.close(Close.TRY_AGAIN_LATER, refused)
                 return
             client = ClientState(
-                f"{self._settings.instance_id}.{secrets.token_hex(6)}",
+                f"{self._settings.presence.instance_id}.{secrets.token_hex(6)}",
                 identity.user_id,
                 identity.session_id,
                 identity.token_id,
@@ -144,8 +144,10 @@ class ClientServer:
             conn = Connection(
                 ws=ws,
                 client=client,
-                bucket=TokenBucket(settings.rate_limit, settings.rate_burst, time.monotonic()),
-                send_limit=settings.send_buffer_limit,
+                bucket=TokenBucket(
+                    settings.limits.rate_limit, settings.limits.rate_burst, time.monotonic()
+                ),
+                send_limit=settings.limits.send_buffer_limit,
                 closer=self._close,
             )
             try:
@@ -196,15 +198,15 @@ class ClientServer:
                 connection_id=client.connection_id,
                 user_id=client.user_id,
                 session_id=client.session_id,
-                instance_id=settings.instance_id,
-                heartbeat_interval_ms=int(settings.heartbeat_interval * 1000),
-                lease_ms=int(settings.lease_ttl * 1000),
+                instance_id=settings.presence.instance_id,
+                heartbeat_interval_ms=int(settings.presence.heartbeat_interval * 1000),
+                lease_ms=int(settings.presence.lease_ttl * 1000),
                 limits={
-                    "max_frame_bytes": settings.max_frame_bytes,
-                    "rate_limit": settings.rate_limit,
-                    "rate_burst": settings.rate_burst,
-                    "max_watched": settings.max_watched,
-                    "max_message_bytes": settings.max_message_bytes,
+                    "max_frame_bytes": settings.http.max_frame_bytes,
+                    "rate_limit": settings.limits.rate_limit,
+                    "rate_burst": settings.limits.rate_burst,
+                    "max_watched": settings.presence.max_watched,
+                    "max_message_bytes": settings.limits.max_message_bytes,
                 },
             )
         )
@@ -234,7 +236,7 @@ class ClientServer:
             )
             await ws.send(events.error(ErrorCode.UNAUTHENTICATED, str(exc)).decode())
             await ws.close(Close.UNAUTHENTICATED, "unauthenticated")
-        except (RedisError, TimeoutError) as exc:
+        except (CacheUnavailable, TimeoutError) as exc:
             # Never admit anyone unchecked: the client retries, maybe on another instance.
             log.warning("auth: session cache unavailable: %s", exc or "no answer in time")
             await ws.close(Close.TRY_AGAIN_LATER, "session store unavailable")
@@ -243,7 +245,7 @@ class ClientServer:
     async def _token_from_first_frame(self, ws: ServerConnection) -> str | None:
         """Browsers cannot set headers: the first frame must be `auth`, within the deadline."""
         try:
-            raw = await asyncio.wait_for(ws.recv(), self._settings.auth_timeout)
+            raw = await asyncio.wait_for(ws.recv(), self._settings.auth.auth_timeout)
         except TimeoutError:
             await ws.close(Close.UNAUTHENTICATED, "authentication timed out")
             return None
@@ -312,7 +314,7 @@ class ClientServer:
         self._metrics["rate_limited"] += 1
         if conn.rejected_at is None:
             conn.rejected_at = []
-        if record_rejection(conn.rejected_at, now, self._settings.rate_limit_close_after):
+        if record_rejection(conn.rejected_at, now, self._settings.limits.rate_limit_close_after):
             conn.close(Close.RATE_LIMITED, "rate limited")
         else:
             conn.send(events.error(ErrorCode.RATE_LIMITED, "too many frames; slow down"))
@@ -359,7 +361,7 @@ class ClientServer:
 
     def _send_away(self, conn: Connection) -> None:
         """`reconnect` with a jitter inside a third of the presence grace, then close 1012."""
-        back_within_ms = max(1, int(self._settings.grace * 1000 / 3))
+        back_within_ms = max(1, int(self._settings.presence.grace * 1000 / 3))
         conn.send(events.reconnect(random.randint(0, back_within_ms)))
         conn.close(Close.SERVICE_RESTART, "service restart")
 

@@ -28,6 +28,9 @@ __all__ = ["MessageService"]
 
 log = logging.getLogger(__name__)
 
+_GAP_READ = 500
+"""The most messages one gap fill reads; beyond, clients recover the rest from history."""
+
 _HISTORY_HIT = key("cache_requests", "messages", "history", "hit")
 _HISTORY_MISS = key("cache_requests", "messages", "history", "miss")
 _UNREAD_HIT = key("cache_requests", "unread", "count", "hit")
@@ -90,10 +93,18 @@ class MessageService:
                 self._repair.history(conversation_id)
                 self._repair.members(conversation_id, members)
             frame = events.message_new(msg.as_wire())
-            await self._quietly(
-                "publish", self._publisher.conversation(conversation_id, frame, seq=msg.seq)
-            )
+            await self._publish(conversation_id, frame, seq=msg.seq)
         return msg, created
+
+    async def committed(
+        self, conversation_id: uuid.UUID, first: int, last: int
+    ) -> list[tuple[int, bytes]]:
+        """The committed messages `first`..`last` as (seq, `message.new` frame), the frames
+        their publish carries: what fills a gap in a conversation's delivery."""
+        page, _ = await self._store.list_messages(
+            conversation_id, min(last - first + 1, _GAP_READ), after_seq=first - 1
+        )
+        return [(m.seq, events.message_new(m.as_wire())) for m in page if m.seq <= last]
 
     async def history(
         self,
@@ -118,7 +129,7 @@ class MessageService:
             fill = self._messages.set_conversation_messages(
                 conversation_id, [_cached(m) for m in page], complete=not more
             )
-            await self._quietly("history fill", fill)
+            await attempt("messaging history fill", fill, self._side_budget)
         return [m.as_wire() for m in page], more
 
     async def _cached_page(
@@ -180,7 +191,7 @@ class MessageService:
             fill = self._messages.fill_unread_count(
                 conversation_id, client.user_id, count, as_of, version
             )
-            await self._quietly("unread fill", fill)
+            await attempt("messaging unread fill", fill, self._side_budget)
         return count
 
     async def receipt(
@@ -198,16 +209,16 @@ class MessageService:
         if read:
             frame = events.message_read(conversation_id, client.user_id, receipt.read_seq)
             reset = self._reset_unread(client, conversation_id, receipt.read_seq)
-            if not await self._quietly("unread reset", reset):
+            if not await attempt("messaging unread reset", reset, self._side_budget):
                 self._repair.members(conversation_id, [client.user_id])
         else:
             frame = events.message_status(conversation_id, msg.id, msg.seq, client.user_id, status)
         update = self._messages.update_message_status(
             msg.id, status, conversation_id=conversation_id
         )
-        if not await self._quietly("status", update):
+        if not await attempt("messaging status", update, self._side_budget):
             self._repair.history(conversation_id, message=msg.id)
-        await self._quietly("publish", self._publisher.conversation(conversation_id, frame))
+        await self._publish(conversation_id, frame)
         return receipt
 
     async def delete(
@@ -223,11 +234,19 @@ class MessageService:
             self._messages.delete_message(message_id, conversation_id=conversation_id),
             self._messages.delete_conversation_messages(conversation_id),
         )
-        if not await self._quietly("delete invalidation", invalidate):
+        if not await attempt("messaging delete invalidation", invalidate, self._side_budget):
             self._repair.history(conversation_id, message=message_id)
         frame = events.message_deleted(conversation_id, message_id, msg.seq)
-        await self._quietly("publish", self._publisher.conversation(conversation_id, frame))
+        await self._publish(conversation_id, frame)
         return msg
+
+    async def _publish(
+        self, conversation_id: uuid.UUID, frame: bytes, seq: int | None = None
+    ) -> None:
+        """Tell the members; a message whose publish is lost is still read from the store by
+        every instance's gap fill, and by clients from history."""
+        publish = self._publisher.conversation(conversation_id, frame, seq=seq)
+        await attempt("messaging publish", publish, self._side_budget)
 
     async def _reset_unread(
         self, client: ClientState, conversation_id: uuid.UUID, read_seq: int
@@ -236,10 +255,6 @@ class MessageService:
             self._messages.reset_unread_count(conversation_id, client.user_id),
             self._conversations.record_read(client.user_id, conversation_id, read_seq),
         )
-
-    async def _quietly(self, what: str, work: Awaitable[object]) -> bool:
-        """False when Redis did not take it (logged)."""
-        return await attempt(f"messaging {what}", work, self._side_budget)
 
 
 def _cached(msg: StoredMessage) -> CachedMessage:

@@ -16,19 +16,17 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from redis.exceptions import RedisError
-
 from caches import (
+    CacheUnavailable,
+    EpochMark,
     PresenceCache,
     PresenceStatus,
     PresenceTransition,
     PresenceUpdate,
     SessionCache,
-    keys,
 )
-from caches.redis import RedisClient
 from gateway.bus.publisher import Publisher
-from gateway.config import Settings
+from gateway.config import AuthSettings, PresenceSettings
 from gateway.metrics import key
 from gateway.protocol import events
 from gateway.services.leases import LeaseSteps
@@ -40,7 +38,6 @@ __all__ = ["PresenceService"]
 log = logging.getLogger(__name__)
 
 _TICK = 0.25
-_EPOCH_TTL = 86_400
 _EPOCH_CHECK = 1.0
 """Seconds between looks for the epoch mark: how soon data loss is noticed."""
 
@@ -51,9 +48,11 @@ class PresenceService:
         *,
         presence: PresenceCache,
         sessions: SessionCache,
-        redis: RedisClient,
+        epoch: EpochMark,
         publisher: Publisher,
-        settings: Settings,
+        settings: PresenceSettings,
+        auth: AuthSettings,
+        budget: float,
         clients: Callable[[], Iterable[ClientState]],
         metrics: Counter[str],
         revocations: Revocations | None = None,
@@ -62,15 +61,16 @@ class PresenceService:
         when Redis lost its data."""
         self._presence = presence
         self._sessions = sessions
-        self._redis = redis
+        self._epoch = epoch
         self._publisher = publisher
         self._settings = settings
+        self._auth = auth
+        self._budget = budget
         self._clients = clients
         self._metrics = metrics
         self._revocations = revocations
         self._lease = settings.lease_ttl
         self._leases = LeaseSteps(presence, settings.lease_ttl, settings.grace)
-        self._epoch_key = keys.gateway_epoch(settings.instance_id)
         self._reasserting = asyncio.Lock()
         self._expiries: list[tuple[float, uuid.UUID]] = []
         self._next_sweep = 0.0
@@ -109,8 +109,8 @@ class PresenceService:
     def session_ttl(self, client: ClientState) -> float:
         """How long the session may be kept alive for this client: `--session-ttl`, but never
         past its token's expiry (plus the leeway); 0 once that has passed."""
-        left = client.expires_at + self._settings.token_leeway - time.time()
-        return max(0.0, min(self._settings.session_ttl, left))
+        left = client.expires_at + self._auth.token_leeway - time.time()
+        return max(0.0, min(self._auth.session_ttl, left))
 
     async def renew(self, client: ClientState) -> bool:
         """Heartbeat: the lease, and the session when a quarter of its TTL has passed since
@@ -130,7 +130,7 @@ class PresenceService:
     async def _data_lost(self) -> bool:
         """Whether Redis lost what this instance wrote; if so, everything is re-asserted
         before this returns (once, whoever notices first)."""
-        if await self._redis.exists(self._epoch_key):
+        if await self._epoch.present():
             return False
         await self.reassert()
         return True
@@ -160,7 +160,7 @@ class PresenceService:
         wrong. Checked again once any restore in progress is over, since one may have put the
         session back after this heartbeat missed it."""
         async with self._reasserting:
-            if not await self._redis.exists(self._epoch_key):
+            if not await self._epoch.present():
                 await self._reassert()
                 return True
             ttl = max(self.session_ttl(client), 0.001)
@@ -187,7 +187,7 @@ class PresenceService:
     async def mark_epoch(self) -> bool:
         """Note that Redis holds what this instance wrote; True when the mark was missing
         (a fresh start, or Redis lost its data)."""
-        return bool(await self._redis.set(self._epoch_key, "1", ex=_EPOCH_TTL, nx=True))
+        return await self._epoch.claim()
 
     async def reassert(self) -> None:
         """Redis came back (the bus reconnected) or lost its data: every live connection takes
@@ -200,7 +200,7 @@ class PresenceService:
     async def _reassert(self) -> None:
         # The mark goes back last: until every session is restored, a heartbeat that misses
         # its session still finds the mark gone and waits for the restore.
-        lost = not await self._redis.exists(self._epoch_key)
+        lost = not await self._epoch.present()
         clients = list(self._clients())
         if lost:
             restored = [c for c in clients if not self._revoked(c)]
@@ -242,9 +242,9 @@ class PresenceService:
         while True:
             await asyncio.sleep(_TICK)
             try:
-                async with asyncio.timeout(self._settings.redis_timeout):
+                async with asyncio.timeout(self._budget):
                     await self._maintain_once(time.monotonic())
-            except (RedisError, TimeoutError) as exc:
+            except (CacheUnavailable, TimeoutError) as exc:
                 log.warning("presence maintenance: Redis unavailable: %s", exc or "timeout")
             except Exception:  # the task's edge: log, keep maintaining
                 log.exception("presence maintenance failed")
@@ -262,5 +262,5 @@ class PresenceService:
             await self.announce_all(await asyncio.gather(*(self._presence.expire(u) for u in due)))
         if now >= self._next_sweep:
             self._next_sweep = now + self._settings.sweep_interval
-            await self._redis.expire(self._epoch_key, _EPOCH_TTL)  # never re-creates it
+            await self._epoch.keep()
             await self.announce_all(await self._presence.sweep())

@@ -13,17 +13,15 @@ Redis cannot answer in time the local bucket alone decides: a quota never makes 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from redis.exceptions import RedisError
-
 from caches import QuotaCache
 from gateway.ratelimit import TokenBucket
+from gateway.services.side import quietly
 
 __all__ = ["Quota", "Quotas"]
 
@@ -83,14 +81,12 @@ class Quotas:
         if allowance.leased > 0:
             allowance.leased -= 1
             return 0.0
-        try:
-            async with asyncio.timeout(self._budget):
-                granted, wait = await self._fleet.take(
-                    user_id, kind, quota.rate, quota.burst, _lease(quota.burst)
-                )
-        except (RedisError, TimeoutError) as exc:
-            log.debug("quota: Redis unavailable, this instance's bucket decides: %s", exc)
+        take = self._fleet.take(user_id, kind, quota.rate, quota.burst, _lease(quota.burst))
+        # Unanswered, this instance's bucket decides (logged quietly: one line per send).
+        taken = await quietly("fleet quota", take, self._budget, level=logging.DEBUG)
+        if taken is None:
             return 0.0
+        granted, wait = taken
         if granted == 0:
             return wait
         allowance.leased = granted - 1

@@ -17,9 +17,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from redis.exceptions import OutOfMemoryError, RedisError, ResponseError
-
-from caches import ConversationCache, MessageCache
+from caches import CacheUnavailable, ConversationCache, MessageCache
 
 __all__ = ["CacheRepair"]
 
@@ -94,7 +92,7 @@ class CacheRepair:
         for (kept, note), result in zip(notes, results, strict=True):
             if not isinstance(result, BaseException):
                 dropped += 1
-            elif isinstance(result, (RedisError, TimeoutError)):
+            elif isinstance(result, (CacheUnavailable, TimeoutError)):
                 kept.add(note)
             else:
                 raise result
@@ -107,8 +105,8 @@ class CacheRepair:
                 self._conversations.delete_user_conversations(user_id),
                 self._messages.reset_unread_count(conversation_id, user_id),
             )
-        except ResponseError as exc:
-            if not _out_of_memory(exc):
+        except CacheUnavailable as exc:
+            if not exc.out_of_memory:
                 raise
             # At its memory limit Redis refuses scripts and MULTI, not DEL: stale entries go
             # now rather than be served until the memory is freed.
@@ -122,8 +120,3 @@ class CacheRepair:
         while True:
             await asyncio.sleep(_TICK)
             await self.drain()
-
-
-def _out_of_memory(exc: ResponseError) -> bool:
-    """Redis refused a write at its memory limit (alone, or inside a pipeline's error)."""
-    return isinstance(exc, OutOfMemoryError) or "used memory > 'maxmemory'" in str(exc)

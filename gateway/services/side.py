@@ -1,4 +1,9 @@
-"""Steps that follow a committed store write: bounded, logged, never the request's failure."""
+"""The one bounded, logged side step: a Redis step that follows a committed store write (or
+stands in for one), never the request's failure.
+
+`quietly` is the helper; `attempt` and `all_quietly` are its two shapes (a step whose result
+does not matter; several steps at once, for one round trip through the auto-pipeline).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ import logging
 from collections.abc import Awaitable, Mapping
 from typing import TypeVar
 
-from redis.exceptions import RedisError
+from caches import CacheUnavailable
 
 __all__ = ["all_quietly", "attempt", "quietly"]
 
@@ -16,48 +21,33 @@ log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 
-async def quietly(what: str, work: Awaitable[_T], budget: float) -> _T | None:
-    """`work`'s result, or None when Redis failed or did not answer within `budget` (logged):
-    the store has the truth, so a cache or bus step never fails the request."""
+async def quietly(
+    what: str, work: Awaitable[_T], budget: float, *, level: int = logging.WARNING
+) -> _T | None:
+    """`work`'s result, or None when Redis failed or did not answer within `budget` (logged at
+    `level`): the store has the truth, so a cache or bus step never fails the request."""
     try:
         async with asyncio.timeout(budget):
             return await work
-    except (RedisError, TimeoutError) as exc:
-        _skipped(what, exc)
+    except (CacheUnavailable, TimeoutError) as exc:
+        log.log(level, "%s skipped: Redis unavailable: %s", what, exc or "timeout")
         return None
 
 
-async def attempt(what: str, work: Awaitable[object], budget: float) -> bool:
-    """`quietly` for a step whose result does not matter: whether Redis took it (the caller
-    notes a failure for repair)."""
-    try:
-        async with asyncio.timeout(budget):
-            await work
-    except (RedisError, TimeoutError) as exc:
-        _skipped(what, exc)
-        return False
+async def _done(work: Awaitable[object]) -> bool:
+    await work
     return True
 
 
-def _skipped(what: str, exc: Exception) -> None:
-    log.warning("%s skipped: Redis unavailable: %s", what, exc or "timeout")
+async def attempt(what: str, work: Awaitable[object], budget: float) -> bool:
+    """Whether Redis took a step whose result does not matter (the caller notes a failure for
+    repair)."""
+    return await quietly(what, _done(work), budget) is not None
 
 
 async def all_quietly(steps: Mapping[str, Awaitable[object]], budget: float) -> set[str]:
-    """Independent steps at once, under one deadline: issued together they share one round trip
-    through the auto-pipeline. Each Redis failure is logged with its step's name; returns the
-    names of the steps that failed (for the caller to note for repair)."""
-    try:
-        async with asyncio.timeout(budget):
-            results = await asyncio.gather(*steps.values(), return_exceptions=True)
-    except TimeoutError as exc:
-        _skipped(", ".join(steps), exc)
-        return set(steps)
-    failed = set()
-    for what, result in zip(steps, results, strict=True):
-        if isinstance(result, RedisError):
-            _skipped(what, result)
-            failed.add(what)
-        elif isinstance(result, BaseException):
-            raise result
-    return failed
+    """Independent steps at once, each bounded by `budget`: issued together they share one
+    round trip through the auto-pipeline. The names of the steps Redis did not take (each
+    logged), for the caller to note for repair."""
+    taken = await asyncio.gather(*(attempt(what, work, budget) for what, work in steps.items()))
+    return {what for what, ok in zip(steps, taken, strict=True) if not ok}

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from caches import PresenceCache
 from caches.presence import Announcement
 from gateway.bus.publisher import Publisher
-from gateway.config import Settings
+from gateway.config import PresenceSettings
 from gateway.protocol import events
 from gateway.state import ClientState
 
@@ -18,7 +18,9 @@ __all__ = ["TypingService"]
 
 
 class TypingService:
-    def __init__(self, presence: PresenceCache, publisher: Publisher, settings: Settings) -> None:
+    def __init__(
+        self, presence: PresenceCache, publisher: Publisher, settings: PresenceSettings
+    ) -> None:
         self._presence = presence
         self._publisher = publisher
         self._ttl = settings.typing_ttl
