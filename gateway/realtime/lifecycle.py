@@ -102,60 +102,20 @@ class ClientServer:
         if refused is not None:
             await ws.close(Close.TRY_AGAIN_LATER, refused)
             return
-        # Each coroutine frame an idle connection holds costs memory: the setup and the
-        # receive loop live here rather than in helpers awaited from here.
         try:
-            address = self.address(ws)
-            assert ws.request is not None
-            token = bearer_token(ws.request.headers.get("Authorization"))
-            forget_handshake(ws)
-            if token is None:  # it will wait for an `auth` frame: the pending caps apply
-                refused = self._admission.start_auth(address)
-                if refused is not None:
-                    await ws.close(Close.TRY_AGAIN_LATER, refused)
-                    return
-            try:
-                identity = await self._authenticate(ws, address, token)
-            except ConnectionClosed:
+            admitted = await self._admit(ws)
+            if admitted is None:
                 return
-            finally:
-                if token is None:
-                    self._admission.end_auth(address)
-            del token  # not kept in this frame for the connection's life
-            if identity is None:
-                return
-            refused = self._admission.admit(identity.user_id, identity.session_id)
-            if refused is not None:
-                await ws.close(Close.TRY_AGAIN_LATER, refused)
-                return
-            client = ClientState(
-                f"{self._settings.presence.instance_id}.{secrets.token_hex(6)}",
-                identity.user_id,
-                identity.session_id,
-                identity.token_id,
-                identity.session,
-                identity.expires_at,
-            )
-            # Every log line of this connection's task names it and its user.
-            logs.connection_id.set(client.connection_id)
-            logs.user_id.set(str(client.user_id))
+            conn, address = admitted
             started = time.monotonic()
-            settings = self._settings
-            conn = Connection(
-                ws=ws,
-                client=client,
-                bucket=TokenBucket(
-                    settings.limits.rate_limit, settings.limits.rate_burst, time.monotonic()
-                ),
-                send_limit=settings.limits.send_buffer_limit,
-                closer=self._close,
-            )
+            # The receive loop stays in this frame: each coroutine frame an idle connection
+            # holds for its life costs memory (the setup's helpers have returned by now).
             try:
                 if not await self.attach(conn):
                     await ws.close(Close.TRY_AGAIN_LATER, "backend unavailable")
                     return
                 self._greet(conn, address)
-                metrics, context = self._metrics, self._context
+                metrics, context, client = self._metrics, self._context, conn.client
                 while conn.state is ConnState.OPEN:
                     raw = await ws.recv()
                     now = time.monotonic()
@@ -187,6 +147,53 @@ class ClientServer:
                 )
         finally:
             self._admission.release()
+
+    async def _admit(self, ws: ServerConnection) -> tuple[Connection, str] | None:
+        """The pending-auth caps, authentication and the per-user caps: the connection and
+        its client's address, or None once the socket was refused (and closed)."""
+        address = self.address(ws)
+        assert ws.request is not None
+        token = bearer_token(ws.request.headers.get("Authorization"))
+        forget_handshake(ws)
+        if token is None:  # it will wait for an `auth` frame: the pending caps apply
+            refused = self._admission.start_auth(address)
+            if refused is not None:
+                await ws.close(Close.TRY_AGAIN_LATER, refused)
+                return None
+        try:
+            identity = await self._authenticate(ws, address, token)
+        except ConnectionClosed:
+            return None
+        finally:
+            if token is None:
+                self._admission.end_auth(address)
+        if identity is None:
+            return None
+        refused = self._admission.admit(identity.user_id, identity.session_id)
+        if refused is not None:
+            await ws.close(Close.TRY_AGAIN_LATER, refused)
+            return None
+        client = ClientState(
+            f"{self._settings.presence.instance_id}.{secrets.token_hex(6)}",
+            identity.user_id,
+            identity.session_id,
+            identity.token_id,
+            identity.session,
+            identity.expires_at,
+        )
+        # Every log line of this connection's task names it and its user (awaited, not a task:
+        # the caller's context keeps them).
+        logs.connection_id.set(client.connection_id)
+        logs.user_id.set(str(client.user_id))
+        limits = self._settings.limits
+        conn = Connection(
+            ws=ws,
+            client=client,
+            bucket=TokenBucket(limits.rate_limit, limits.rate_burst, time.monotonic()),
+            send_limit=limits.send_buffer_limit,
+            closer=self._close,
+        )
+        return conn, address
 
     def _greet(self, conn: Connection, address: str) -> None:
         """Attached: say so in the log, send `hello`, start the connection's deadlines; during
