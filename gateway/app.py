@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
+import anyio
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 from websockets.asyncio.server import Server, serve
@@ -53,7 +54,7 @@ from gateway.services import (
     TypingService,
 )
 from gateway.store import Store, describe_store, open_store
-from gateway.tasks import cancel_and_wait
+from gateway.tasks import Spawner
 
 __all__ = ["run"]
 
@@ -131,7 +132,7 @@ class _Built:
     repair: CacheRepair
     revocations: Revocations
     routes: HttpRoutes
-    spawner: _Spawner
+    spawner: Spawner
     metrics: Counter[str]
 
     def jobs(self) -> list[Coroutine[Any, Any, None]]:
@@ -175,7 +176,8 @@ async def _build(
         probe_interval=settings.redis.probe_interval,
         timeout=budget,
     )
-    hub = Hub(bus, budget)
+    spawner = Spawner()
+    hub = Hub(bus, budget, spawn=spawner.spawn)
     publisher = Publisher(bus.publish, scripts_reach_bus=True)
     presence_cache, sessions = PresenceCache(client), SessionCache(client)
     revocations = Revocations(store, sessions, settings.auth.revocation_ttl)
@@ -192,6 +194,7 @@ async def _build(
         clients=hub.clients,
         metrics=metrics,
         revocations=revocations,
+        spawn=spawner.spawn,
     )
     typing = TypingService(presence_cache, publisher, settings.presence)
     message_cache, conversation_cache = MessageCache(client), ConversationCache(client)
@@ -243,7 +246,6 @@ async def _build(
         visibility=visibility,
         quotas=_quotas(settings, QuotaCache(client)),
     )
-    spawner = _Spawner()
     clients = ClientServer(
         settings=settings,
         authenticator=authenticator,
@@ -382,26 +384,31 @@ async def _run(
     """Run the jobs and the listeners until `stop`, then drain."""
     settings = built.settings
     try:
-        async with asyncio.TaskGroup() as tasks:
-            built.spawner.tasks = tasks
-            background = [tasks.create_task(job) for job in built.jobs()]
-            # Redis may be down at start: /readyz says so, the bus reconnects later.
-            with contextlib.suppress(CacheUnavailable, TimeoutError):
-                async with asyncio.timeout(settings.redis.timeout):
-                    await built.presence.mark_epoch()
-            async with (
-                _metrics_listener(settings, built.routes) as metrics_server,
-                _listen(settings, built) as server,
-            ):
-                line = _ready_line(settings, server, metrics_server, url)
-                print(line, flush=True)
-                if on_ready is not None:
-                    on_ready(line)
-                await stop.wait()
-                await _drain(built, server)
-            await cancel_and_wait(background)
+        # The outer group owns the short jobs (closing handshakes, gap fills, lease batches),
+        # awaited to their end; the inner one the instance's long jobs, cancelled after the
+        # drain.
+        async with anyio.create_task_group() as short_jobs:
+            built.spawner.group = short_jobs
+            async with anyio.create_task_group() as jobs:
+                for job in built.jobs():
+                    jobs.start_soon(_job, job)
+                # Redis may be down at start: /readyz says so, the bus reconnects later.
+                with anyio.move_on_after(settings.redis.timeout):
+                    with contextlib.suppress(CacheUnavailable):
+                        await built.presence.mark_epoch()
+                async with (
+                    _metrics_listener(settings, built.routes) as metrics_server,
+                    _listen(settings, built) as server,
+                ):
+                    line = _ready_line(settings, server, metrics_server, url)
+                    print(line, flush=True)
+                    if on_ready is not None:
+                        on_ready(line)
+                    await stop.wait()
+                    await _drain(built, server)
+                jobs.cancel_scope.cancel()
     finally:
-        built.spawner.tasks = None
+        built.spawner.group = None
 
 
 def _listen(settings: Settings, built: _Built) -> contextlib.AbstractAsyncContextManager[Server]:
@@ -433,8 +440,13 @@ async def _drain(built: _Built, server: Server) -> None:
     )
     await built.clients.drain(window * 0.8)
     server.close(close_connections=False)
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(server.wait_closed(), window * 0.2)
+    with anyio.move_on_after(window * 0.2):
+        await server.wait_closed()
+
+
+async def _job(coro: Coroutine[Any, Any, None]) -> None:
+    """A long job: its failure ends the instance (after its drain), as it should."""
+    await coro
 
 
 def _tasks() -> int:
@@ -442,19 +454,6 @@ def _tasks() -> int:
         return len(asyncio.all_tasks())
     except RuntimeError:  # scraped outside the loop
         return 0
-
-
-class _Spawner:
-    """Runs short jobs (closing handshakes) in the serving task group while it is open."""
-
-    def __init__(self) -> None:
-        self.tasks: asyncio.TaskGroup | None = None
-
-    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        if self.tasks is None:
-            coro.close()
-            return
-        self.tasks.create_task(coro)
 
 
 def _origins(settings: Settings) -> list[Any] | None:

@@ -28,6 +28,7 @@ from gateway.protocol.envelope import Revocation
 from gateway.protocol.ids import parse_uuid
 from gateway.realtime.connection import Connection
 from gateway.state import ClientState
+from gateway.tasks import Spawn, detached
 
 __all__ = ["Hub"]
 
@@ -92,8 +93,12 @@ def _indexed(index: _Index, key: str | None) -> list[Connection]:
 class Hub:
     """Owns the process's connections; subscribes the bus on first interest, not after last."""
 
-    def __init__(self, bus: Bus, budget: float, hold: float = 0.25) -> None:
+    def __init__(
+        self, bus: Bus, budget: float, hold: float = 0.25, *, spawn: Spawn = detached
+    ) -> None:
+        """`spawn`: starts the reads that fill a gap (in the serving task group)."""
         self._bus = bus
+        self._spawn = spawn
         self._budget = budget
         self._hold = hold
         self.connections: dict[str, Connection] = {}
@@ -114,7 +119,6 @@ class Hub:
         self.recover: Recover | None = None
         """Reads committed messages when a seq is still missing after `hold`; without it, held
         messages are released as they are (clients recover the gap from history)."""
-        self._fills: set[asyncio.Task[None]] = set()
         bus.subscribe(keys.REVOCATIONS_CHANNEL)
 
     # Registry
@@ -346,11 +350,7 @@ class Hub:
             return
         held, first = topic.held, topic.next_seq
         last = next(seq for seq in range(max(held) - 1, first - 1, -1) if seq not in held)
-        fill = asyncio.get_running_loop().create_task(
-            self._fill(topic, channel, conversation, first, last)
-        )
-        self._fills.add(fill)
-        fill.add_done_callback(self._fills.discard)
+        self._spawn(self._fill(topic, channel, conversation, first, last))
 
     async def _fill(
         self, topic: _Topic, channel: bytes, conversation: uuid.UUID, first: int, last: int

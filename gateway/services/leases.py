@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 
 from caches import PresenceCache, PresenceUpdate
 from gateway.state import ClientState
+from gateway.tasks import Spawn, detached
 
 __all__ = ["LeaseSteps"]
 
@@ -22,10 +23,10 @@ _Run = Callable[[list[ClientState]], Awaitable[list[PresenceUpdate]]]
 class _Batch:
     """Clients queued in this loop iteration, stepped together right after it."""
 
-    def __init__(self, run: _Run) -> None:
+    def __init__(self, run: _Run, spawn: Spawn) -> None:
         self._run = run
+        self._spawn = spawn
         self._waiting: list[tuple[ClientState, asyncio.Future[PresenceUpdate]]] = []
-        self._running: set[asyncio.Task[None]] = set()
 
     def add(self, client: ClientState) -> asyncio.Future[PresenceUpdate]:
         loop = asyncio.get_running_loop()
@@ -37,9 +38,7 @@ class _Batch:
 
     def _flush(self) -> None:
         batch, self._waiting = self._waiting, []
-        task = asyncio.get_running_loop().create_task(self._step(batch))
-        self._running.add(task)
-        task.add_done_callback(self._running.discard)
+        self._spawn(self._step(batch))
 
     async def _step(self, batch: list[tuple[ClientState, asyncio.Future[PresenceUpdate]]]) -> None:
         try:
@@ -55,17 +54,22 @@ class _Batch:
 
 
 class LeaseSteps:
-    def __init__(self, presence: PresenceCache, lease: float, grace: float) -> None:
+    def __init__(
+        self, presence: PresenceCache, lease: float, grace: float, spawn: Spawn = detached
+    ) -> None:
+        """`spawn`: starts each batch's script call (in the serving task group)."""
         grace_or_none = grace if grace > 0 else None  # `--grace 0`: offline at once
         self._renewals = _Batch(
             lambda clients: presence.renew_many(
                 [(c.user_id, c.connection_id, c.away) for c in clients], lease
-            )
+            ),
+            spawn,
         )
         self._disconnects = _Batch(
             lambda clients: presence.disconnect_many(
                 [(c.user_id, c.connection_id) for c in clients], grace_or_none
-            )
+            ),
+            spawn,
         )
 
     def renew(self, client: ClientState) -> asyncio.Future[PresenceUpdate]:

@@ -32,6 +32,7 @@ from gateway.protocol import events
 from gateway.services.leases import LeaseSteps
 from gateway.services.revocations import Revocations
 from gateway.state import ClientState
+from gateway.tasks import Spawn, detached
 
 __all__ = ["PresenceService"]
 
@@ -56,6 +57,7 @@ class PresenceService:
         clients: Callable[[], Iterable[ClientState]],
         metrics: Counter[str],
         revocations: Revocations | None = None,
+        spawn: Spawn = detached,
     ) -> None:
         """`revocations`: restored to Redis, and never outlived by a re-asserted session,
         when Redis lost its data."""
@@ -70,7 +72,7 @@ class PresenceService:
         self._metrics = metrics
         self._revocations = revocations
         self._lease = settings.lease_ttl
-        self._leases = LeaseSteps(presence, settings.lease_ttl, settings.grace)
+        self._leases = LeaseSteps(presence, settings.lease_ttl, settings.grace, spawn)
         self._reasserting = asyncio.Lock()
         self._expiries: list[tuple[float, uuid.UUID]] = []
         self._next_sweep = 0.0
