@@ -34,7 +34,7 @@ from gateway.autopipe import AutoPipeline, auto_pipelined
 from gateway.bus import Publisher, RedisBus
 from gateway.config import Settings
 from gateway.handlers import HandlerContext, Limits, RequestBudget
-from gateway.handshake import GatewayConnection
+from gateway.handshake import json_refusals
 from gateway.http import HttpRoutes
 from gateway.limits import raise_open_files_limit, tune_garbage_collector
 from gateway.logs import redacting_logger
@@ -102,10 +102,11 @@ async def _serve(
             await redis.aclose()
 
 
-def _redis_clients(url: str, budget: float) -> tuple[RedisClient, aioredis.Redis]:
+def _redis_clients(url: str, budget: float) -> tuple[aioredis.Redis, aioredis.Redis]:
     """The command client and the pub/sub subscriber, from the same parsed URL and bounds."""
     options = ClientOptions(socket_timeout=budget, connect_timeout=budget)
     redis = connect(url, options)
+    assert isinstance(redis, aioredis.Redis)  # the settings refuse a cluster URL
     # The subscriber reads without deadline (the bus's probe watches it) and is never pinged by
     # redis-py's health check, whose reply would interleave with messages.
     subscriber = connect(
@@ -113,7 +114,7 @@ def _redis_clients(url: str, budget: float) -> tuple[RedisClient, aioredis.Redis
         dataclasses.replace(options, health_check_interval=0, max_connections=4),
         decode_responses=False,
     )
-    assert isinstance(subscriber, aioredis.Redis)  # the settings refuse a cluster URL
+    assert isinstance(subscriber, aioredis.Redis)
     return redis, subscriber
 
 
@@ -162,7 +163,7 @@ async def _build(
     settings: Settings,
     store: Store,
     store_latency: Latency,
-    redis: RedisClient,
+    redis: aioredis.Redis,
     subscriber: aioredis.Redis,
 ) -> _Built:
     budget = settings.redis.timeout
@@ -418,13 +419,13 @@ def _listen(settings: Settings, built: _Built) -> contextlib.AbstractAsyncContex
         settings.listen.host,
         settings.listen.port,
         process_request=built.routes.process_request,
+        process_response=json_refusals,
         origins=_origins(settings),
         max_size=settings.http.max_frame_bytes,
         compression="deflate" if settings.http.compression else None,
         ping_interval=None,
         close_timeout=2,
         logger=redacting_logger(),
-        create_connection=GatewayConnection,
         backlog=settings.listen.listen_backlog,
     )
 
@@ -478,8 +479,8 @@ async def _metrics_listener(settings: Settings, routes: HttpRoutes) -> AsyncIter
         settings.observability.metrics_host,
         settings.observability.metrics_port,
         process_request=routes.process_metrics,
+        process_response=json_refusals,
         logger=redacting_logger(),
-        create_connection=GatewayConnection,
     ) as server:
         yield server
 

@@ -4,40 +4,37 @@ A gateway issues many small, independent commands (a typing script, a lease rene
 publish) from many connections at once. Sent one by one, each costs a round trip and redis-py's
 per-command machinery; here every command issued in one loop iteration leaves in one write.
 
-- Standalone Redis: one connection of its own (a redis-py `Connection` built from the client's
-  parsed URL, so db index, TLS, ACL user and timeouts are the client's), commands packed by
-  hiredis, any number in flight, replies parsed by hiredis in bulk and given redis-py's
-  response callbacks, handed back in order. A watchdog fails everything in flight when the
-  oldest command has waited longer than the deadline, so a hung server never holds a caller.
-- Redis Cluster: batches are ordinary `client.pipeline()`s, so each command goes to its slot's
-  node exactly as it would unpipelined.
+One connection of its own (a redis-py `Connection` built from the client's parsed URL, so db
+index, TLS, ACL user and timeouts are the client's), commands packed by hiredis, any number in
+flight, replies parsed by hiredis in bulk and given redis-py's response callbacks, handed back
+in order. A watchdog fails everything in flight when the oldest command has waited longer than
+the deadline, so a hung server never holds a caller.
 
-The caches use these clients unchanged: they only see a `redis.asyncio.Redis` or
-`RedisCluster`. `pipeline()` on them still gives an ordinary pipeline.
+The client is a `redis.asyncio.Redis` subclass built by redis-py's own constructor on the
+caller's connection pool, and its plain pipelines are `Pipeline`s built as redis-py's
+`pipeline()` builds them: the caches use it unchanged. (Redis Cluster is not served by the
+gateway yet, so there is no cluster lane.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import copy
 import inspect
 import logging
 import time
 from collections.abc import Awaitable
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 import hiredis
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
-from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import AbstractConnection
 from redis.client import EMPTY_RESPONSE, NEVER_DECODE
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import DataError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from caches.redis import RedisClient
 from gateway.metrics import Latency
 from gateway.replies import ReplyStream, stream_writer
 from gateway.tasks import first_to_end
@@ -214,40 +211,6 @@ class _Lane(_Queued):
                 raise RedisTimeoutError(f"Redis did not answer within {self._deadline}s")
 
 
-class _Batches(_Queued):
-    """Cluster: each batch is a `client.pipeline()`, one in flight at a time."""
-
-    def __init__(self, base: RedisCluster) -> None:
-        super().__init__()
-        self._base = base
-
-    async def run(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._queue:
-                batch = self._queue[:_MAX_BATCH]
-                del self._queue[:_MAX_BATCH]
-                try:
-                    await self._send(batch)
-                except Exception as exc:  # the task's edge: fail this batch, keep serving
-                    log.exception("auto-pipeline: sending a batch failed")
-                    _fail(batch, exc)
-
-    async def _send(self, batch: list[_Call]) -> None:
-        pipe = self._base.pipeline()
-        for args, options, _ in batch:
-            pipe.execute_command(*args, **options)
-        results = await pipe.execute(raise_on_error=False)
-        for (_, _, future), result in zip(batch, results, strict=True):
-            if future.done():
-                continue
-            if isinstance(result, Exception):
-                future.set_exception(result)
-            else:
-                future.set_result(result)
-
-
 class _Pipelined:
     """Mixed into a copy of the caller's client class: every command goes through the queue."""
 
@@ -264,11 +227,12 @@ class _PipelinedRedis(_Pipelined, aioredis.Redis):  # type: ignore[misc]
         """A MULTI pipeline as redis-py makes it (its own pooled connection: atomic); a plain
         one through the lane, its commands contiguous on the wire, sharing the round trip of
         whatever else is in flight instead of waiting for a pooled connection."""
-        pipe = super().pipeline(transaction=transaction, shard_hint=shard_hint)
-        if not transaction:
-            pipe.__class__ = _LanePipeline
-            cast(_LanePipeline, pipe)._auto = self._auto
-        return pipe
+        if transaction:
+            return super().pipeline(transaction=True, shard_hint=shard_hint)
+        # redis-py's own `pipeline()` builds its Pipeline the same way.
+        lane = _LanePipeline(self.connection_pool, self.response_callbacks, False, shard_hint)
+        lane._auto = self._auto
+        return lane
 
 
 class _LanePipeline(Pipeline):
@@ -305,26 +269,17 @@ class _LanePipeline(Pipeline):
         return results
 
 
-class _PipelinedCluster(_Pipelined, RedisCluster):  # type: ignore[misc]
-    pass
-
-
 def auto_pipelined(
-    client: RedisClient, deadline: float = 2.0, latency: Latency | None = None
-) -> tuple[RedisClient, AutoPipeline]:
-    """A client sharing `client`'s settings whose commands are pipelined, and the sender to run.
+    client: aioredis.Redis, deadline: float = 2.0, latency: Latency | None = None
+) -> tuple[aioredis.Redis, AutoPipeline]:
+    """A client on `client`'s connection pool (its URL, TLS, ACL user, db, timeouts) whose
+    commands are pipelined, and the sender to run.
 
-    `deadline`: seconds a command may wait for its reply before it fails (standalone);
-    `latency`: where each command's round trip is observed (standalone).
+    `deadline`: seconds a command may wait for its reply before it fails;
+    `latency`: where each command's round trip is observed.
     """
-    auto: AutoPipeline
-    wrapped: Any = copy.copy(client)  # same pool and callbacks (standalone) or nodes (cluster)
-    if isinstance(client, RedisCluster):
-        auto = _Batches(client)
-        wrapped.__class__ = _PipelinedCluster
-    else:
-        auto = _Lane(client, deadline)
-        auto.latency = latency
-        wrapped.__class__ = _PipelinedRedis
+    auto = _Lane(client, deadline)
+    auto.latency = latency
+    wrapped = _PipelinedRedis(connection_pool=client.connection_pool)
     wrapped._auto = auto
     return wrapped, auto

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import hmac
 import http
 import uuid
@@ -21,7 +20,7 @@ from gateway.auth import Authenticator, AuthError, bearer_token
 from gateway.metrics import CONTENT_TYPE
 from gateway.protocol.ids import parse_uuid, parse_uuids
 
-__all__ = ["HttpRoutes", "RequestWithBody", "problem"]
+__all__ = ["HttpRoutes", "problem"]
 
 _MAX_BULK_IDS = 1000
 _BULK_PATH = "/api/v1/users/presence/bulk"
@@ -37,13 +36,6 @@ def _json(status: http.HTTPStatus, body: Any) -> Response:
         ]
     )
     return Response(status.value, status.phrase, headers, payload)
-
-
-@dataclasses.dataclass
-class RequestWithBody(Request):
-    """A request with the body `gateway.handshake` read for it."""
-
-    body: bytes = b""
 
 
 def problem(status: http.HTTPStatus, code: str, message: str) -> Response:
@@ -97,13 +89,11 @@ class HttpRoutes:
             response = problem(http.HTTPStatus.SERVICE_UNAVAILABLE, "over_capacity", refused)
             response.headers["Retry-After"] = "5"
             return response
-        if request.method not in ("GET", "POST") or (
-            request.method == "POST" and path != _BULK_PATH
-        ):
+        if request.method != "GET":
             return problem(
                 http.HTTPStatus.METHOD_NOT_ALLOWED,
                 "method_not_allowed",
-                f"{request.method[:20]} is not allowed here (GET; POST on {_BULK_PATH})",
+                f"{request.method[:20]} is not allowed here (GET only)",
             )
         if path == "/healthz":
             return _json(http.HTTPStatus.OK, {"status": "ok"})
@@ -182,24 +172,15 @@ class HttpRoutes:
         )
 
     async def _bulk(self, request: Request, watcher: uuid.UUID) -> Response:
-        """GET `?ids=<uuid>,...` for small sets (the request line is limited to 8 KiB, about 200
-        ids); POST `{"user_ids": [...]}` for up to 1,000."""
-        if request.method == "POST":
-            pieces = _posted_ids(request)
-            if pieces is None:
-                return problem(
-                    http.HTTPStatus.BAD_REQUEST,
-                    "invalid_body",
-                    'a JSON body {"user_ids": ["<uuid>", ...]} with Content-Type application/json',
-                )
-        else:
-            raw = ",".join(parse_qs(urlsplit(request.path).query).get("ids", []))
-            pieces = [p for p in raw.split(",") if p]
+        """GET `?ids=<uuid>,...` (or `ids` repeated): the request line is limited to 8 KiB,
+        about 200 ids; `presence.query` on the WebSocket takes 1,000."""
+        raw = ",".join(parse_qs(urlsplit(request.path).query).get("ids", []))
+        pieces = [p for p in raw.split(",") if p]
         if not pieces:
             return problem(
                 http.HTTPStatus.BAD_REQUEST,
                 "invalid_id",
-                'ids=<uuid>,<uuid>,... (GET) or {"user_ids": [...]} (POST)',
+                "ids=<uuid>,<uuid>,...",
             )
         if len(pieces) > _MAX_BULK_IDS:
             return problem(
@@ -213,16 +194,3 @@ class HttpRoutes:
         statuses = await self._presence.get_bulk_status([u for u in ids if u in allowed])
         answer = {str(u): statuses[u].value if u in allowed else "forbidden" for u in ids}
         return _json(http.HTTPStatus.OK, answer)
-
-
-def _posted_ids(request: Request) -> list[str] | None:
-    """The ids of a bulk POST body; None when the body is not `{"user_ids": [str, ...]}`."""
-    body = request.body if isinstance(request, RequestWithBody) else b""
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    ids = data.get("user_ids") if isinstance(data, dict) else None
-    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-        return None
-    return ids

@@ -152,3 +152,29 @@ def test_constructors_of_more_than_four_parameters_are_keyword_only() -> None:
                         if len(positional) + len(item.args.kwonlyargs) > 4 and len(positional) > 0:
                             offenders.append(f"{path.relative_to(ROOT)}:{node.name}")
     assert offenders == []
+
+
+# The private parts of libraries the gateway keeps, each measured, checked by
+# tests/test_library_contracts.py and pinned below the next minor release.
+_PRIVATE_REACHES = {
+    "gateway/replies.py": {"redis._parsers.base", "_reader", "_writer"},
+}
+
+
+def test_libraries_are_used_through_their_public_apis_except_where_measured() -> None:
+    """No `__class__` swapped, no private module imported, no private attribute of another
+    object read, but in the modules listed above (and only what they list)."""
+    for path in sorted((ROOT / "gateway").rglob("*.py")) + sorted((ROOT / "caches").rglob("*.py")):
+        name = str(path.relative_to(ROOT))
+        allowed = _PRIVATE_REACHES.get(name, set())
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                ours = node.module.split(".")[0] in ("caches", "gateway", "__future__")
+                private = [p for p in node.module.split(".") if p.startswith("_")]
+                if private and not ours:
+                    assert node.module in allowed, f"{name} imports {node.module}"
+            if isinstance(node, ast.Attribute) and node.attr == "__class__":
+                assert not isinstance(node.ctx, ast.Store), f"{name} swaps a __class__"
+            if isinstance(node, ast.Constant) and node.value in ("_reader", "_writer"):
+                assert node.value in allowed, f"{name} reads a connection's {node.value}"

@@ -1,5 +1,5 @@
 """The auto-pipelined clients: one write for many callers, redis-py's reply handling, the db
-index of the URL, failures that stay with their caller, and a Redis Cluster client."""
+index of the URL, failures that stay with their caller."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ import asyncio
 import contextlib
 import os
 import signal
-import uuid
 from collections.abc import AsyncIterator
 
 import pytest
 import redis
+import redis.asyncio as aioredis
 from redis.exceptions import DataError, NoScriptError, ResponseError
 
-from caches import PresenceCache, connect
+from caches import connect
 from caches.redis import ClientOptions, EmbeddedRedis, RedisClient
 from gateway.autopipe import auto_pipelined
 from tests.conftest import wait_for
@@ -22,6 +22,7 @@ from tests.conftest import wait_for
 
 @contextlib.asynccontextmanager
 async def pipelined(base: RedisClient) -> AsyncIterator[RedisClient]:
+    assert isinstance(base, aioredis.Redis)
     client, sender = auto_pipelined(base, deadline=2.0)
     runner = asyncio.create_task(sender.run())
     try:
@@ -68,6 +69,7 @@ async def test_a_hung_server_fails_the_callers_within_the_deadline(tmp_path: obj
 
     with EmbeddedRedis() as private:
         base = connect(private.url)
+        assert isinstance(base, aioredis.Redis)
         client, sender = auto_pipelined(base, deadline=0.3)
         runner = asyncio.create_task(sender.run())
         try:
@@ -91,19 +93,6 @@ async def test_a_hung_server_fails_the_callers_within_the_deadline(tmp_path: obj
             with contextlib.suppress(asyncio.CancelledError):
                 await runner
             await base.aclose()
-
-
-async def test_auto_pipeline_on_a_cluster_client(cluster_url: str) -> None:
-    base = connect(cluster_url)
-    async with pipelined(base) as client:
-        keys = [f"user:{{{uuid.uuid4()}}}" for _ in range(50)]  # many slots
-        assert await asyncio.gather(*(client.set(k, k) for k in keys))
-        assert await asyncio.gather(*(client.get(k) for k in keys)) == keys
-        presence = PresenceCache(client)
-        conversation, user = uuid.uuid4(), uuid.uuid4()
-        assert await presence.set_typing(conversation, user, 10)
-        assert await presence.get_typing_users(conversation) == [user]
-    await base.aclose()
 
 
 async def test_plain_pipelines_ride_the_lane_and_never_wait_for_the_pool(

@@ -169,6 +169,8 @@ async def test_slow_consumer_closed_4009(
             for _ in range(50):
                 await a.send("typing.start", conversation_id=conv)
                 await a.send("typing.stop", conversation_id=conv)
+            # Paced by the gateway: never more than one batch of frames behind.
+            assert (await a.request("heartbeat", timeout=10))["type"] == "heartbeat_ack"
             status, metrics = await get(f"{gw.http}/metrics")
             return 'gateway_closes_total{code="4009",reason="slow_consumer"} 1.0' in metrics
 
