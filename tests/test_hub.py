@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
@@ -15,6 +15,7 @@ from caches.models import Revocation
 from gateway.bus import MemoryBroker, MemoryBus
 from gateway.protocol import Close, envelope, events
 from gateway.realtime import Hub
+from gateway.realtime.hub import Recover
 from tests.conftest import wait_for
 from tests.fakes import RecordingConnection, client_state
 
@@ -210,144 +211,98 @@ async def test_a_conversations_messages_are_delivered_in_seq_order() -> None:
         assert [f["seq"] for f in ann.received] == [1, 2, 3, 4]
 
 
-async def test_a_lost_seq_holds_the_next_ones_only_briefly() -> None:
+@contextlib.asynccontextmanager
+async def _room(
+    recover: Recover | None = None,
+) -> AsyncIterator[tuple[Callable[[int], None], RecordingConnection, uuid.UUID]]:
+    """One member of one conversation on one hub holding out-of-order messages 50 ms; yields
+    a publisher of `message.new` by seq, the member's connection and the conversation."""
     broker = MemoryBroker()
     bus = MemoryBus(broker)
     hub = Hub(bus, 1.0, hold=0.05)
+    hub.recover = recover
     runner = asyncio.create_task(bus.run(hub.deliver, _no_reassert))
     try:
         while not bus.connected:
             await asyncio.sleep(0)
         room = uuid.uuid4()
-        ann = connect(hub, uuid.uuid4(), room)
+        member = connect(hub, uuid.uuid4(), room)
         channel = keys.conversation_channel(room)
-        for seq in (1, 3, 5, 4):  # 2 never comes
-            frame = events.encode({"type": "message.new", "seq": seq})
-            broker.publish(channel, envelope.pack(frame, seq=seq))
 
-        async def all_four() -> bool:
-            return len(ann.received) == 4
+        def publish(seq: int) -> None:
+            broker.publish(channel, envelope.pack(_new(seq), seq=seq))
 
-        await wait_for(all_four, timeout=2)
-        assert [f["seq"] for f in ann.received] == [1, 3, 4, 5]
+        yield publish, member, room
     finally:
         runner.cancel()
+
+
+def _new(seq: int) -> bytes:
+    return events.encode({"type": "message.new", "seq": seq})
+
+
+async def _received(member: RecordingConnection, count: int) -> list[int]:
+    async def arrived() -> bool:
+        return len(member.received) >= count
+
+    await wait_for(arrived, timeout=2)
+    return [f["seq"] for f in member.received]
+
+
+async def test_a_lost_seq_holds_the_next_ones_only_briefly() -> None:
+    async with _room() as (publish, member, _):
+        for seq in (1, 3, 5, 4):  # 2 never comes
+            publish(seq)
+        assert await _received(member, 4) == [1, 3, 4, 5]
 
 
 async def test_a_seq_still_missing_after_the_hold_is_read_from_the_store_in_order() -> None:
     """A slow instance's publish of seq 2 arrives after 3 and 4 were held past `hold`: 2 is read
     from the store (`recover`) and delivered first, and its late bus copy is not delivered
     again."""
-    broker = MemoryBroker()
-    bus = MemoryBus(broker)
-    hub = Hub(bus, 1.0, hold=0.05)
-    room = uuid.uuid4()
     asked: list[tuple[uuid.UUID, int, int]] = []
 
-    def frame(seq: int) -> bytes:
-        return events.encode({"type": "message.new", "seq": seq})
-
-    async def recover(conversation: uuid.UUID, first: int, last: int) -> list[tuple[int, bytes]]:
+    async def store(conversation: uuid.UUID, first: int, last: int) -> list[tuple[int, bytes]]:
         asked.append((conversation, first, last))
-        return [(seq, frame(seq)) for seq in range(first, last + 1)]
+        return [(seq, _new(seq)) for seq in range(first, last + 1)]
 
-    hub.recover = recover
-    runner = asyncio.create_task(bus.run(hub.deliver, _no_reassert))
-    try:
-        while not bus.connected:
-            await asyncio.sleep(0)
-        ann = connect(hub, uuid.uuid4(), room)
-        channel = keys.conversation_channel(room)
+    async with _room(store) as (publish, member, room):
         for seq in (1, 3, 4):
-            broker.publish(channel, envelope.pack(frame(seq), seq=seq))
-
-        async def four() -> bool:
-            return len(ann.received) == 4
-
-        await wait_for(four, timeout=2)
-        broker.publish(channel, envelope.pack(frame(2), seq=2))  # the late publish
-        broker.publish(channel, envelope.pack(frame(5), seq=5))
-
-        async def five() -> bool:
-            return len(ann.received) >= 5
-
-        await wait_for(five, timeout=2)
-        assert [f["seq"] for f in ann.received] == [1, 2, 3, 4, 5]
+            publish(seq)
+        assert await _received(member, 4) == [1, 2, 3, 4]
+        publish(2)  # the late publish
+        publish(5)
+        assert await _received(member, 5) == [1, 2, 3, 4, 5]
         assert asked == [(room, 2, 2)]
-    finally:
-        runner.cancel()
 
 
 async def test_a_gap_the_store_cannot_fill_is_released_as_it_is() -> None:
-    broker = MemoryBroker()
-    bus = MemoryBus(broker)
-    hub = Hub(bus, 1.0, hold=0.05)
-
     async def store_down(conversation: uuid.UUID, first: int, last: int) -> list[tuple[int, bytes]]:
         raise OSError("store unreachable")
 
-    hub.recover = store_down
-    runner = asyncio.create_task(bus.run(hub.deliver, _no_reassert))
-    try:
-        while not bus.connected:
-            await asyncio.sleep(0)
-        room = uuid.uuid4()
-        ann = connect(hub, uuid.uuid4(), room)
-        channel = keys.conversation_channel(room)
+    async with _room(store_down) as (publish, member, _):
         for seq in (1, 3, 4):
-            frame = events.encode({"type": "message.new", "seq": seq})
-            broker.publish(channel, envelope.pack(frame, seq=seq))
-
-        async def three() -> bool:
-            return len(ann.received) == 3
-
-        await wait_for(three, timeout=2)
-        assert [f["seq"] for f in ann.received] == [1, 3, 4]
-    finally:
-        runner.cancel()
+            publish(seq)
+        assert await _received(member, 3) == [1, 3, 4]
 
 
 async def test_messages_held_during_a_gap_read_wait_for_their_own_predecessor() -> None:
     """While seq 2 is read from the store, 5 arrives ahead of 4: once the read is done 1-3 are
     delivered, and 5 is held for 4 (not released behind the read)."""
-    broker = MemoryBroker()
-    bus = MemoryBus(broker)
-    hub = Hub(bus, 1.0, hold=0.05)
     reading, answer = asyncio.Event(), asyncio.Event()
-
-    def frame(seq: int) -> bytes:
-        return events.encode({"type": "message.new", "seq": seq})
 
     async def slow_store(conversation: uuid.UUID, first: int, last: int) -> list[tuple[int, bytes]]:
         reading.set()
         await answer.wait()
-        return [(seq, frame(seq)) for seq in range(first, last + 1)]
+        return [(seq, _new(seq)) for seq in range(first, last + 1)]
 
-    hub.recover = slow_store
-    runner = asyncio.create_task(bus.run(hub.deliver, _no_reassert))
-    try:
-        while not bus.connected:
-            await asyncio.sleep(0)
-        room = uuid.uuid4()
-        ann = connect(hub, uuid.uuid4(), room)
-        channel = keys.conversation_channel(room)
+    async with _room(slow_store) as (publish, member, _):
         for seq in (1, 3):
-            broker.publish(channel, envelope.pack(frame(seq), seq=seq))
+            publish(seq)
         await asyncio.wait_for(reading.wait(), 2)
-        broker.publish(channel, envelope.pack(frame(5), seq=5))
+        publish(5)
         await asyncio.sleep(0)
         answer.set()
-
-        async def three() -> bool:
-            return len(ann.received) == 3
-
-        await wait_for(three, timeout=2)
-        broker.publish(channel, envelope.pack(frame(4), seq=4))
-
-        async def five() -> bool:
-            return len(ann.received) == 5
-
-        await wait_for(five, timeout=2)
-        assert [f["seq"] for f in ann.received] == [1, 2, 3, 4, 5]
-    finally:
-        runner.cancel()
+        assert (await _received(member, 3))[:3] == [1, 2, 3]
+        publish(4)
+        assert await _received(member, 5) == [1, 2, 3, 4, 5]

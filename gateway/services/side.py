@@ -46,8 +46,19 @@ async def attempt(what: str, work: Awaitable[object], budget: float) -> bool:
 
 
 async def all_quietly(steps: Mapping[str, Awaitable[object]], budget: float) -> set[str]:
-    """Independent steps at once, each bounded by `budget`: issued together they share one
-    round trip through the auto-pipeline. The names of the steps Redis did not take (each
-    logged), for the caller to note for repair."""
-    taken = await asyncio.gather(*(attempt(what, work, budget) for what, work in steps.items()))
-    return {what for what, ok in zip(steps, taken, strict=True) if not ok}
+    """Independent steps at once, under one deadline: issued together they share one round
+    trip through the auto-pipeline. The names of the steps Redis did not take (each logged),
+    for the caller to note for repair."""
+    results = await quietly(
+        ", ".join(steps), asyncio.gather(*steps.values(), return_exceptions=True), budget
+    )
+    if results is None:  # no answer within the budget: none is known to have been taken
+        return set(steps)
+    failed = set()
+    for what, result in zip(steps, results, strict=True):
+        if isinstance(result, CacheUnavailable):
+            log.warning("%s skipped: Redis unavailable: %s", what, result)
+            failed.add(what)
+        elif isinstance(result, BaseException):
+            raise result
+    return failed
