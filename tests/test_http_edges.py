@@ -23,42 +23,30 @@ from tests.gateways import GatewayProcess, gateways, token_for
 BULK = "/api/v1/users/presence/bulk"
 
 
+def _answer(
+    gw: GatewayProcess, method: str, path: str, headers: dict[str, str] | None = None
+) -> tuple[int, str, bytes]:
+    """Status, Content-Type and the body of one bodiless request."""
+    address = urlsplit(gw.http)
+    conn = http.client.HTTPConnection(address.hostname or "", address.port, timeout=10)
+    try:
+        conn.request(method, path, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, response.getheader("Content-Type") or "", response.read()
+    finally:
+        conn.close()
+
+
 def _request(
-    gw: GatewayProcess,
-    method: str,
-    path: str,
-    body: bytes | None = None,
-    headers: dict[str, str] | None = None,
+    gw: GatewayProcess, method: str, path: str, headers: dict[str, str] | None = None
 ) -> tuple[int, str, dict[str, object]]:
     """Status, Content-Type and the JSON body of one request."""
-    address = urlsplit(gw.http)
-    conn = http.client.HTTPConnection(address.hostname or "", address.port, timeout=10)
-    try:
-        conn.request(method, path, body=body, headers=headers or {})
-        response = conn.getresponse()
-        return (
-            response.status,
-            response.getheader("Content-Type") or "",
-            orjson.loads(response.read()),
-        )
-    finally:
-        conn.close()
+    status, kind, body = _answer(gw, method, path, headers)
+    return status, kind, orjson.loads(body)
 
 
-def _status(
-    gw: GatewayProcess,
-    method: str,
-    path: str,
-    body: bytes | None = None,
-    headers: dict[str, str] | None = None,
-) -> int:
-    address = urlsplit(gw.http)
-    conn = http.client.HTTPConnection(address.hostname or "", address.port, timeout=10)
-    try:
-        conn.request(method, path, body=body, headers=headers or {})
-        return conn.getresponse().status
-    finally:
-        conn.close()
+def _status(gw: GatewayProcess, path: str, headers: dict[str, str] | None = None) -> int:
+    return _answer(gw, "GET", path, headers)[0]
 
 
 def _raw_status(gw: GatewayProcess, data: bytes) -> int | None:
@@ -103,8 +91,8 @@ async def test_refusals_are_clear_and_json_past_the_parser(redis_url: str, tmp_p
     Origin) included, carries the JSON error body."""
     with gateways(redis_url, tmp_path, 1, allowed_origins="https://app.example") as (gw,):
         many = ",".join(str(uuid.uuid4()) for _ in range(300))  # past the 8 KiB request line
-        assert _status(gw, "GET", f"{BULK}?ids={many}") == 414
-        assert _status(gw, "GET", "/healthz", headers={"X-Big": "x" * 9000}) == 431
+        assert _status(gw, f"{BULK}?ids={many}") == 414
+        assert _status(gw, "/healthz", headers={"X-Big": "x" * 9000}) == 431
         assert _raw_status(gw, b"NONSENSE\r\n\r\n") is None  # not HTTP: closed
         post = b"POST /api/v1/users/presence/bulk HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}"
         assert _raw_status(gw, post) is None  # a body: never a handshake

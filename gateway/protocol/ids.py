@@ -14,15 +14,27 @@ from typing import Any, Final
 __all__ = ["parse_uuid", "parse_uuids", "uuid_texts"]
 
 UUID_PATTERN: Final = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
-_ONE = re.compile(UUID_PATTERN)
 _LIST = re.compile(f"{UUID_PATTERN}(?:,{UUID_PATTERN})*")
 
 
 def parse_uuid(value: Any) -> uuid.UUID:
-    """`value` as a UUID; ValueError unless it is a canonical UUID text."""
-    if not isinstance(value, str) or _ONE.fullmatch(value) is None:
-        raise ValueError("must be a UUID string")
-    return uuid.UUID(value)
+    """`value` as a UUID; ValueError unless it is a canonical UUID text.
+
+    On every frame's hot path: the four hyphens where they belong and `bytes.fromhex` on the
+    rest (which takes hex digits only, never the sign, underscores or prefixes `int(x, 16)`
+    inside `uuid.UUID(text)` would) cost a fifth of `uuid.UUID(text)`."""
+    if (
+        type(value) is str
+        and len(value) == 36
+        and value[8] == value[13] == value[18] == value[23] == "-"
+    ):
+        try:
+            raw = bytes.fromhex(value.replace("-", ""))
+        except ValueError:
+            raw = b""
+        if len(raw) == 16:
+            return uuid.UUID(bytes=raw)
+    raise ValueError("must be a UUID string")
 
 
 def parse_uuids(values: Any) -> list[uuid.UUID]:
