@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Protocol
 
 from gateway.errors import Error
@@ -23,6 +23,10 @@ __all__ = [
     "StoreError",
     "StoreOpenError",
     "StoredMessage",
+    "check_flag",
+    "new_conversation",
+    "new_message",
+    "own_message",
     "retried",
 ]
 
@@ -158,6 +162,64 @@ def retried(
     ):
         raise KeyConflict(stored.client_msg_id)
     return stored
+
+
+# The rules both backends apply the same way, whatever their SQL.
+
+
+def new_conversation(
+    kind: str, creator: uuid.UUID, member_ids: list[uuid.UUID], name: str
+) -> tuple[Conversation, str | None]:
+    """A conversation about to be created (its members in a stable order, the creator among
+    them) and its direct key (None for a group): a direct conversation between the same two
+    users exists once."""
+    members = sorted({creator, *member_ids}, key=str)
+    if kind == "direct" and len(members) != 2:
+        raise StoreError("a direct conversation has exactly two members")
+    direct_key = ":".join(str(m) for m in members) if kind == "direct" else None
+    conversation = Conversation(
+        id=uuid.uuid4(),
+        type=kind,
+        name=name,
+        member_ids=tuple(members),
+        created_by=creator,
+        created_at=datetime.now(UTC),
+    )
+    return conversation, direct_key
+
+
+def new_message(
+    conversation_id: uuid.UUID,
+    sender_id: uuid.UUID,
+    client_msg_id: str,
+    content: str,
+    content_type: str,
+    seq: int = 0,
+) -> StoredMessage:
+    """A message about to be stored (`seq` 0 where the backend assigns it in the insert)."""
+    return StoredMessage(
+        id=uuid.uuid4(),
+        conversation_id=conversation_id,
+        seq=seq,
+        sender_id=sender_id,
+        client_msg_id=client_msg_id,
+        content=content,
+        content_type=content_type,
+        created_at=datetime.now(UTC),
+    )
+
+
+def check_flag(flag: str) -> None:
+    """A member's flag the store keeps (it names a column: never anything else)."""
+    if flag not in ("pinned", "muted"):
+        raise ValueError(f"unknown flag {flag!r}")
+
+
+def own_message(msg: StoredMessage, user_id: uuid.UUID) -> StoredMessage:
+    """`msg`, when `user_id` sent it: only its sender may delete a message."""
+    if msg.sender_id != user_id:
+        raise NotAllowed("only its sender may delete a message")
+    return msg
 
 
 class Store(Protocol):

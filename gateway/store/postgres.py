@@ -27,7 +27,6 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Collection
-from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -39,7 +38,6 @@ from gateway.metrics import Latency
 from gateway.store.base import (
     Conversation,
     ConversationSummary,
-    NotAllowed,
     NotAMember,
     NotFound,
     Receipt,
@@ -47,6 +45,10 @@ from gateway.store.base import (
     StoredMessage,
     StoreError,
     StoreOpenError,
+    check_flag,
+    new_conversation,
+    new_message,
+    own_message,
     retried,
 )
 from gateway.store.group_commit import GroupCommit, Outcome
@@ -246,23 +248,12 @@ class PostgresStore:
     async def create_conversation(
         self, kind: str, creator: uuid.UUID, member_ids: list[uuid.UUID], name: str
     ) -> tuple[Conversation, bool]:
-        members = sorted({creator, *member_ids}, key=str)
-        if kind == "direct" and len(members) != 2:
-            raise StoreError("a direct conversation has exactly two members")
-        direct_key = ":".join(str(m) for m in members) if kind == "direct" else None
+        conv, direct_key = new_conversation(kind, creator, member_ids, name)
         async with self._connection() as conn:
             if direct_key is not None:
                 existing = await self._direct(conn, direct_key)
                 if existing is not None:
                     return existing, False
-            conv = Conversation(
-                id=uuid.uuid4(),
-                type=kind,
-                name=name,
-                member_ids=tuple(members),
-                created_by=creator,
-                created_at=datetime.now(UTC),
-            )
             async with conn.transaction():
                 cur = await conn.execute(
                     "INSERT INTO conversations (id, type, name, created_by, created_at,"
@@ -277,7 +268,7 @@ class PostgresStore:
                     async with conn.cursor() as members_cur:
                         await members_cur.executemany(
                             "INSERT INTO members (conversation_id, user_id) VALUES (%s, %s)",
-                            [(conv.id, m) for m in members],
+                            [(conv.id, m) for m in conv.member_ids],
                         )
             if not created:
                 assert direct_key is not None
@@ -359,8 +350,7 @@ class PostgresStore:
     async def set_flag(
         self, conversation_id: uuid.UUID, user_id: uuid.UUID, flag: str, value: bool
     ) -> None:
-        if flag not in ("pinned", "muted"):
-            raise ValueError(f"unknown flag {flag!r}")
+        check_flag(flag)
         async with self._connection() as conn:
             cur = await conn.execute(
                 f"UPDATE members SET {flag} = %s WHERE conversation_id = %s AND user_id = %s",
@@ -379,16 +369,7 @@ class PostgresStore:
         content: str,
         content_type: str,
     ) -> tuple[StoredMessage, bool]:
-        msg = StoredMessage(
-            id=uuid.uuid4(),
-            conversation_id=conversation_id,
-            seq=0,
-            sender_id=sender_id,
-            client_msg_id=client_msg_id,
-            content=content,
-            content_type=content_type,
-            created_at=datetime.now(UTC),
-        )
+        msg = new_message(conversation_id, sender_id, client_msg_id, content, content_type)
         params = {
             "id": msg.id,
             "c": conversation_id,
@@ -465,8 +446,7 @@ class PostgresStore:
                 msg = await _member_message(conn, conversation_id, user_id, message_id)
             except NotAMember:  # to a non-member, as if the message did not exist
                 raise NotFound("no such message in a conversation of yours") from None
-            if msg.sender_id != user_id:
-                raise NotAllowed("only its sender may delete a message")
+            own_message(msg, user_id)
             # The row stays, content gone: its seq is never reused and its key answers the
             # deletion to a retry, for ever.
             await conn.execute(

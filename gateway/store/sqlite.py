@@ -31,7 +31,6 @@ from gateway.metrics import Latency
 from gateway.store.base import (
     Conversation,
     ConversationSummary,
-    NotAllowed,
     NotAMember,
     NotFound,
     Receipt,
@@ -39,6 +38,10 @@ from gateway.store.base import (
     StoredMessage,
     StoreError,
     StoreOpenError,
+    check_flag,
+    new_conversation,
+    new_message,
+    own_message,
     retried,
 )
 from gateway.store.group_commit import GroupCommit, Outcome, Work
@@ -326,22 +329,10 @@ class SqliteStore:
     async def create_conversation(
         self, kind: str, creator: uuid.UUID, member_ids: list[uuid.UUID], name: str
     ) -> tuple[Conversation, bool]:
-        members = sorted({creator, *member_ids}, key=str)
-        if kind == "direct" and len(members) != 2:
-            raise StoreError("a direct conversation has exactly two members")
-        direct_key = ":".join(str(m) for m in members) if kind == "direct" else None
-        return await self._write(
-            lambda: self._create(kind, creator, members, name, direct_key), creator
-        )
+        conv, direct_key = new_conversation(kind, creator, member_ids, name)
+        return await self._write(lambda: self._create(conv, direct_key), creator)
 
-    def _create(
-        self,
-        kind: str,
-        creator: uuid.UUID,
-        members: list[uuid.UUID],
-        name: str,
-        direct_key: str | None,
-    ) -> tuple[Conversation, bool]:
+    def _create(self, conv: Conversation, direct_key: str | None) -> tuple[Conversation, bool]:
         db = self.db
         if direct_key is not None:
             row = db.execute(
@@ -351,29 +342,21 @@ class SqliteStore:
                 existing = self._get(uuid.UUID(row[0]))
                 assert existing is not None
                 return existing, False
-        conv = Conversation(
-            id=uuid.uuid4(),
-            type=kind,
-            name=name,
-            member_ids=tuple(members),
-            created_by=creator,
-            created_at=datetime.now(UTC),
-        )
         db.execute(
             "INSERT INTO conversations (id, type, name, created_by, created_at, direct_key)"
             " VALUES (?, ?, ?, ?, ?, ?)",
             (
                 str(conv.id),
-                kind,
-                name,
-                str(creator),
+                conv.type,
+                conv.name,
+                str(conv.created_by),
                 conv.created_at.isoformat(),
                 direct_key,
             ),
         )
         db.executemany(
             "INSERT INTO members (conversation_id, user_id) VALUES (?, ?)",
-            [(str(conv.id), str(m)) for m in members],
+            [(str(conv.id), str(m)) for m in conv.member_ids],
         )
         return conv, True
 
@@ -445,15 +428,8 @@ class SqliteStore:
             "UPDATE conversations SET last_seq = last_seq + 1 WHERE id = ? RETURNING last_seq",
             (str(conversation_id),),
         ).fetchone()
-        msg = StoredMessage(
-            id=uuid.uuid4(),
-            conversation_id=conversation_id,
-            seq=int(seq),
-            sender_id=sender_id,
-            client_msg_id=client_msg_id,
-            content=content,
-            content_type=content_type,
-            created_at=datetime.now(UTC),
+        msg = new_message(
+            conversation_id, sender_id, client_msg_id, content, content_type, seq=int(seq)
         )
         db.execute(
             f"INSERT INTO messages ({_MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -534,8 +510,7 @@ class SqliteStore:
     async def set_flag(
         self, conversation_id: uuid.UUID, user_id: uuid.UUID, flag: str, value: bool
     ) -> None:
-        if flag not in ("pinned", "muted"):
-            raise ValueError(f"unknown flag {flag!r}")
+        check_flag(flag)
 
         def update() -> None:
             cursor = self.db.execute(
@@ -562,8 +537,7 @@ class SqliteStore:
             msg = self._member_message(conversation_id, user_id, message_id)
         except NotAMember:  # to a non-member, as if the message did not exist
             raise NotFound("no such message in a conversation of yours") from None
-        if msg.sender_id != user_id:
-            raise NotAllowed("only its sender may delete a message")
+        own_message(msg, user_id)
         # The row stays, content gone: its seq is never reused and its key answers the
         # deletion to a retry, for ever.
         db.execute(
