@@ -51,19 +51,24 @@ _NO_CACHE = ConversationCache(connect("redis://127.0.0.1:1"))
 _NO_REPAIR = CacheRepair(MessageCache(connect("redis://127.0.0.1:1")), _NO_CACHE, 1.0)
 
 
+def _wiring(store: SqliteStore, bus: MemoryBus) -> dict[str, Any]:
+    """A conversation service's parts here: this store, this bus, no cache."""
+    return {
+        "store": store,
+        "publisher": Publisher(bus.publish),
+        "join_local": _no_join,
+        "cache": _NO_CACHE,
+        "side_budget": 1.0,
+        "repair": _NO_REPAIR,
+    }
+
+
 class RacingConversations(ConversationService):
     """Another instance creates a conversation for the user while the store is being read;
     the read returns the list from before it."""
 
     def __init__(self, store: SqliteStore, bus: MemoryBus, created: uuid.UUID) -> None:
-        super().__init__(
-            store=store,
-            publisher=Publisher(bus.publish),
-            join_local=_no_join,
-            cache=_NO_CACHE,
-            side_budget=1.0,
-            repair=_NO_REPAIR,
-        )
+        super().__init__(**_wiring(store, bus))
         self._bus = bus
         self._created = created
 
@@ -178,14 +183,7 @@ async def test_detach_cuts_the_lease_even_when_typing_cleanup_fails(
     redis: RedisClient, store: SqliteStore
 ) -> None:
     bus = MemoryBus(MemoryBroker())
-    conversations = ConversationService(
-        store=store,
-        publisher=Publisher(bus.publish),
-        join_local=_no_join,
-        cache=_NO_CACHE,
-        side_budget=1.0,
-        repair=_NO_REPAIR,
-    )
+    conversations = ConversationService(**_wiring(store, bus))
     clients, hub = server(
         redis,
         bus,
@@ -227,14 +225,7 @@ async def test_a_connection_the_drain_finds_attaching_gets_hello_then_reconnect(
     """The drain lists a connection whose attach has not finished (no `hello` yet): it leaves it
     to be sent away right after its `hello`, rather than closing it with neither frame."""
     bus = MemoryBus(MemoryBroker())
-    conversations = ConversationService(
-        store=store,
-        publisher=Publisher(bus.publish),
-        join_local=_no_join,
-        cache=_NO_CACHE,
-        side_budget=1.0,
-        repair=_NO_REPAIR,
-    )
+    conversations = ConversationService(**_wiring(store, bus))
     clients, hub = server(redis, bus, conversations)
     async with running(bus, hub):
         attaching = RecordingConnection(client_state(), greeted=False)
