@@ -33,6 +33,7 @@ from gateway.auth import Authenticator, TokenVerifier
 from gateway.autopipe import AutoPipeline, auto_pipelined
 from gateway.bus import Publisher, RedisBus
 from gateway.config import Settings
+from gateway.dev import DevRoutes
 from gateway.handlers import HandlerContext, Limits, RequestBudget
 from gateway.handshake import json_refusals
 from gateway.http import HttpRoutes
@@ -221,9 +222,8 @@ async def _build(
         repair=repair,
     )
     hub.recover = messages.committed
-    authenticator = Authenticator(
-        TokenVerifier(settings.auth), sessions, revocations.refused, revocations.blacklisted
-    )
+    verifier = TokenVerifier(settings.auth)
+    authenticator = Authenticator(verifier, sessions, revocations.refused, revocations.blacklisted)
     requests = RequestBudget(budget)
     admission = Admission(
         settings.limits, metrics, hub, trusted_proxies=settings.http.trusted_proxies
@@ -275,6 +275,7 @@ async def _build(
         visibility=visibility,
         metrics=metrics,
         latencies=[redis_latency, store_latency, hub.fanout],
+        dev=_dev_routes(settings, client, sessions, verifier),
     )
     return _Built(
         settings,
@@ -308,6 +309,7 @@ def _http_routes(
     visibility: PresenceVisibility,
     metrics: Counter[str],
     latencies: list[Latency],
+    dev: DevRoutes | None,
 ) -> HttpRoutes:
     """Health, readiness (what it checks), metrics and the presence API on the WebSocket port."""
 
@@ -362,6 +364,25 @@ def _http_routes(
             )
         ),
         visible=visibility.visible,
+        dev=dev,
+        same_origin_only=settings.auth.dev and not settings.http.allowed_origins,
+    )
+
+
+def _dev_routes(
+    settings: Settings, redis: RedisClient, sessions: SessionCache, verifier: TokenVerifier
+) -> DevRoutes | None:
+    """The demo page and token route, with `--dev` and a secret to sign with."""
+    secret = verifier.signing_secret
+    if not settings.auth.dev or secret is None:
+        return None
+    return DevRoutes(
+        redis=redis,
+        sessions=sessions,
+        secret=secret,
+        budget=settings.redis.timeout,
+        audience=settings.auth.jwt_audience,
+        issuer=settings.auth.jwt_issuer,
     )
 
 
@@ -401,7 +422,9 @@ async def _run(
                     _metrics_listener(settings, built.routes) as metrics_server,
                     _listen(settings, built) as server,
                 ):
-                    line = _ready_line(settings, server, metrics_server, url)
+                    line = _ready_line(
+                        settings, server, metrics_server, url, built.routes.serves_demo
+                    )
                     print(line, flush=True)
                     if on_ready is not None:
                         on_ready(line)
@@ -459,7 +482,7 @@ def _tasks() -> int:
 
 def _origins(settings: Settings) -> list[Any] | None:
     allowed = settings.http.origins
-    if allowed is None:
+    if allowed is None or (settings.auth.dev and not allowed):  # --dev: HttpRoutes checks
         return None
     return [None, *allowed]  # None: requests without an Origin header (non-browser clients)
 
@@ -491,7 +514,11 @@ def _address(server: Server) -> tuple[str, int]:
 
 
 def _ready_line(
-    settings: Settings, server: Server, metrics_server: Server | None, redis_url: str
+    settings: Settings,
+    server: Server,
+    metrics_server: Server | None,
+    redis_url: str,
+    demo: bool,
 ) -> str:
     host, port = _address(server)
     redis = "embedded Valkey" if not settings.redis.url else _safe_url(redis_url)
@@ -499,9 +526,10 @@ def _ready_line(
     if metrics_server is not None:
         metrics_host, metrics_port = _address(metrics_server)
         metrics = f"; metrics: http://{metrics_host}:{metrics_port}/metrics"
+    page = f"; demo page: http://{host}:{port}/demo/" if demo else ""
     return (
         f"presence-gateway {settings.presence.instance_id} listening on ws://{host}:{port}/ws "
-        f"(redis: {redis}; store: {describe_store(settings.store.url)}{metrics})"
+        f"(redis: {redis}; store: {describe_store(settings.store.url)}{metrics}){page}"
     )
 
 

@@ -118,6 +118,11 @@ class TokenVerifier:
         else:
             self.algorithms = allowed[:1] if isinstance(self._key, str) else allowed
 
+    @property
+    def signing_secret(self) -> str | None:
+        """The HMAC secret that signs (development tokens); None with a public key."""
+        return self._key if isinstance(self._key, str) else None
+
     def verify(self, token: str) -> dict[str, Any]:
         """The token's claims; AuthError with a client-safe reason otherwise. Every configured
         secret is tried, so a key can be rotated without refusing tokens signed with the old."""

@@ -17,6 +17,7 @@ from websockets.http11 import Request, Response
 
 from caches import CacheUnavailable, PresenceCache, PresenceStatus
 from gateway.auth import Authenticator, AuthError, bearer_token
+from gateway.dev import DevRoutes
 from gateway.metrics import CONTENT_TYPE
 from gateway.protocol.ids import parse_uuid, parse_uuids
 
@@ -49,6 +50,15 @@ Readiness = Callable[[], Awaitable[list[str]]]
 """Why the instance is not ready (empty when it is)."""
 
 
+def _same_origin(headers: Headers) -> bool:
+    """No Origin (not a browser), or the origin of this very host and port."""
+    origin = headers.get("Origin")
+    if origin is None:
+        return True
+    host = headers.get("Host", "")
+    return origin in (f"http://{host}", f"https://{host}")
+
+
 class HttpRoutes:
     """`process_request` for the websockets server: `/ws` upgrades, every other path answers.
 
@@ -67,22 +77,39 @@ class HttpRoutes:
         metrics_here: bool = True,
         ws_gate: Callable[[ServerConnection], str | None] | None = None,
         visible: Visible | None = None,
+        dev: DevRoutes | None = None,
+        same_origin_only: bool = False,
     ) -> None:
         """`metrics_here`: False when /metrics has a listener of its own (`process_metrics`);
-        `metrics_token`: the bearer /metrics requires (empty: none)."""
+        `metrics_token`: the bearer /metrics requires (empty: none); `dev`: the demo page and
+        token route (`--dev`); `same_origin_only`: a browser's WebSocket only from a page this
+        port served (`--dev` without `--allowed-origins`)."""
         self._readiness = readiness
         self._metrics = metrics
         self._metrics_token = metrics_token.encode()
         self._metrics_here = metrics_here
         self._ws_gate = ws_gate
         self._visible = visible
+        self._dev = dev
+        self._same_origin_only = same_origin_only
         self._authenticator = authenticator
         self._presence = presence
         self._budget = budget
 
+    @property
+    def serves_demo(self) -> bool:
+        return self._dev is not None
+
     async def process_request(self, ws: ServerConnection, request: Request) -> Response | None:
         path = urlsplit(request.path).path
         if path == "/ws":
+            if self._same_origin_only and not _same_origin(request.headers):
+                return problem(
+                    http.HTTPStatus.FORBIDDEN,
+                    "forbidden",
+                    "this origin is not allowed: --dev accepts pages it served itself; "
+                    "list others in --allowed-origins",
+                )
             refused = self._ws_gate(ws) if self._ws_gate is not None else None
             if refused is None:
                 return None
@@ -101,6 +128,8 @@ class HttpRoutes:
             return await self._ready()
         if path == "/metrics" and self._metrics_here:
             return self._scrape(request)
+        if self._dev is not None and self._dev.handles(path):
+            return await self._dev.answer(request.path)
         if path.startswith("/api/v1/users/"):
             try:
                 async with asyncio.timeout(self._budget):
