@@ -29,7 +29,9 @@ def test_the_ready_line_names_the_demo_page(dev_gateway: GatewayProcess) -> None
 
 def test_the_page_and_the_sdk_are_served(dev_gateway: GatewayProcess) -> None:
     status, page = http_get(f"{dev_gateway.http}/demo/")
-    assert status == 200 and b"<script" in page and b"sdk/index.js" in page
+    assert status == 200 and b'<script type="module" src="app.js">' in page
+    status, app = http_get(f"{dev_gateway.http}/demo/app.js")
+    assert status == 200 and b'from "./sdk/index.js"' in app
     status, sdk = http_get(f"{dev_gateway.http}/demo/sdk/index.js")
     assert status == 200 and b"export class GatewayClient" in sdk
     assert http_get(f"{dev_gateway.http}/demo/missing.js")[0] == 404
