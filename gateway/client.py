@@ -26,10 +26,12 @@ __all__ = ["GatewayClient", "GatewayError"]
 class GatewayError(Error):
     """The gateway answered a request with an `error` frame."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, retry_after_ms: int | None = None) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+        self.retry_after_ms = retry_after_ms
+        """With `rate_limited`: when to try again."""
 
 
 class GatewayClient:
