@@ -5,6 +5,8 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY caches ./caches
 COPY gateway ./gateway
+# gateway/demo/sdk links here: the wheel carries the SDK the demo page loads.
+COPY clients/js/src ./clients/js/src
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 # Runtime stage: only the wheels installed, no build tools, a non-root user.

@@ -127,7 +127,9 @@ class AuthSettings:
     """Tokens, sessions and revocations."""
 
     dev: bool = _setting(
-        False, "development: a generated JWT secret when none is set (never in production)"
+        False,
+        "development: a generated JWT secret when none is set, the demo page at /demo/ and a "
+        "token route (never in production)",
     )
     jwt_secret: str = _setting("", "HS256 secret (at least 32 bytes); prefer --jwt-secret-file")
     jwt_secret_file: str = _setting(

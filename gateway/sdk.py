@@ -8,7 +8,7 @@ live gap filled from history), keeps unsent messages in an outbox (in memory or 
 again with the same `client_msg_id` after a reconnect or a restart, and sends delivered receipts
 for what it hands the app.
 
-    client = Client(["ws://127.0.0.1:8080/ws"], get_token=fetch_token, storage=FileStorage(path))
+    client = Client(urls=["ws://127.0.0.1:8080/ws"], get_token=fetch_token, storage=FileStorage(p))
     client.on("message", lambda m: print(m["content"]))
     await client.connect()
     outgoing = client.send(conversation_id, "hello")
@@ -135,8 +135,8 @@ class Client:
 
     def __init__(
         self,
-        urls: str | Sequence[str],
         *,
+        urls: str | Sequence[str],
         token: str | None = None,
         get_token: TokenSource | None = None,
         storage: Storage | None = None,

@@ -6,9 +6,12 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+
+from caches.redis import find_server_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 SDK = ROOT / "clients" / "js"
@@ -45,3 +48,22 @@ def sdk_dependencies() -> Path:
             timeout=300,
         )
     return modules
+
+
+def run_node_tests(files: list[str], **env: str) -> None:
+    """`node --test` on `files` (relative to clients/js), with the gateway's Python and the
+    Valkey binary; fails the calling test with node's report when any of them fails."""
+    result = subprocess.run(
+        [node(), "--experimental-websocket", "--test", "--test-reporter", "spec", *files],
+        cwd=SDK,
+        env={
+            **os.environ,
+            "GATEWAY_PYTHON": sys.executable,
+            "VALKEY_SERVER": find_server_binary(),
+            **env,
+        },
+        capture_output=True,
+        text=True,
+        timeout=220,
+    )
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]

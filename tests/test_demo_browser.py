@@ -4,15 +4,11 @@ demo.browser.mjs). Screenshots are kept in test-results/browser/."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 
 import pytest
 
-from caches.redis import find_server_binary
-from tests.node import ROOT, SDK, node, require, sdk_dependencies
+from tests.node import ROOT, require, run_node_tests, sdk_dependencies
 
 ARTIFACTS = ROOT / "test-results" / "browser"
 
@@ -30,27 +26,6 @@ def chromium() -> str:
 def test_the_demo_page_in_a_real_browser() -> None:
     browser = chromium()
     sdk_dependencies()
-    env = {
-        **os.environ,
-        "GATEWAY_PYTHON": sys.executable,
-        "VALKEY_SERVER": str(find_server_binary()),
-        "CHROMIUM": browser,
-        "ARTIFACTS_DIR": str(ARTIFACTS),
-    }
-    result = subprocess.run(
-        [
-            node(),
-            "--experimental-websocket",
-            "--test",
-            "--test-reporter",
-            "spec",
-            "test/demo.browser.mjs",
-        ],
-        cwd=SDK,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=220,
-    )
-    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
+    shutil.rmtree(ARTIFACTS, ignore_errors=True)  # only this run's screenshots count
+    run_node_tests(["test/demo.browser.mjs"], CHROMIUM=browser, ARTIFACTS_DIR=str(ARTIFACTS))
     assert len(list(ARTIFACTS.glob("*.png"))) >= 5

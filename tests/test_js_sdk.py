@@ -3,36 +3,11 @@ processes and a real Valkey they start themselves."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
 
-from caches.redis import find_server_binary
-from tests.node import SDK, node
+from tests.node import SDK, run_node_tests
 
 
 @pytest.mark.timeout(240)
 def test_the_sdk_against_real_gateways() -> None:
-    env = {
-        **os.environ,
-        "GATEWAY_PYTHON": sys.executable,
-        "VALKEY_SERVER": str(find_server_binary()),
-    }
-    result = subprocess.run(
-        [
-            node(),
-            "--experimental-websocket",
-            "--test",
-            "--test-reporter",
-            "spec",
-            *sorted(str(p.relative_to(SDK)) for p in SDK.glob("test/*.test.mjs")),
-        ],
-        cwd=SDK,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=220,
-    )
-    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
+    run_node_tests(sorted(str(p.relative_to(SDK)) for p in SDK.glob("test/*.test.mjs")))

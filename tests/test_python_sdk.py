@@ -46,7 +46,11 @@ class _Fleet:
 
         options.setdefault("get_token", fresh_token)
         client = Client(
-            urls, min_reconnect_delay=0.05, max_reconnect_delay=0.5, request_timeout=5, **options
+            urls=urls,
+            min_reconnect_delay=0.05,
+            max_reconnect_delay=0.5,
+            request_timeout=5,
+            **options,
         )
         self.clients.append(client)
         await client.connect()
@@ -183,14 +187,14 @@ async def test_the_outbox_survives_a_restart_and_the_server_stores_each_once(
             }
         ]
         FileStorage(path).save(state)
-        offline = Client([gw.url], token="unused", storage=FileStorage(path))
+        offline = Client(urls=[gw.url], token="unused", storage=FileStorage(path))
         for text in ("one", "two", "three"):
             offline.send(conversation, text)
         assert len(FileStorage(path).load()["outbox"]) == 4
         await offline.close()
         sent: list[Frame] = []
         restarted = Client(
-            [gw.url],
+            urls=[gw.url],
             get_token=lambda: token_for(redis, user),
             storage=FileStorage(path),
         )
@@ -245,7 +249,7 @@ async def test_a_refused_token_without_get_token_closes_for_good(
     redis_url: str, tmp_path: Path
 ) -> None:
     with gateways(redis_url, tmp_path) as (gw,):
-        client = Client([gw.url], token="not-a-jwt", storage=MemoryStorage())
+        client = Client(urls=[gw.url], token="not-a-jwt", storage=MemoryStorage())
         states: list[Frame] = []
         client.on("state", states.append)
         with pytest.raises(Exception) as refused:
