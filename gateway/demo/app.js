@@ -231,7 +231,8 @@ function drawConversations() {
         <button class="link pin" type="button" title="pin"></button><span class="badge"></span>`;
       li.querySelector(".title").textContent = titleOf(conversation);
       li.querySelector(".preview").textContent = conversation.lastText ?? "";
-      li.querySelector(".pin").textContent = conversation.pinned ? "📌" : "pin";
+      li.querySelector(".pin").textContent = conversation.pinned ? "unpin" : "pin";
+      li.classList.toggle("pinned", Boolean(conversation.pinned));
       li.querySelector(".pin").addEventListener("click", (event) => {
         event.stopPropagation();
         togglePin(conversation);
@@ -337,7 +338,7 @@ function drawOutbox() {
     li.dataset.clientMsgId = entry.client_msg_id;
     li.innerHTML = `<span class="text"></span><span class="meta"></span>`;
     li.querySelector(".text").textContent = entry.content;
-    li.querySelector(".meta").innerHTML = `<span class="ticks pending">🕓</span>`;
+    li.querySelector(".meta").innerHTML = `<span class="ticks pending" title="waiting to send">…</span>`;
     shown.set(entry.client_msg_id, li);
     $("#messages").append(li);
   }

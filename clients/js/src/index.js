@@ -217,7 +217,14 @@ export class GatewayClient extends Emitter {
     }
     this.ws = ws;
     this.hello = null;
-    ws.onopen = () => ws === this.ws && this.sendFrame({ type: "auth", token });
+    ws.onopen = () => {
+      if (ws !== this.ws) return;
+      this.sendFrame({ type: "auth", token });
+      // A peer that accepts the socket but never says hello (a broken proxy) is a failure too.
+      this.later(this.options.requestTimeoutMs, () => {
+        if (ws === this.ws && !this.hello) this.lost(1006, "no hello from the gateway");
+      });
+    };
     ws.onmessage = (event) => ws === this.ws && this.receive(event.data);
     // A socket that never opened: some implementations (Node 20's) fire no close after it.
     ws.onerror = () => ws === this.ws && ws.readyState !== 1 && this.lost(1006, "connection failed");

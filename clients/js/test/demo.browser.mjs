@@ -144,3 +144,56 @@ test("two users chat across two instances, and one instance is drained", { timeo
   assert.deepEqual(alice.errors, []);
   assert.deepEqual(bob.errors, []);
 });
+
+test("messages written offline survive a page reload and are stored once", { timeout: 120000 }, async () => {
+  const gw = gateways[1]; // the first test drained the other
+  const dave = await openAs("Dave", gw, gw);
+  const carol = await openAs("Carol", gw, gw);
+  const daveId = await userIdOf(dave);
+  await carol.click("#refresh-contacts");
+  await carol.click(`#contacts [data-user-id="${daveId}"]`);
+  await carol.waitForSelector("#composer:not([hidden])", WAIT);
+
+  // The network goes: every new WebSocket is refused, and the live one is dropped.
+  let offline = true;
+  await carol.routeWebSocket(/\/ws$/, (ws) =>
+    offline ? ws.close({ code: 1013, reason: "offline (test)" }) : ws.connectToServer(),
+  );
+  await carol.evaluate(() => window.demo.client.ws.close());
+  await carol.waitForFunction(() => window.demo.client.state !== "connected", null, WAIT);
+  await carol.waitForSelector("#banner:not([hidden])", WAIT);
+  for (const text of ["written offline", "and this one too"]) {
+    await carol.fill("#message-input", text);
+    await carol.press("#message-input", "Enter");
+  }
+  await carol.waitForSelector('#messages .ticks.pending >> nth=1', WAIT);
+  await shot(carol, "6-carol-offline-outbox");
+
+  // Nothing reached the gateway: the two messages exist only in the page's localStorage.
+  const kept = await carol.evaluate(
+    () => JSON.parse(localStorage.getItem(`pg-demo:${window.demo.me.user_id}:outbox`)).length,
+  );
+  assert.equal(kept, 2);
+  assert.equal((await dave.evaluate(() => window.demo.client.conversations())).conversations[0]?.last_message_id ?? null, null);
+
+  // The page is reloaded, and the network comes back: the reloaded page sends the outbox.
+  await carol.reload();
+  offline = false;
+  await carol.waitForFunction(() => window.demo?.client?.state === "connected", null, WAIT);
+  await carol.waitForFunction(() => window.demo.client.pendingMessages().length === 0, null, WAIT);
+  await dave.click("#conversations .conversation");
+  await dave.waitForFunction(
+    () => document.querySelectorAll("#messages .message").length === 2,
+    null,
+    WAIT,
+  );
+  assert.deepEqual(await texts(dave), ["written offline", "and this one too"]);
+  const stored = await dave.evaluate(async () => {
+    const client = window.demo.client;
+    const [id] = Object.keys(client.positions());
+    return (await client.history(id)).messages.map((m) => m.content);
+  });
+  assert.deepEqual(stored, ["written offline", "and this one too"]);
+  await shot(dave, "7-dave-got-each-once");
+  assert.deepEqual(carol.errors, []);
+});
