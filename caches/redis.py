@@ -28,7 +28,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio import BlockingConnectionPool
-from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -42,6 +42,7 @@ __all__ = [
     "EmbeddedRedis",
     "EmbeddedRedisError",
     "RedisClient",
+    "cluster_seeds",
     "connect",
     "find_server_binary",
 ]
@@ -95,8 +96,8 @@ def connect(
         "max_connections": opts.max_connections,
     }
     if cluster:
-        plain = url.replace("redis+cluster://", "redis://", 1).split("?", 1)[0]
-        return RedisCluster.from_url(plain, **common)
+        first, startup = cluster_seeds(url)
+        return RedisCluster.from_url(first, startup_nodes=startup, **common)
     if parts.scheme not in ("redis", "rediss", "unix"):
         raise ValueError(
             f"unsupported Redis URL scheme {parts.scheme!r}: use redis, rediss or unix"
@@ -105,6 +106,24 @@ def connect(
     # failing at once with "Too many connections".
     pool = BlockingConnectionPool.from_url(url, timeout=opts.connect_timeout, **common)
     return aioredis.Redis.from_pool(pool)
+
+
+def cluster_seeds(url: str) -> tuple[str, list[ClusterNode]]:
+    """A cluster URL (`redis+cluster://[user:password@]host:port[,host:port...]`, or a
+    `redis://` one with `?cluster=true`) as redis-py takes it: a plain URL naming the first
+    seed (credentials and all) and every seed as a startup node."""
+    parts = urlsplit(url.replace("redis+cluster://", "redis://", 1))
+    userinfo, _, hosts = parts.netloc.rpartition("@")
+    seeds = []
+    for host_port in hosts.split(","):
+        host, _, port = host_port.strip().rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"a cluster seed must be host:port, not {host_port!r}")
+        seeds.append(ClusterNode(host, int(port)))
+    query = "&".join(p for p in parts.query.split("&") if p and not p.startswith("cluster="))
+    prefix = f"{userinfo}@" if userinfo else ""
+    first = f"redis://{prefix}{seeds[0].host}:{seeds[0].port}{parts.path}"
+    return (first + (f"?{query}" if query else "")), seeds
 
 
 def find_server_binary() -> str:

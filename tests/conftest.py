@@ -18,6 +18,7 @@ from redis import Redis as SyncRedis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from caches.redis import RedisClient, configured_or_embedded, connect, find_server_binary
+from tests.cluster import ValkeyCluster
 
 MS = 0.001
 """One millisecond, in seconds: the suite's time unit."""
@@ -138,3 +139,11 @@ def postgres_url(postgres_server: str) -> str:
     from tests.postgres import fresh_database
 
     return fresh_database(postgres_server)
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[ValkeyCluster]:
+    """A real 3-primary, 3-replica Redis Cluster for the whole run (tests that kill or move
+    nodes start their own)."""
+    with ValkeyCluster() as started:
+        yield started

@@ -1,0 +1,179 @@
+"""A real Redis Cluster for tests: primaries and replicas made of the embedded `valkey-server`,
+joined with `valkey-cli --cluster create`, started by PID on loopback and stopped after.
+
+A short `cluster-node-timeout` (1 s) so a killed primary's replica takes over within seconds.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from redis import Redis as SyncRedis
+from redis.exceptions import RedisError
+
+from caches.redis import find_server_binary
+
+__all__ = ["ValkeyCluster"]
+
+NODE_TIMEOUT_MS = 1000
+
+
+def _cli() -> str:
+    return str(Path(find_server_binary()).with_name("valkey-cli"))
+
+
+def _free_ports(count: int) -> list[int]:
+    """`count` consecutive-free ports whose cluster bus ports (+10000) are free too."""
+    for _ in range(200):
+        base = random.randint(20000, 45000 - count)
+        ports = list(range(base, base + count))
+        try:
+            for candidate in [*ports, *(p + 10000 for p in ports)]:
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", candidate))
+        except OSError:
+            continue
+        return ports
+    raise AssertionError("no free ports for a cluster")
+
+
+@dataclass
+class ValkeyCluster:
+    primaries: int = 3
+    replicas: int = 1
+    ports: list[int] = field(default_factory=list)
+    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="pg-cluster-")))
+    procs: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in self.ports[:3])
+
+    def start(self) -> ValkeyCluster:
+        self.ports = _free_ports(self.primaries * (1 + self.replicas))
+        for port in self.ports:
+            self._spawn(port)
+        for port in self.ports:
+            self._wait_ping(port)
+        subprocess.run(
+            [
+                _cli(),
+                "--cluster",
+                "create",
+                *(f"127.0.0.1:{p}" for p in self.ports),
+                "--cluster-replicas",
+                str(self.replicas),
+                "--cluster-yes",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        self.wait_healthy()
+        return self
+
+    def _spawn(self, port: int) -> None:
+        node_dir = self.workdir / str(port)
+        node_dir.mkdir(exist_ok=True)
+        self.procs[port] = subprocess.Popen(
+            [
+                find_server_binary(),
+                "--port", str(port), "--bind", "127.0.0.1", "--dir", str(node_dir),
+                "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
+                "--save", "", "--appendonly", "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    def _wait_ping(self, port: int, timeout: float = 10) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with SyncRedis(port=port, socket_timeout=1) as admin:
+                    admin.ping()
+                    return
+            except RedisError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def admin(self, port: int) -> SyncRedis:
+        return SyncRedis(port=port, decode_responses=True, socket_timeout=2)
+
+    def nodes(self) -> list[dict[str, object]]:
+        """CLUSTER NODES as seen from a live node: port, role, slot count, failed."""
+        for port in self.ports:
+            if self.procs[port].poll() is not None:
+                continue
+            try:
+                with self.admin(port) as admin:
+                    text = admin.execute_command("CLUSTER", "NODES")
+            except RedisError:
+                continue
+            found = []
+            for line in str(text).splitlines():
+                parts = line.split()
+                flags = parts[2].split(",")
+                found.append(
+                    {
+                        "port": int(parts[1].split(":")[1].split("@")[0]),
+                        "primary": "master" in flags,
+                        "failed": "fail" in flags or "fail?" in flags,
+                        "slots": parts[8:],
+                    }
+                )
+            return found
+        raise AssertionError("no live cluster node")
+
+    def primary_ports(self) -> list[int]:
+        return [int(str(n["port"])) for n in self.nodes() if n["primary"] and n["slots"]]
+
+    def wait_healthy(self, timeout: float = 30) -> None:
+        """Every live node says cluster_state:ok and every slot has a live primary."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self._healthy():
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the cluster did not become healthy: {self.nodes()}")
+            time.sleep(0.1)
+
+    def _healthy(self) -> bool:
+        for port in self.ports:
+            if self.procs[port].poll() is not None:
+                continue
+            try:
+                with self.admin(port) as admin:
+                    info = admin.execute_command("CLUSTER", "INFO")
+            except RedisError:
+                return False
+            if "cluster_state:ok" not in str(info):
+                return False
+        return True
+
+    def kill(self, port: int) -> None:
+        proc = self.procs[port]
+        proc.kill()
+        proc.wait()
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> ValkeyCluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

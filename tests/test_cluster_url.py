@@ -1,0 +1,38 @@
+"""Cluster URLs with several seeds (`redis+cluster://h1:p1,h2:p2`), on a real 3+3 cluster."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from caches import SessionCache, keys
+from caches.models import SessionData
+from caches.redis import cluster_seeds, connect
+from tests.cluster import ValkeyCluster
+
+
+def test_every_seed_is_a_startup_node_and_credentials_stay() -> None:
+    first, seeds = cluster_seeds("redis+cluster://app:s3cret@10.0.0.1:7000,10.0.0.2:7001?ssl=x")
+    assert first == "redis://app:s3cret@10.0.0.1:7000?ssl=x"
+    assert [(s.host, s.port) for s in seeds] == [("10.0.0.1", 7000), ("10.0.0.2", 7001)]
+    first, seeds = cluster_seeds("redis://10.0.0.1:7000?cluster=true")
+    assert first == "redis://10.0.0.1:7000" and len(seeds) == 1
+
+
+@pytest.mark.parametrize("url", ["redis+cluster://host", "redis+cluster://a:1,b"])
+def test_a_seed_without_a_port_is_refused(url: str) -> None:
+    with pytest.raises(ValueError, match="host:port"):
+        cluster_seeds(url)
+
+
+async def test_the_caches_reach_every_primary(cluster: ValkeyCluster) -> None:
+    client = connect(cluster.url)
+    sessions = SessionCache(client)
+    ids = [f"s-{uuid.uuid4().hex}" for _ in range(30)]
+    for sid in ids:
+        await sessions.set(sid, SessionData(user_id=uuid.uuid4(), username="u"), 60)
+    assert all([await sessions.get(sid) is not None for sid in ids])
+    owners = {client.get_node_from_key(keys.session(sid)).name for sid in ids}  # type: ignore[union-attr]
+    assert len(owners) == 3  # thirty sessions land on all three primaries
+    await client.aclose()
