@@ -20,12 +20,12 @@ from redis.exceptions import RedisError
 
 from caches.redis import find_server_binary
 
-__all__ = ["ValkeyCluster"]
+__all__ = ["ValkeyCluster", "cli"]
 
 NODE_TIMEOUT_MS = 1000
 
 
-def _cli() -> str:
+def cli() -> str:
     return str(Path(find_server_binary()).with_name("valkey-cli"))
 
 
@@ -64,7 +64,7 @@ class ValkeyCluster:
             self._wait_ping(port)
         subprocess.run(
             [
-                _cli(),
+                cli(),
                 "--cluster",
                 "create",
                 *(f"127.0.0.1:{p}" for p in self.ports),
@@ -77,7 +77,22 @@ class ValkeyCluster:
             timeout=60,
         )
         self.wait_healthy()
+        self._wait_replicas_synced()
         return self
+
+    def _wait_replicas_synced(self, timeout: float = 30) -> None:
+        """A replica that never synced with its primary will not take over from it."""
+        deadline = time.monotonic() + timeout
+        replicas = [int(str(n["port"])) for n in self.nodes() if not n["primary"]]
+        for port in replicas:
+            while True:
+                with self.admin(port) as admin:
+                    info = admin.info("replication")
+                if info.get("master_link_status") == "up":
+                    break
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"replica {port} did not sync: {info}")
+                time.sleep(0.05)
 
     def _spawn(self, port: int) -> None:
         node_dir = self.workdir / str(port)
@@ -88,7 +103,7 @@ class ValkeyCluster:
                 "--port", str(port), "--bind", "127.0.0.1", "--dir", str(node_dir),
                 "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
                 "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
-                "--save", "", "--appendonly", "no",
+                "--save", "", "--appendonly", "no", "--repl-diskless-sync-delay", "0",
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -159,6 +174,35 @@ class ValkeyCluster:
             if "cluster_state:ok" not in str(info):
                 return False
         return True
+
+    def wait_failover(self, port: int, timeout: float = 30) -> None:
+        """Until a replica serves the slots the primary at `port` served, and all is well."""
+        deadline = time.monotonic() + timeout
+        while port in self.primary_ports() or not self._healthy():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no failover of {port}: {self.nodes()}")
+            time.sleep(0.1)
+
+    def node_id(self, port: int) -> str:
+        with self.admin(port) as admin:
+            return str(admin.execute_command("CLUSTER", "MYID"))
+
+    def move_slot(self, slot: int, source: int, target: int) -> None:
+        """Move one slot (and its keys) from the primary at `source` to the one at `target`,
+        the way `valkey-cli --cluster reshard` does it, slot by slot."""
+        source_id, target_id = self.node_id(source), self.node_id(target)
+        with self.admin(target) as dst, self.admin(source) as src:
+            dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
+            src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
+            while keys := src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):
+                src.execute_command("MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", *keys)
+            dst.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
+            src.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
+        for port in self.primary_ports():
+            if port not in (source, target):
+                with self.admin(port) as other:
+                    other.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
+        self.wait_healthy()
 
     def kill(self, port: int) -> None:
         proc = self.procs[port]

@@ -11,8 +11,9 @@ calls `reconnected` so the gateway re-asserts its state. A subscriber can die si
 publishes still succeed, so the bus publishes a probe on its own channel and reconnects when
 the echo is two intervals late.
 
-Sharded pub/sub on Redis Cluster (`ClusterPubSub`, SSUBSCRIBE/SPUBLISH) fits the same `Bus`
-interface as a second backend; this one serves standalone and replicated Redis.
+With `sharded`, the same machinery speaks sharded pub/sub (SSUBSCRIBE, SPUBLISH) to one node of
+a Redis Cluster: `gateway.bus.sharded.ShardedBus` runs one such bus per primary and routes each
+channel to the one that owns its slot.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -48,8 +50,32 @@ class BusLost(Error):
     """The pub/sub connection is no longer trustworthy (probe late, publish failed)."""
 
 
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    """Classic or sharded pub/sub: the commands and reply kinds of each."""
+
+    subscribe: str
+    unsubscribe: str
+    publish: str
+    message: bytes
+    subscribed: bytes
+    unsubscribed: bytes
+
+
+CLASSIC = Dialect("SUBSCRIBE", "UNSUBSCRIBE", "PUBLISH", b"message", b"subscribe", b"unsubscribe")
+SHARDED = Dialect(
+    "SSUBSCRIBE", "SUNSUBSCRIBE", "SPUBLISH", b"smessage", b"ssubscribe", b"sunsubscribe"
+)
+
+
 class RedisBus:
-    """`subscriber` must not decode responses; `publisher` may be any client (pipelined)."""
+    """`subscriber` must not decode responses; `publisher` may be any client (pipelined).
+
+    Sharded (`slot_of` given): the channels of one command must share a slot (a cluster
+    refuses CROSSSLOT), so changes are grouped by slot; `probe_channel` must be one this node
+    owns; `moved(channel)` hears of a channel the server dropped (its slot moved), and the
+    first connection counts as a reconnect when `gap_at_start` (channels moved here from
+    another node: events may have been lost in between)."""
 
     def __init__(
         self,
@@ -59,9 +85,17 @@ class RedisBus:
         instance_id: str,
         probe_interval: float,
         timeout: float,
+        slot_of: Callable[[str], int] | None = None,
+        probe_channel: str | None = None,
+        moved: Callable[[bytes], None] | None = None,
+        gap_at_start: bool = False,
     ) -> None:
         self._subscriber = subscriber
         self._publisher = publisher
+        self._dialect = SHARDED if slot_of is not None else CLASSIC
+        self._slot_of = slot_of
+        self._moved = moved
+        self._gap_at_start = gap_at_start
         self._probe_interval = probe_interval
         self._timeout = timeout
         self._channels: set[str] = set()
@@ -71,7 +105,7 @@ class RedisBus:
         # second copy of every channel name, one per connection of the instance).
         self._unconfirmed: set[bytes] = set()
         self._waiters: dict[bytes, list[asyncio.Future[None]]] = {}
-        self._probe_channel = keys.instance_channel(instance_id)
+        self._probe_channel = probe_channel or keys.instance_channel(instance_id)
         self._probe_key = self._probe_channel.encode()
         self._last_echo = 0.0
         self._echoed = asyncio.Event()
@@ -83,22 +117,26 @@ class RedisBus:
     def channel_count(self) -> int:
         return len(self._channels)
 
+    @property
+    def channels(self) -> set[str]:
+        return self._channels
+
     def subscribe(self, channel: str) -> None:
         if channel not in self._channels:
             self._channels.add(channel)
-            self._change("SUBSCRIBE", channel)
+            self._change(self._dialect.subscribe, channel)
 
     def unsubscribe(self, channel: str) -> None:
         if channel in self._channels:
             self._channels.discard(channel)
-            self._change("UNSUBSCRIBE", channel)
+            self._change(self._dialect.unsubscribe, channel)
 
     def _change(self, command: str, channel: str) -> None:
         # Queued even while disconnected: a change made during a (re)connect, after the
         # snapshot the connect subscribes to, must still reach the server.
         self._changes.append((command, channel))
         self._changed.set()
-        if command == "SUBSCRIBE":
+        if command == self._dialect.subscribe:
             self._unconfirmed.add(channel.encode())
 
     async def confirmed(self, channels: Iterable[str], timeout: float) -> None:
@@ -127,23 +165,22 @@ class RedisBus:
 
     async def publish(self, channel: str, payload: bytes) -> None:
         try:
-            await self._publisher.publish(channel, payload)
+            await self._publisher.execute_command(self._dialect.publish, channel, payload)
         except RedisError as exc:
             raise CacheUnavailable.from_redis(exc) from exc
 
     async def run(self, deliver: Delivery, reconnected: Reconnected) -> None:
         """Keep the subscription up until cancelled."""
         backoff = _BACKOFF_START
-        first = True
+        first = not self._gap_at_start
         while True:
             pubsub = self._subscriber.pubsub()
             try:
                 self._changes.clear()
                 self._unconfirmed = {c.encode() for c in self._channels}
                 async with asyncio.timeout(self._timeout):
-                    await pubsub.execute_command(
-                        "SUBSCRIBE", self._probe_channel, *sorted(self._channels)
-                    )
+                    for channels in self._commands([self._probe_channel, *sorted(self._channels)]):
+                        await pubsub.execute_command(self._dialect.subscribe, *channels)
                 connection = pubsub.connection
                 assert connection is not None
                 self._last_echo = time.monotonic()
@@ -176,6 +213,7 @@ class RedisBus:
     async def _read(self, connection: Connection, deliver: Delivery) -> None:
         stream = ReplyStream(connection)
         probe = self._probe_key
+        dialect = self._dialect
         while True:
             # The messages of one socket read go to the hub as one batch, at once.
             batch = []
@@ -183,7 +221,7 @@ class RedisBus:
                 if isinstance(reply, Exception):
                     raise BusLost(f"Redis error on pub/sub: {reply}")
                 kind = reply[0]
-                if kind == b"message":
+                if kind == dialect.message:
                     channel = reply[1]
                     if channel == probe:
                         self._last_echo = time.monotonic()
@@ -191,8 +229,12 @@ class RedisBus:
                         self.echoes += 1
                     else:
                         batch.append((channel, reply[2]))
-                elif kind == b"subscribe":
+                elif kind == dialect.subscribed:
                     self._confirm(reply[1])
+                elif kind == dialect.unsubscribed and self._moved is not None:
+                    # A sharded channel the server dropped while still wanted: its slot moved.
+                    if reply[1].decode() in self._channels:
+                        self._moved(reply[1])
             if batch:
                 try:
                     deliver(batch)
@@ -217,10 +259,19 @@ class RedisBus:
                 end = start
                 while end < len(changes) and changes[end][0] == command:
                     end += 1
-                channels = [channel for _, channel in changes[start:end]]
                 async with asyncio.timeout(self._timeout):
-                    await pubsub.execute_command(command, *channels)
+                    for channels in self._commands([c for _, c in changes[start:end]]):
+                        await pubsub.execute_command(command, *channels)
                 start = end
+
+    def _commands(self, channels: list[str]) -> list[list[str]]:
+        """The channels of one (un)subscribe command each: all of them, or one slot's."""
+        if self._slot_of is None:
+            return [channels]
+        by_slot: dict[int, list[str]] = {}
+        for channel in channels:
+            by_slot.setdefault(self._slot_of(channel), []).append(channel)
+        return list(by_slot.values())
 
     async def _probe(self) -> None:
         """Publish on our own channel; raise when an echo is two intervals late and a probe
@@ -244,7 +295,9 @@ class RedisBus:
     async def _publish_probe(self) -> None:
         try:
             async with asyncio.timeout(self._timeout):
-                await self._publisher.publish(self._probe_channel, b"probe")
+                await self._publisher.execute_command(
+                    self._dialect.publish, self._probe_channel, b"probe"
+                )
         except (RedisError, TimeoutError) as exc:
             raise BusLost(f"probe publish failed: {exc or type(exc).__name__}") from exc
 

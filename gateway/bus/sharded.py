@@ -1,0 +1,230 @@
+"""The bus on a Redis Cluster: sharded pub/sub (SSUBSCRIBE/SPUBLISH, Redis and Valkey 7+).
+
+A sharded message travels only within the shard that owns its channel's slot, so the cost of a
+publish does not grow with the cluster. The bus keeps one `RedisBus` in sharded mode per primary
+that owns a subscribed channel (one subscriber connection, one reader, one liveness probe on a
+channel that node owns), routes each channel to the shard that owns its slot, and groups a
+shard's (un)subscriptions by slot (a cluster refuses CROSSSLOT).
+
+The topology comes from redis-py's `RedisCluster` (its slot table, refreshed on MOVED and here
+whenever a shard is in trouble). When a shard loses its node (a primary died and its replica
+was promoted), or the server drops a channel whose slot moved (`sunsubscribe` during a
+resharding), the bus reads the topology again and moves each channel to its new owner; a
+shard that received channels from elsewhere counts its first subscription as a reconnect, so
+the gateway tells its clients to `resync` (live events may have been lost in between).
+
+redis-py's own `ClusterPubSub` was not used for reading: it polls the nodes in turn
+(`get_sharded_message`), where this bus reads every node at once and hands the hub the
+messages of one socket read as one batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterable
+
+import anyio
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.exceptions import RedisError
+
+from caches import CacheUnavailable
+from gateway.bus.base import Delivery, Reconnected
+from gateway.bus.redis import RedisBus
+
+__all__ = ["ShardedBus"]
+
+log = logging.getLogger(__name__)
+
+NodeClient = Callable[[str, int], aioredis.Redis]
+"""A subscriber client (not decoding) for the node at host, port."""
+
+
+class ShardedBus:
+    """`cluster` sends the publishes (SPUBLISH, routed by slot) and knows the topology."""
+
+    def __init__(
+        self,
+        *,
+        cluster: RedisCluster,
+        node_client: NodeClient,
+        instance_id: str,
+        probe_interval: float,
+        timeout: float,
+    ) -> None:
+        self._cluster = cluster
+        self._node_client = node_client
+        self._instance_id = instance_id
+        self._probe_interval = probe_interval
+        self._timeout = timeout
+        self._channels: set[str] = set()
+        self._owner: dict[str, str] = {}  # channel -> node name
+        self._shards: dict[str, RedisBus] = {}
+        self._running: dict[str, anyio.CancelScope] = {}
+        self._trouble = asyncio.Event()
+        self._started = asyncio.Event()
+        self._group: anyio.abc.TaskGroup | None = None
+        self._deliver: Delivery | None = None
+        self._reconnected: Reconnected | None = None
+        self.reconnects = 0
+        self.moves = 0
+
+    @property
+    def connected(self) -> bool:
+        return self._started.is_set() and all(s.connected for s in self._shards.values())
+
+    @property
+    def channel_count(self) -> int:
+        return len(self._channels)
+
+    def owner(self, channel: str) -> str | None:
+        """The node (`host:port`) whose shard carries `channel` now."""
+        return self._owner.get(channel)
+
+    def subscribe(self, channel: str) -> None:
+        if channel in self._channels:
+            return
+        self._channels.add(channel)
+        if self._started.is_set():
+            self._route(channel, gap=False)
+
+    def unsubscribe(self, channel: str) -> None:
+        if channel not in self._channels:
+            return
+        self._channels.discard(channel)
+        owner = self._owner.pop(channel, None)
+        shard = self._shards.get(owner) if owner is not None else None
+        if shard is not None:
+            shard.unsubscribe(channel)
+
+    async def confirmed(self, channels: Iterable[str], timeout: float) -> None:
+        async with asyncio.timeout(timeout):
+            await self._started.wait()
+            by_shard: dict[str, list[str]] = {}
+            for channel in channels:
+                owner = self._owner.get(channel)
+                if owner is None:
+                    raise TimeoutError(f"{channel} is not subscribed")
+                by_shard.setdefault(owner, []).append(channel)
+            await asyncio.gather(
+                *(self._shards[o].confirmed(c, timeout) for o, c in by_shard.items())
+            )
+
+    async def publish(self, channel: str, payload: bytes) -> None:
+        try:
+            await self._cluster.execute_command("SPUBLISH", channel, payload)
+        except RedisError as exc:
+            raise CacheUnavailable.from_redis(exc) from exc
+
+    async def run(self, deliver: Delivery, reconnected: Reconnected) -> None:
+        """Keep every shard up and every channel on its owner until cancelled."""
+        self._deliver, self._reconnected = deliver, reconnected
+        async with anyio.create_task_group() as group:
+            self._group = group
+            await self._refresh()
+            for channel in sorted(self._channels):
+                self._route(channel, gap=False)
+            self._started.set()
+            await self._watch()
+
+    async def _watch(self) -> None:
+        """Read the topology again when a shard is in trouble (or every few probes): move
+        the channels whose owner changed, drop shards that own nothing."""
+        quiet = 0
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._probe_interval):
+                    await self._trouble.wait()
+            quiet += 1
+            troubled = self._trouble.is_set() or not all(s.connected for s in self._shards.values())
+            if not troubled and quiet < 10:
+                continue
+            quiet = 0
+            self._trouble.clear()
+            try:
+                await self._refresh()
+            except (RedisError, OSError, TimeoutError) as exc:
+                log.warning("bus: cluster topology unreadable: %s", exc)
+                continue
+            for channel in sorted(self._channels):
+                if self._owner.get(channel) != self._owner_of(channel).name:
+                    self._route(channel, gap=True)
+            for name in [n for n, s in self._shards.items() if not s.channels]:
+                self._stop(name)
+
+    async def _refresh(self) -> None:
+        """The slot table, read again from a live node (redis-py's `nodes_manager`, which
+        `RedisCluster` itself refreshes on MOVED)."""
+        async with asyncio.timeout(self._timeout):
+            await self._cluster.initialize()
+            await self._cluster.nodes_manager.initialize()
+
+    def _owner_of(self, channel: str) -> ClusterNode:
+        node = self._cluster.get_node_from_key(channel)
+        if node is None:
+            raise CacheUnavailable(f"no node serves the slot of {channel}")
+        return node
+
+    def _route(self, channel: str, *, gap: bool) -> None:
+        """Subscribe `channel` on the shard of the node that owns its slot (moving it off its
+        previous one)."""
+        node = self._owner_of(channel)
+        previous = self._owner.get(channel)
+        if previous is not None and previous != node.name:
+            old = self._shards.get(previous)
+            if old is not None:
+                old.unsubscribe(channel)
+            self.moves += 1
+        self._owner[channel] = node.name
+        self._shard(node, gap=gap).subscribe(channel)
+
+    def _shard(self, node: ClusterNode, *, gap: bool) -> RedisBus:
+        shard = self._shards.get(node.name)
+        if shard is not None:
+            return shard
+        shard = RedisBus(
+            subscriber=self._node_client(node.host, int(node.port)),
+            publisher=self._cluster,
+            instance_id=self._instance_id,
+            probe_interval=self._probe_interval,
+            timeout=self._timeout,
+            slot_of=self._cluster.keyslot,
+            probe_channel=self._probe_channel(node),
+            moved=lambda channel: self._trouble.set(),
+            gap_at_start=gap,
+        )
+        self._shards[node.name] = shard
+        assert self._group is not None and self._deliver is not None
+        scope = anyio.CancelScope()
+        self._running[node.name] = scope
+        self._group.start_soon(self._run_shard, node.name, shard, scope)
+        return shard
+
+    async def _run_shard(self, name: str, shard: RedisBus, scope: anyio.CancelScope) -> None:
+        assert self._deliver is not None
+        with scope:
+            await shard.run(self._deliver, self._shard_reconnected)
+        if self._shards.get(name) is shard:
+            del self._shards[name]
+
+    async def _shard_reconnected(self) -> None:
+        self.reconnects += 1
+        self._trouble.set()  # a node came back, or took over channels: look at the topology
+        if self._reconnected is not None:
+            await self._reconnected()
+
+    def _stop(self, name: str) -> None:
+        scope = self._running.pop(name, None)
+        self._shards.pop(name, None)
+        if scope is not None:
+            scope.cancel()
+
+    def _probe_channel(self, node: ClusterNode) -> str:
+        """A probe channel of this instance whose slot `node` owns."""
+        for index in range(100_000):
+            channel = f"ch:probe:{{{self._instance_id}.{index}}}"
+            if self._owner_of(channel).name == node.name:
+                return channel
+        raise CacheUnavailable(f"no slot of {node.name} found for a probe")
