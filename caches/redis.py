@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio import BlockingConnectionPool
@@ -45,6 +45,7 @@ __all__ = [
     "cluster_seeds",
     "connect",
     "find_server_binary",
+    "node_url",
 ]
 
 RedisClient = aioredis.Redis | RedisCluster
@@ -124,6 +125,16 @@ def cluster_seeds(url: str) -> tuple[str, list[ClusterNode]]:
     prefix = f"{userinfo}@" if userinfo else ""
     first = f"redis://{prefix}{seeds[0].host}:{seeds[0].port}{parts.path}"
     return (first + (f"?{query}" if query else "")), seeds
+
+
+def node_url(cluster_url: str, host: str, port: int) -> str:
+    """A plain URL for one node of the cluster `cluster_url` names (its credentials and
+    options), e.g. for a sharded pub/sub connection to that node."""
+    first, _ = cluster_seeds(cluster_url)
+    parts = urlsplit(first)
+    userinfo = parts.netloc.rpartition("@")[0]
+    netloc = (f"{userinfo}@" if userinfo else "") + f"{host}:{port}"
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def find_server_binary() -> str:

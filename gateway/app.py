@@ -13,25 +13,22 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 import anyio
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 from websockets.asyncio.server import Server, serve
 
 from caches import (
     CacheUnavailable,
-    ClientOptions,
     ConversationCache,
     EpochMark,
     MessageCache,
     PresenceCache,
     QuotaCache,
     SessionCache,
-    connect,
 )
 from caches.redis import RedisClient
 from gateway.auth import Authenticator, TokenVerifier
-from gateway.autopipe import AutoPipeline, auto_pipelined
-from gateway.bus import Publisher, RedisBus
+from gateway.bus import Publisher
+from gateway.bus.base import Bus
 from gateway.config import Settings
 from gateway.dev import DevRoutes
 from gateway.handlers import HandlerContext, Limits, RequestBudget
@@ -42,6 +39,7 @@ from gateway.logs import redacting_logger
 from gateway.metrics import FRAMES_OUT, Latency, MetricsExport, every_series
 from gateway.protocol import events
 from gateway.realtime import Admission, ClientServer, Hub, TokenExpiry
+from gateway.redis_side import RedisSide, redis_side
 from gateway.runtime import redis_url
 from gateway.services import (
     CacheRepair,
@@ -94,29 +92,9 @@ async def _serve(
     on_ready: Callable[[str], None] | None,
 ) -> None:
     with redis_url(settings.redis.url) as url:
-        redis, subscriber = _redis_clients(url, settings.redis.timeout)
-        try:
-            built = await _build(settings, store, store_latency, redis, subscriber)
+        async with redis_side(settings, url) as side:
+            built = await _build(settings, store, store_latency, side)
             await _run(built, url, stop, on_ready)
-        finally:
-            await subscriber.aclose()
-            await redis.aclose()
-
-
-def _redis_clients(url: str, budget: float) -> tuple[aioredis.Redis, aioredis.Redis]:
-    """The command client and the pub/sub subscriber, from the same parsed URL and bounds."""
-    options = ClientOptions(socket_timeout=budget, connect_timeout=budget)
-    redis = connect(url, options)
-    assert isinstance(redis, aioredis.Redis)  # the settings refuse a cluster URL
-    # The subscriber reads without deadline (the bus's probe watches it) and is never pinged by
-    # redis-py's health check, whose reply would interleave with messages.
-    subscriber = connect(
-        url,
-        dataclasses.replace(options, health_check_interval=0, max_connections=4),
-        decode_responses=False,
-    )
-    assert isinstance(subscriber, aioredis.Redis)
-    return redis, subscriber
 
 
 @dataclasses.dataclass
@@ -125,8 +103,8 @@ class _Built:
 
     settings: Settings
     store: Store
-    pipeline: AutoPipeline
-    bus: RedisBus
+    pipeline: Callable[[], Coroutine[Any, Any, None]] | None
+    bus: Bus
     hub: Hub
     presence: PresenceService
     clients: ClientServer
@@ -140,7 +118,7 @@ class _Built:
     def jobs(self) -> list[Coroutine[Any, Any, None]]:
         """The instance-wide jobs that run until the instance stops."""
         return [
-            self.pipeline.run(),
+            *([self.pipeline()] if self.pipeline is not None else []),
             self.bus.run(self.hub.deliver, self.reconnected),
             self.presence.maintain(),
             self.clients.watch_deadlines(),
@@ -164,23 +142,14 @@ async def _build(
     settings: Settings,
     store: Store,
     store_latency: Latency,
-    redis: aioredis.Redis,
-    subscriber: aioredis.Redis,
+    side: RedisSide,
 ) -> _Built:
     budget = settings.redis.timeout
-    redis_latency = Latency("redis", "One Redis command's round trip (auto-pipeline)")
-    client, pipeline = auto_pipelined(redis, budget, redis_latency)
+    client, bus, redis, redis_latency = side.client, side.bus, side.redis, side.latency
     metrics = every_series()
-    bus = RedisBus(
-        subscriber=subscriber,
-        publisher=client,
-        instance_id=settings.presence.instance_id,
-        probe_interval=settings.redis.probe_interval,
-        timeout=budget,
-    )
     spawner = Spawner()
     hub = Hub(bus, budget, spawn=spawner.spawn)
-    publisher = Publisher(bus.publish, scripts_reach_bus=True)
+    publisher = Publisher(bus.publish, scripts_reach_bus=side.scripts_reach_bus)
     presence_cache, sessions = PresenceCache(client), SessionCache(client)
     revocations = Revocations(store, sessions, settings.auth.revocation_ttl)
     await revocations.load()
@@ -280,7 +249,7 @@ async def _build(
     return _Built(
         settings,
         store,
-        pipeline,
+        side.pipeline,
         bus,
         hub,
         presence,
@@ -299,7 +268,7 @@ def _http_routes(
     redis: RedisClient,
     *,
     store: Store,
-    bus: RedisBus,
+    bus: Bus,
     hub: Hub,
     clients: ClientServer,
     admission: Admission,

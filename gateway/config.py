@@ -494,14 +494,6 @@ def _validate(settings: Settings) -> None:
     for name in ("port", "metrics_port"):
         if not 0 <= settings.value(name) < 65536:
             raise ConfigError(f"{_flag(name)} / {_env(name)}: must be 0-65535")
-    redis_url = settings.redis.url
-    if redis_url.startswith("redis+cluster://") or "cluster=true" in redis_url:
-        # The bus has no sharded pub/sub backend yet (SSUBSCRIBE/SPUBLISH on ClusterPubSub).
-        # Refuse rather than fail on every connect.
-        raise ConfigError(
-            "--redis-url / GATEWAY_REDIS_URL: Redis Cluster is not supported by the gateway yet "
-            "(the caches library supports it); use a standalone or replicated Redis"
-        )
     if settings.limits.max_group_members > 1000:
         raise ConfigError("--max-group-members / GATEWAY_MAX_GROUP_MEMBERS: at most 1000")
     if settings.presence.presence_visibility not in ("any", "shared-conversation"):

@@ -171,7 +171,6 @@ def test_settings_from_flags_env_and_defaults() -> None:
         ({"GATEWAY_COMPRESSION": "maybe"}, "--compression / GATEWAY_COMPRESSION"),
         ({"GATEWAY_LEASE_TTL": "5", "GATEWAY_HEARTBEAT_INTERVAL": "10"}, "--lease-ttl"),
         ({"GATEWAY_RATE_LIMIT": "-1"}, "--rate-limit / GATEWAY_RATE_LIMIT"),
-        ({"GATEWAY_REDIS_URL": "redis+cluster://node:7000"}, "Redis Cluster is not supported"),
     ],
 )
 def test_bad_settings_name_flag_and_variable(env: dict[str, str], names: str) -> None:

@@ -21,8 +21,13 @@ Reconnected = Callable[[], Awaitable[None]]
 
 
 class Bus(Protocol):
-    connected: bool
-    reconnects: int
+    @property
+    def connected(self) -> bool:
+        """Subscribed and trusted (every shard, on a cluster)."""
+        ...
+
+    @property
+    def reconnects(self) -> int: ...
 
     @property
     def channel_count(self) -> int: ...

@@ -30,13 +30,18 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.exceptions import RedisError
 
-from caches import CacheUnavailable
+from caches import CacheUnavailable, keys
 from gateway.bus.base import Delivery, Reconnected
 from gateway.bus.redis import RedisBus
 
 __all__ = ["ShardedBus"]
 
 log = logging.getLogger(__name__)
+
+CLASSIC_CHANNELS = frozenset({keys.REVOCATIONS_CHANNEL})
+"""Channels the caches library publishes on with a classic PUBLISH (revocations: rare, and sent
+by the application's backend, which may not speak sharded pub/sub). A classic message reaches
+every node of a cluster, so one classic subscription on any primary hears it."""
 
 NodeClient = Callable[[str, int], aioredis.Redis]
 """A subscriber client (not decoding) for the node at host, port."""
@@ -78,6 +83,22 @@ class ShardedBus:
     @property
     def channel_count(self) -> int:
         return len(self._channels)
+
+    def _classic_shard(self) -> tuple[str, RedisBus]:
+        """The classic subscription, on the first primary (moved when that one goes)."""
+        node = self._cluster.get_primaries()[0]
+        name = f"classic:{node.name}"
+        shard = self._shards.get(name)
+        if shard is None:
+            shard = RedisBus(
+                subscriber=self._node_client(node.host, int(node.port)),
+                publisher=self._cluster,
+                instance_id=self._instance_id,
+                probe_interval=self._probe_interval,
+                timeout=self._timeout,
+            )
+            self._start(name, shard)
+        return name, shard
 
     def owner(self, channel: str) -> str | None:
         """The node (`host:port`) whose shard carries `channel` now."""
@@ -124,14 +145,19 @@ class ShardedBus:
         async with anyio.create_task_group() as group:
             self._group = group
             await self._refresh()
+            # A shard per primary from the start: a channel joined later waits for one
+            # SSUBSCRIBE, never for a new connection.
+            for node in self._cluster.get_primaries():
+                self._shard(node, gap=False)
             for channel in sorted(self._channels):
                 self._route(channel, gap=False)
             self._started.set()
             await self._watch()
 
     async def _watch(self) -> None:
-        """Read the topology again when a shard is in trouble (or every few probes): move
-        the channels whose owner changed, drop shards that own nothing."""
+        """Read the topology again when a shard is in trouble (or every few probes): a shard
+        for every primary, the channels whose owner changed moved, the shards of nodes that
+        are no longer primaries stopped."""
         quiet = 0
         while True:
             with contextlib.suppress(TimeoutError):
@@ -148,11 +174,18 @@ class ShardedBus:
             except (RedisError, OSError, TimeoutError) as exc:
                 log.warning("bus: cluster topology unreadable: %s", exc)
                 continue
-            for channel in sorted(self._channels):
-                if self._owner.get(channel) != self._owner_of(channel).name:
-                    self._route(channel, gap=True)
-            for name in [n for n, s in self._shards.items() if not s.channels]:
+            primaries = {node.name: node for node in self._cluster.get_primaries()}
+            for node in primaries.values():
+                self._shard(node, gap=True)
+            classic = f"classic:{self._cluster.get_primaries()[0].name}"
+            for name in [n for n in self._shards if n not in primaries and n != classic]:
                 self._stop(name)
+            for channel in sorted(self._channels):
+                if self._owner.get(channel) not in self._shards or (
+                    channel not in CLASSIC_CHANNELS
+                    and self._owner.get(channel) != self._owner_of(channel).name
+                ):
+                    self._route(channel, gap=True)
 
     async def _refresh(self) -> None:
         """The slot table, read again from a live node (redis-py's `nodes_manager`, which
@@ -170,6 +203,10 @@ class ShardedBus:
     def _route(self, channel: str, *, gap: bool) -> None:
         """Subscribe `channel` on the shard of the node that owns its slot (moving it off its
         previous one)."""
+        if channel in CLASSIC_CHANNELS:
+            self._owner[channel], shard = self._classic_shard()
+            shard.subscribe(channel)
+            return
         node = self._owner_of(channel)
         previous = self._owner.get(channel)
         if previous is not None and previous != node.name:
@@ -195,12 +232,15 @@ class ShardedBus:
             moved=lambda channel: self._trouble.set(),
             gap_at_start=gap,
         )
-        self._shards[node.name] = shard
-        assert self._group is not None and self._deliver is not None
-        scope = anyio.CancelScope()
-        self._running[node.name] = scope
-        self._group.start_soon(self._run_shard, node.name, shard, scope)
+        self._start(node.name, shard)
         return shard
+
+    def _start(self, name: str, shard: RedisBus) -> None:
+        self._shards[name] = shard
+        assert self._group is not None
+        scope = anyio.CancelScope()
+        self._running[name] = scope
+        self._group.start_soon(self._run_shard, name, shard, scope)
 
     async def _run_shard(self, name: str, shard: RedisBus, scope: anyio.CancelScope) -> None:
         assert self._deliver is not None
