@@ -128,13 +128,17 @@ class _Built:
             self.store.watch(),
         ]
 
-    async def reconnected(self) -> None:
-        # Messages published while the bus was away never reach this instance: say so first,
-        # so clients recover from the store, then take the leases again. What failed writes
-        # left stale in the caches goes before that, so the recovery reads miss it.
+    async def reconnected(self, channels: frozenset[bytes] | None) -> None:
+        # Messages published while the bus was away never reach this instance: say so first
+        # (to the clients of the channels that were away: on a cluster, one shard's), so
+        # clients recover from the store, then take the leases again. What failed writes left
+        # stale in the caches goes before that, so the recovery reads miss it.
         await self.repair.drain()
         self.metrics["resyncs"] += 1
-        self.hub.broadcast(events.resync())
+        if channels is None:
+            self.hub.broadcast(events.resync())
+        else:
+            self.hub.send_to_topics(channels, events.resync())
         await self.presence.reassert()
 
 

@@ -97,14 +97,15 @@ async def proxy(redis_url: str) -> AsyncIterator[MuteProxy]:
     await server.stop()
 
 
-async def _never() -> None:
+async def _never(channels: frozenset[bytes] | None) -> None:
     raise AssertionError("a healthy bus must not reconnect")
 
 
 async def test_missing_probe_echo_forces_a_reconnect(redis: RedisClient, proxy: MuteProxy) -> None:
     reasserted = asyncio.Event()
 
-    async def on_reconnect() -> None:
+    async def on_reconnect(channels: frozenset[bytes] | None) -> None:
+        assert channels is None  # one connection: every channel was away
         reasserted.set()
 
     subscriber = subscriber_client(await proxy.start())

@@ -20,7 +20,7 @@ from tests.conftest import wait_for
 from tests.fakes import RecordingConnection, client_state
 
 
-async def _no_reassert() -> None:
+async def _no_reassert(channels: frozenset[bytes] | None) -> None:
     raise AssertionError("the in-memory bus never reconnects")
 
 
@@ -306,3 +306,17 @@ async def test_messages_held_during_a_gap_read_wait_for_their_own_predecessor() 
         assert (await _received(member, 3))[:3] == [1, 2, 3]
         publish(4)
         assert await _received(member, 5) == [1, 2, 3, 4, 5]
+
+
+async def test_a_resync_for_some_channels_reaches_their_connections_once_each() -> None:
+    """A cluster shard that was away: only its channels' clients are told to resync."""
+    async with instances(1) as (_, (hub,), _):
+        away, fine = uuid.uuid4(), uuid.uuid4()
+        both = connect(hub, uuid.uuid4(), away, fine)
+        only_away = connect(hub, uuid.uuid4(), away)
+        elsewhere = connect(hub, uuid.uuid4(), fine)
+        channels = [keys.conversation_channel(away), keys.conversation_channel(away)]
+        hub.send_to_topics([c.encode() for c in channels], events.resync())
+        assert [f["type"] for f in both.received] == ["resync"]
+        assert [f["type"] for f in only_away.received] == ["resync"]
+        assert elsewhere.received == []

@@ -90,7 +90,7 @@ def _spawn(coro: Coroutine[Any, Any, None]) -> None:
     coro.close()
 
 
-async def _no_reassert() -> None:
+async def _no_reassert(channels: frozenset[bytes] | None) -> None:
     raise AssertionError("the in-memory bus never reconnects")
 
 

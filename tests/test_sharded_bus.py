@@ -35,7 +35,8 @@ async def running_bus(
     received: list[tuple[bytes, bytes]] = []
     resyncs: list[float] = []
 
-    async def reconnected() -> None:
+    async def reconnected(channels: frozenset[bytes] | None) -> None:
+        assert channels is not None  # only the channels of the shard that was away
         resyncs.append(time.monotonic())
 
     task = asyncio.create_task(bus.run(received.extend, reconnected))

@@ -16,8 +16,9 @@ __all__ = ["Bus", "Delivery", "Reconnected"]
 Delivery = Callable[[list[tuple[bytes, bytes]]], None]
 """Receives `(channel, payload)` pairs, in the order the bus received them."""
 
-Reconnected = Callable[[], Awaitable[None]]
-"""Called after the bus lost its connection and subscribed again (state may be stale)."""
+Reconnected = Callable[[frozenset[bytes] | None], Awaitable[None]]
+"""Called after the bus lost its connection and subscribed again (state may be stale), with the
+channels whose events may have been lost, or None for every one of them."""
 
 
 class Bus(Protocol):

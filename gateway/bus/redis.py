@@ -192,7 +192,7 @@ class RedisBus:
                         "bus: reconnected to Redis; re-asserting presence",
                         extra={"event": "redis_reconnected"},
                     )
-                    tasks.append(_then_idle(reconnected()))
+                    tasks.append(_then_idle(reconnected(None)))
                 first = False
                 backoff = _BACKOFF_START
                 await first_to_end(*tasks)

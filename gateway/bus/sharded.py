@@ -245,15 +245,16 @@ class ShardedBus:
     async def _run_shard(self, name: str, shard: RedisBus, scope: anyio.CancelScope) -> None:
         assert self._deliver is not None
         with scope:
-            await shard.run(self._deliver, self._shard_reconnected)
+            await shard.run(self._deliver, lambda _: self._shard_reconnected(shard))
         if self._shards.get(name) is shard:
             del self._shards[name]
 
-    async def _shard_reconnected(self) -> None:
+    async def _shard_reconnected(self, shard: RedisBus) -> None:
+        """Only the shard's channels may have missed events: their clients resync."""
         self.reconnects += 1
         self._trouble.set()  # a node came back, or took over channels: look at the topology
         if self._reconnected is not None:
-            await self._reconnected()
+            await self._reconnected(frozenset(c.encode() for c in shard.channels))
 
     def _stop(self, name: str) -> None:
         scope = self._running.pop(name, None)

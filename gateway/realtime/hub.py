@@ -203,12 +203,16 @@ class Hub:
 
     def broadcast(self, payload: bytes) -> None:
         """Send one server frame to every local connection (encoded and framed once)."""
-        frame = events.text_frame(payload)
-        for conn in self.all_connections():
-            if conn.deflate:
-                conn.send_compressed(payload)
-            else:
-                conn.send_frame(frame)
+        _send_each(self.all_connections(), payload)
+
+    def send_to_topics(self, channels: Iterable[bytes], payload: bytes) -> None:
+        """Send one server frame to every local connection on any of `channels`, once each."""
+        reached: set[Connection] = set()
+        for channel in channels:
+            topic = self._topics.get(channel)
+            if topic is not None:
+                reached.update(topic.members)
+        _send_each(reached, payload)
 
     def all_connections(self) -> Iterator[Connection]:
         return iter(list(self.connections.values()))
@@ -464,3 +468,13 @@ def _stop_hold(topic: _Topic) -> None:
     if topic.timer is not None:
         topic.timer.cancel()
         topic.timer = None
+
+
+def _send_each(connections: Iterable[Connection], payload: bytes) -> None:
+    """One server frame to each of `connections`, framed once."""
+    frame = events.text_frame(payload)
+    for conn in connections:
+        if conn.deflate:
+            conn.send_compressed(payload)
+        else:
+            conn.send_frame(frame)
