@@ -18,6 +18,7 @@ from caches.memo import bounded_memo
 
 __all__ = [
     "BLACKLIST_PREFIX",
+    "PRESENCE_BUCKETS",
     "PRESENCE_DEADLINES",
     "PRESENCE_ONLINE",
     "REVOCATIONS_CHANNEL",
@@ -30,7 +31,10 @@ __all__ = [
     "lastseen",
     "message",
     "presence",
+    "presence_bucket",
     "presence_channel",
+    "presence_deadlines_bucket",
+    "presence_online_bucket",
     "presence_conns",
     "presence_step",
     "presence_leases",
@@ -59,6 +63,26 @@ PRESENCE_ONLINE: Final = "presence:online"
 """Sorted set: user id -> epoch ms its presence expires (index for online users)."""
 PRESENCE_DEADLINES: Final = "presence:deadlines"
 """Sorted set: user id -> epoch ms of the user's earliest lease expiry (what the sweep scans)."""
+PRESENCE_BUCKETS: Final = 16
+"""On a Redis Cluster the two indexes are split into this many buckets, each in a slot of its
+own (hash tags `{p0}`..`{p15}`), so no single slot carries every online user."""
+
+
+def presence_bucket(user_id: uuid.UUID | str) -> int:
+    """The index bucket of a user on a cluster (stable: the user id's low bits)."""
+    return valid_uuid(user_id, "user_id").int % PRESENCE_BUCKETS
+
+
+def presence_online_bucket(bucket: int) -> str:
+    """Cluster: one bucket of the online index (`presence:online` on a standalone Redis)."""
+    return f"presence:online:{{p{bucket}}}"
+
+
+def presence_deadlines_bucket(bucket: int) -> str:
+    """Cluster: one bucket of the sweep's deadline index (`presence:deadlines` standalone)."""
+    return f"presence:deadlines:{{p{bucket}}}"
+
+
 REVOCATIONS_CHANNEL: Final = "ch:revocations"
 """Pub/sub: a session deleted or a token blacklisted, so every instance closes its sockets."""
 

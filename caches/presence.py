@@ -114,7 +114,7 @@ class PresenceCache:
         ms = ttl_ms(ttl)
         pipe = pipeline(self._redis)
         pipe.set(keys.presence(user_id), PresenceStatus.ONLINE.value, px=ms)
-        pipe.zadd(keys.PRESENCE_ONLINE, {_user(user_id): _now_ms() + ms})
+        pipe.zadd(self._online(user_id), {_user(user_id): _now_ms() + ms})
         await pipe.execute()
 
     async def extend_online(
@@ -124,10 +124,10 @@ class PresenceCache:
         ms = ttl_ms(ttl)
         pipe = pipeline(self._redis)
         pipe.pexpire(keys.presence(user_id), ms)
-        pipe.zadd(keys.PRESENCE_ONLINE, {_user(user_id): _now_ms() + ms}, xx=True)
+        pipe.zadd(self._online(user_id), {_user(user_id): _now_ms() + ms}, xx=True)
         extended, _ = await pipe.execute()
         if not extended:
-            await self._redis.zrem(keys.PRESENCE_ONLINE, _user(user_id))
+            await self._redis.zrem(self._online(user_id), _user(user_id))
         return bool(extended)
 
     async def is_online(self, user_id: uuid.UUID | str) -> bool:
@@ -146,8 +146,8 @@ class PresenceCache:
             keys.presence(user_id), keys.presence_leases(user_id), keys.presence_conns(user_id)
         )
         pipe.set(keys.lastseen(user_id), to_iso(from_ms(_now_ms())))
-        pipe.zrem(keys.PRESENCE_ONLINE, user)
-        pipe.zrem(keys.PRESENCE_DEADLINES, user)
+        pipe.zrem(self._online(user), user)
+        pipe.zrem(self._deadlines(user), user)
         await pipe.execute()
 
     async def get_last_seen(self, user_id: uuid.UUID | str) -> datetime | None:
@@ -191,11 +191,41 @@ class PresenceCache:
 
     async def get_online_users(self) -> list[uuid.UUID]:
         """Users whose presence has not expired, from the index (no key scan)."""
-        members = await self._redis.zrangebyscore(keys.PRESENCE_ONLINE, f"({_now_ms()}", "+inf")
-        return [uuid.UUID(text(m)) for m in members]
+        now = f"({_now_ms()}"
+        found = await asyncio.gather(
+            *(self._redis.zrangebyscore(key, now, "+inf") for key in self._online_keys())
+        )
+        return [uuid.UUID(text(m)) for members in found for m in members]
 
     async def get_online_count(self) -> int:
-        return int(await self._redis.zcount(keys.PRESENCE_ONLINE, f"({_now_ms()}", "+inf"))
+        now = f"({_now_ms()}"
+        counts = await asyncio.gather(
+            *(self._redis.zcount(key, now, "+inf") for key in self._online_keys())
+        )
+        return sum(int(count) for count in counts)
+
+    # The indexes: one key each on a standalone Redis, buckets in slots of their own on a
+    # cluster (keys.PRESENCE_BUCKETS).
+
+    def _online(self, user_id: uuid.UUID | str) -> str:
+        if self._cluster:
+            return keys.presence_online_bucket(keys.presence_bucket(user_id))
+        return keys.PRESENCE_ONLINE
+
+    def _deadlines(self, user_id: uuid.UUID | str) -> str:
+        if self._cluster:
+            return keys.presence_deadlines_bucket(keys.presence_bucket(user_id))
+        return keys.PRESENCE_DEADLINES
+
+    def _online_keys(self) -> list[str]:
+        if self._cluster:
+            return [keys.presence_online_bucket(b) for b in range(keys.PRESENCE_BUCKETS)]
+        return [keys.PRESENCE_ONLINE]
+
+    def _deadline_keys(self) -> list[str]:
+        if self._cluster:
+            return [keys.presence_deadlines_bucket(b) for b in range(keys.PRESENCE_BUCKETS)]
+        return [keys.PRESENCE_DEADLINES]
 
     # Typing
 
@@ -321,11 +351,15 @@ class PresenceCache:
         """Settle users whose earliest lease has expired; returns the transitions it caused.
 
         Safe on every instance at once: each user's step is atomic, so a transition is returned
-        by exactly one sweeper.
+        by exactly one sweeper. On a cluster every bucket is read (at most `limit` users each
+        time in all).
         """
-        due = await self._redis.zrangebyscore(
-            keys.PRESENCE_DEADLINES, "-inf", _now_ms(), start=0, num=limit
-        )
+        now = _now_ms()
+        due: list[Any] = []
+        for key in self._deadline_keys():
+            due += await self._redis.zrangebyscore(key, "-inf", now, start=0, num=limit - len(due))
+            if len(due) >= limit:
+                break
         if not due:
             return []
         updates = await self._steps("expire", [(uuid.UUID(text(u)), "-", False) for u in due], 0, 0)
@@ -366,7 +400,7 @@ class PresenceCache:
         return [self._update(user, raw) for user, raw in steps]
 
     async def _index_on_cluster(self, steps: list[tuple[uuid.UUID, list[Any]]]) -> None:
-        """On Redis Cluster the global indexes live in another slot than a user's keys, so the
+        """On Redis Cluster the indexes' buckets live in other slots than a user's keys, so the
         step leaves them out and they follow here, from the expiries it returned: one
         pipeline, right after the step. (Not atomic with it: a step racing another instance's
         may leave an index entry stale for up to one lease; readers check the user's own keys.)"""
@@ -377,11 +411,11 @@ class PresenceCache:
             member = str(user)
             earliest, last = int(raw[2]), int(raw[4])
             if last:
-                pipe.zadd(keys.PRESENCE_ONLINE, {member: last})
-                pipe.zadd(keys.PRESENCE_DEADLINES, {member: earliest})
+                pipe.zadd(self._online(user), {member: last})
+                pipe.zadd(self._deadlines(user), {member: earliest})
             else:
-                pipe.zrem(keys.PRESENCE_ONLINE, member)
-                pipe.zrem(keys.PRESENCE_DEADLINES, member)
+                pipe.zrem(self._online(user), member)
+                pipe.zrem(self._deadlines(user), member)
         await pipe.execute()
 
     def _step_call(

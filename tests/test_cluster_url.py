@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
 
-from caches import SessionCache, keys
+from caches import PresenceCache, SessionCache, keys
 from caches.models import SessionData
 from caches.redis import cluster_seeds, connect
 from tests.cluster import ValkeyCluster
@@ -35,4 +36,26 @@ async def test_the_caches_reach_every_primary(cluster: ValkeyCluster) -> None:
     assert all([await sessions.get(sid) is not None for sid in ids])
     owners = {client.get_node_from_key(keys.session(sid)).name for sid in ids}  # type: ignore[union-attr]
     assert len(owners) == 3  # thirty sessions land on all three primaries
+    await client.aclose()
+
+
+async def test_presence_indexes_spread_over_slots_and_the_sweep_reads_them_all(
+    cluster: ValkeyCluster,
+) -> None:
+    client = connect(cluster.url)
+    presence = PresenceCache(client)
+    users = [uuid.uuid4() for _ in range(48)]
+    for user in users:
+        await presence.connect(user, "c1", 0.3)
+    assert await presence.get_online_count() == 48
+    assert set(await presence.get_online_users()) == set(users)
+    buckets = {keys.presence_bucket(u) for u in users}
+    owners = {client.get_node_from_key(keys.presence_deadlines_bucket(b)).name for b in buckets}  # type: ignore[union-attr]
+    assert len(buckets) >= 8 and len(owners) == 3  # no single slot holds the index
+    await asyncio.sleep(0.4)  # every lease lapsed
+    settled: list[uuid.UUID] = []
+    while batch := await presence.sweep(limit=10):
+        settled += [update.user_id for update in batch]
+    assert sorted(settled) == sorted(users)  # each exactly once, from every bucket
+    assert await presence.get_online_count() == 0
     await client.aclose()
