@@ -56,9 +56,12 @@ def pipeline(client: RedisClient, *, transaction: bool = True) -> Pipeline | Clu
 
 
 class Script:
-    """A Lua script from `caches/scripts`, run by EVALSHA and loaded again on NOSCRIPT.
+    """A Lua script from `caches/scripts`, run by EVALSHA; on NOSCRIPT (a restarted or newly
+    promoted node) by EVAL, which caches it on that node.
 
     Unlike redis-py's registered scripts in a pipeline, it never adds a SCRIPT EXISTS round trip.
+    EVAL rather than SCRIPT LOAD: on a cluster, SCRIPT LOAD goes to every primary (a dead one
+    among them during a failover), where EVAL goes only to the node of the script's keys.
     """
 
     def __init__(self, name: str) -> None:
@@ -70,8 +73,7 @@ class Script:
         try:
             return await client.evalsha(self.sha, len(keys), *keys, *args)
         except NoScriptError:
-            await client.script_load(self.source)
-            return await client.evalsha(self.sha, len(keys), *keys, *args)
+            return await client.eval(self.source, len(keys), *keys, *args)
 
 
 async def run_idempotent(

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 from redis.exceptions import OutOfMemoryError, RedisError
 
-__all__ = ["CacheError", "CacheUnavailable", "translating"]
+__all__ = ["CacheError", "CacheUnavailable", "translating", "unavailable"]
 
 _C = TypeVar("_C", bound=type)
 
@@ -34,13 +34,29 @@ class CacheUnavailable(CacheError):
         return cls(str(exc) or type(exc).__name__, out_of_memory=full)
 
 
+def unavailable(exc: BaseException) -> CacheUnavailable | None:
+    """`exc` as our `CacheUnavailable` when it means Redis failed; None for anything else.
+
+    Besides redis-py's own errors: uvloop raises RuntimeError, not ConnectionError, for a write
+    on a transport the server closed, and redis-py lets it through (seen on a cluster's dead
+    primary during a failover). That is a lost connection, not a bug."""
+    if isinstance(exc, RedisError):
+        return CacheUnavailable.from_redis(exc)
+    if isinstance(exc, RuntimeError) and "handler is closed" in str(exc):
+        return CacheUnavailable(f"connection lost: {exc}")
+    return None
+
+
 def _translated(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
     @functools.wraps(method)
     async def call(*args: Any, **kwargs: Any) -> Any:
         try:
             return await method(*args, **kwargs)
-        except RedisError as exc:
-            raise CacheUnavailable.from_redis(exc) from exc
+        except (RedisError, RuntimeError) as exc:
+            lost = unavailable(exc)
+            if lost is None:
+                raise
+            raise lost from exc
 
     return call
 

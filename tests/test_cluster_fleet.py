@@ -1,15 +1,21 @@
 """A fleet that shares nothing but its engines: two gateway instances in separate working
 directories, bound to different loopback addresses (127.0.0.2, 127.0.0.3), sharing only a
-PostgreSQL server and a 3+3 Redis Cluster. Then a primary killed mid-conversation."""
+PostgreSQL server and a 3+3 Redis Cluster. Then a primary killed mid-conversation, a drain and
+a resharding under traffic."""
 
 from __future__ import annotations
 
 import asyncio
+import signal
 import uuid
 from pathlib import Path
 
+from redis.crc import key_slot
+
+from caches import keys
 from caches.redis import RedisClient, connect
 from gateway.client import GatewayClient, GatewayError
+from gateway.sdk import Client
 from tests.cluster import ValkeyCluster
 from tests.gateways import client_for, start_gateway, token_for
 
@@ -109,7 +115,12 @@ async def test_a_primary_killed_mid_conversation(postgres_url: str, tmp_path: Pa
                 )  # fmt: skip
                 acked.append(ack["message"]["seq"])
             await _messages(ann, 5)
-            cluster.kill(cluster.primary_ports()[0])
+            # The primary that owns the conversation's channel: its clients must resync.
+            owner = redis.get_node_from_key(  # type: ignore[union-attr]
+                keys.conversation_channel(uuid.UUID(conversation))
+            )
+            assert owner is not None
+            cluster.kill(int(owner.port))
             for i in range(20):  # through the failover: every send answered, none lost
                 try:
                     ack = await bob.request(
@@ -138,6 +149,51 @@ async def test_a_primary_killed_mid_conversation(postgres_url: str, tmp_path: Pa
             await ann.close()
             await bob.close()
         finally:
+            for host in hosts:
+                host.stop()
+            await redis.aclose()
+
+
+async def test_a_drain_and_a_resharding_under_traffic(postgres_url: str, tmp_path: Path) -> None:
+    """One instance drained while messages flow (its clients move to the other and miss
+    nothing), then the slot of the conversation's channel moved to another primary under
+    traffic: live delivery moves with it, nothing acknowledged is lost."""
+    with ValkeyCluster() as cluster:
+        redis: RedisClient = connect(cluster.url)
+        hosts = [start_gateway(cluster.url, tmp_path, f"gw{n}", store=postgres_url) for n in (1, 2)]
+        reader = sender = None
+        try:
+            users = [uuid.uuid4(), uuid.uuid4()]
+            tokens = [await token_for(redis, u) for u in users]
+            reader = Client(urls=[hosts[0].url, hosts[1].url], token=tokens[0])
+            sender = Client(urls=[hosts[1].url], token=tokens[1])
+            await reader.connect()
+            await sender.connect()
+            assert sender.user_id is not None
+            conversation = (await reader.create_conversation([sender.user_id]))["conversation"]
+            seen: list[int] = []
+            reader.on("message", lambda m: seen.append(m["seq"]))
+            for i in range(30):
+                await sender.send(conversation["id"], f"m{i}").sent
+                if i == 5:
+                    hosts[0].proc.send_signal(signal.SIGTERM)  # the reader's instance drains
+                if i == 15:
+                    channel = keys.conversation_channel(uuid.UUID(conversation["id"]))
+                    slot = key_slot(channel.encode())
+                    node = redis.get_node_from_key(channel)  # type: ignore[union-attr]
+                    assert node is not None
+                    source = int(node.port)
+                    target = next(p for p in cluster.primary_ports() if p != source)
+                    cluster.move_slot(slot, source, target)
+            async with asyncio.timeout(20):
+                while len(seen) < 30:
+                    await asyncio.sleep(0.05)
+            assert seen == list(range(1, 31))  # in order, none twice, none missing
+            assert reader.hello is not None and reader.hello["instance_id"].startswith("gw2")
+        finally:
+            for client in (reader, sender):
+                if client is not None:
+                    await client.close()
             for host in hosts:
                 host.stop()
             await redis.aclose()

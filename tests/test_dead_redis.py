@@ -12,6 +12,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from caches import CacheUnavailable, ClientOptions, PresenceCache, SessionCache, connect
+from caches.errors import unavailable
 
 FAST = ClientOptions(socket_timeout=0.2, connect_timeout=0.2, retries=1)
 
@@ -51,3 +52,12 @@ async def test_hung_server_is_a_timeout_not_a_hang(silent_port: int) -> None:
     with pytest.raises(CacheUnavailable):
         await PresenceCache(client).get_bulk_status([uuid.uuid4()])
     await client.aclose()
+
+
+def test_a_write_on_a_closed_transport_is_unavailable_not_a_bug() -> None:
+    """uvloop's RuntimeError for a transport the server closed means Redis is gone."""
+    message = "unable to perform operation on <TCPTransport closed=True>; the handler is closed"
+    lost = unavailable(RuntimeError(message))
+    assert isinstance(lost, CacheUnavailable)
+    assert unavailable(RuntimeError("something else")) is None
+    assert unavailable(ValueError("handler is closed")) is None

@@ -298,3 +298,14 @@ async def test_disconnect_many_leaves_each_user_a_grace(redis: RedisClient) -> N
     await asyncio.sleep(0.25)  # the grace itself is what is tested: let it lapse
     expired = [await cache.expire(u) for u in users]
     assert [u.status for u in expired] == [ONLINE, OFFLINE, OFFLINE]  # users[0] keeps "d"
+
+
+async def test_a_node_that_forgot_the_scripts_runs_them_again(redis: RedisClient) -> None:
+    """A restarted or newly promoted node has no scripts: the step is sent as EVAL, to the
+    node of its keys only (never a SCRIPT LOAD to every primary, a dead one among them)."""
+    presence = PresenceCache(redis)
+    user = uuid.uuid4()
+    await redis.script_flush()
+    update = await presence.connect(user, "c1", 5)
+    assert update.transition is PresenceTransition.WENT_ONLINE
+    assert (await presence.connect(user, "c2", 5)).transition is PresenceTransition.NONE

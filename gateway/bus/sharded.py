@@ -31,6 +31,7 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.exceptions import RedisError
 
 from caches import CacheUnavailable, keys
+from caches.errors import unavailable
 from gateway.bus.base import Delivery, Reconnected
 from gateway.bus.redis import RedisBus
 
@@ -136,8 +137,11 @@ class ShardedBus:
     async def publish(self, channel: str, payload: bytes) -> None:
         try:
             await self._cluster.execute_command("SPUBLISH", channel, payload)
-        except RedisError as exc:
-            raise CacheUnavailable.from_redis(exc) from exc
+        except (RedisError, RuntimeError) as exc:
+            lost = unavailable(exc)
+            if lost is None:
+                raise
+            raise lost from exc
 
     async def run(self, deliver: Delivery, reconnected: Reconnected) -> None:
         """Keep every shard up and every channel on its owner until cancelled."""
