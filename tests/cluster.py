@@ -20,7 +20,7 @@ from redis.exceptions import RedisError
 
 from caches.redis import find_server_binary
 
-__all__ = ["ValkeyCluster", "cli"]
+__all__ = ["ValkeyCluster", "cli", "free_ports"]
 
 NODE_TIMEOUT_MS = 1000
 
@@ -29,7 +29,7 @@ def cli() -> str:
     return str(Path(find_server_binary()).with_name("valkey-cli"))
 
 
-def _free_ports(count: int) -> list[int]:
+def free_ports(count: int) -> list[int]:
     """`count` consecutive-free ports whose cluster bus ports (+10000) are free too."""
     for _ in range(200):
         base = random.randint(20000, 45000 - count)
@@ -57,7 +57,7 @@ class ValkeyCluster:
         return "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in self.ports[:3])
 
     def start(self) -> ValkeyCluster:
-        self.ports = _free_ports(self.primaries * (1 + self.replicas))
+        self.ports = free_ports(self.primaries * (1 + self.replicas))
         for port in self.ports:
             self._spawn(port)
         for port in self.ports:

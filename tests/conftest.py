@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -18,7 +16,7 @@ from redis import Redis as SyncRedis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from caches.redis import RedisClient, configured_or_embedded, connect, find_server_binary
-from tests.cluster import ValkeyCluster
+from tests.cluster import ValkeyCluster, free_ports
 
 MS = 0.001
 """One millisecond, in seconds: the suite's time unit."""
@@ -72,25 +70,11 @@ async def wait_for(
         await asyncio.sleep(interval)
 
 
-def _free_cluster_port() -> int:
-    """A free port whose cluster bus port (port + 10000) is free and valid too."""
-    for _ in range(100):
-        port = random.randint(20000, 45000)
-        try:
-            for candidate in (port, port + 10000):
-                with socket.socket() as sock:
-                    sock.bind(("127.0.0.1", candidate))
-        except OSError:
-            continue
-        return port
-    raise AssertionError("no free port pair")
-
-
 @pytest.fixture(scope="session")
 def cluster_url() -> Iterator[str]:
     """A one-node Redis Cluster (every slot on one real valkey-server in cluster mode)."""
     workdir = tempfile.mkdtemp(prefix="presence-gateway-cluster-")
-    port = _free_cluster_port()
+    (port,) = free_ports(1)
     proc = subprocess.Popen(
         [
             find_server_binary(),

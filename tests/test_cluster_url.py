@@ -43,6 +43,7 @@ async def test_presence_indexes_spread_over_slots_and_the_sweep_reads_them_all(
     cluster: ValkeyCluster,
 ) -> None:
     client = connect(cluster.url)
+    await client.flushall()  # every primary: no other test's users in the indexes
     presence = PresenceCache(client)
     users = [uuid.uuid4() for _ in range(48)]
     for user in users:

@@ -91,13 +91,7 @@ class ShardedBus:
         name = f"classic:{node.name}"
         shard = self._shards.get(name)
         if shard is None:
-            shard = RedisBus(
-                subscriber=self._node_client(node.host, int(node.port)),
-                publisher=self._cluster,
-                instance_id=self._instance_id,
-                probe_interval=self._probe_interval,
-                timeout=self._timeout,
-            )
+            shard = self._bus_on(node)
             self._start(name, shard)
         return name, shard
 
@@ -225,12 +219,8 @@ class ShardedBus:
         shard = self._shards.get(node.name)
         if shard is not None:
             return shard
-        shard = RedisBus(
-            subscriber=self._node_client(node.host, int(node.port)),
-            publisher=self._cluster,
-            instance_id=self._instance_id,
-            probe_interval=self._probe_interval,
-            timeout=self._timeout,
+        shard = self._bus_on(
+            node,
             slot_of=self._cluster.keyslot,
             probe_channel=self._probe_channel(node),
             moved=lambda channel: self._trouble.set(),
@@ -238,6 +228,28 @@ class ShardedBus:
         )
         self._start(node.name, shard)
         return shard
+
+    def _bus_on(
+        self,
+        node: ClusterNode,
+        *,
+        slot_of: Callable[[str], int] | None = None,
+        probe_channel: str | None = None,
+        moved: Callable[[bytes], None] | None = None,
+        gap_at_start: bool = False,
+    ) -> RedisBus:
+        """A bus on one node's own connection: sharded with `slot_of`, classic without."""
+        return RedisBus(
+            subscriber=self._node_client(node.host, int(node.port)),
+            publisher=self._cluster,
+            instance_id=self._instance_id,
+            probe_interval=self._probe_interval,
+            timeout=self._timeout,
+            slot_of=slot_of,
+            probe_channel=probe_channel,
+            moved=moved,
+            gap_at_start=gap_at_start,
+        )
 
     def _start(self, name: str, shard: RedisBus) -> None:
         self._shards[name] = shard
