@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
 
 import pytest
 
 from caches import PresenceCache, SessionCache, keys
 from caches.models import SessionData
-from caches.redis import cluster_seeds, connect
+from caches.redis import RedisClient, cluster_seeds, connect
 from tests.cluster import ValkeyCluster
 
 
@@ -27,8 +28,16 @@ def test_a_seed_without_a_port_is_refused(url: str) -> None:
         cluster_seeds(url)
 
 
-async def test_the_caches_reach_every_primary(cluster: ValkeyCluster) -> None:
-    client = connect(cluster.url)
+@pytest.fixture
+async def client(cluster: ValkeyCluster) -> AsyncIterator[RedisClient]:
+    """A client of the shared 3+3 cluster, emptied first (other tests' users are in it)."""
+    connected = connect(cluster.url)
+    await connected.flushall()
+    yield connected
+    await connected.aclose()
+
+
+async def test_the_caches_reach_every_primary(client: RedisClient) -> None:
     sessions = SessionCache(client)
     ids = [f"s-{uuid.uuid4().hex}" for _ in range(30)]
     for sid in ids:
@@ -36,14 +45,11 @@ async def test_the_caches_reach_every_primary(cluster: ValkeyCluster) -> None:
     assert all([await sessions.get(sid) is not None for sid in ids])
     owners = {client.get_node_from_key(keys.session(sid)).name for sid in ids}  # type: ignore[union-attr]
     assert len(owners) == 3  # thirty sessions land on all three primaries
-    await client.aclose()
 
 
 async def test_presence_indexes_spread_over_slots_and_the_sweep_reads_them_all(
-    cluster: ValkeyCluster,
+    client: RedisClient,
 ) -> None:
-    client = connect(cluster.url)
-    await client.flushall()  # every primary: no other test's users in the indexes
     presence = PresenceCache(client)
     users = [uuid.uuid4() for _ in range(48)]
     for user in users:
@@ -59,4 +65,3 @@ async def test_presence_indexes_spread_over_slots_and_the_sweep_reads_them_all(
         settled += [update.user_id for update in batch]
     assert sorted(settled) == sorted(users)  # each exactly once, from every bucket
     assert await presence.get_online_count() == 0
-    await client.aclose()

@@ -25,9 +25,15 @@ async def running_bus(
 ) -> AsyncIterator[tuple[ShardedBus, list[tuple[bytes, bytes]], list[float]]]:
     client = connect(cluster.url, decode_responses=False)
     assert not isinstance(client, aioredis.Redis)
+    subscribers: list[aioredis.Redis] = []
+
+    def subscriber(host: str, port: int) -> aioredis.Redis:
+        subscribers.append(aioredis.Redis(host=host, port=port))
+        return subscribers[-1]
+
     bus = ShardedBus(
         cluster=client,
-        node_client=lambda host, port: aioredis.Redis(host=host, port=port),
+        node_client=subscriber,
         instance_id="gw-test",
         probe_interval=0.2,
         timeout=1.0,
@@ -48,6 +54,8 @@ async def running_bus(
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+        for node in subscribers:
+            await node.aclose()
         await client.aclose()
 
 
