@@ -17,6 +17,8 @@ from gateway.bus.sharded import ShardedBus
 from tests.cluster import ValkeyCluster
 
 CHANNELS = [f"ch:conv:{{room-{n}}}" for n in range(12)]
+moved: set[bytes] = set()
+"""The channels the bus last said may have missed events."""
 
 
 @asynccontextmanager
@@ -40,10 +42,12 @@ async def running_bus(
     )
     received: list[tuple[bytes, bytes]] = []
     resyncs: list[float] = []
+    moved.clear()
 
     async def reconnected(channels: frozenset[bytes] | None) -> None:
         assert channels is not None  # only the channels of the shard that was away
         resyncs.append(time.monotonic())
+        moved.update(channels)
 
     task = asyncio.create_task(bus.run(received.extend, reconnected))
     try:
@@ -118,3 +122,4 @@ async def test_a_moved_slot_moves_its_channel() -> None:
             await _all_delivered(bus, received, "after")
             assert bus.owner(channel) == f"127.0.0.1:{target}"
             assert bus.moves >= 1
+            assert channel.encode() in moved  # its clients are told to resync

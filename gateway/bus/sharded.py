@@ -207,13 +207,31 @@ class ShardedBus:
             return
         node = self._owner_of(channel)
         previous = self._owner.get(channel)
-        if previous is not None and previous != node.name:
-            old = self._shards.get(previous)
+        moved = previous is not None and previous != node.name
+        if moved:
+            old = self._shards.get(str(previous))
             if old is not None:
                 old.unsubscribe(channel)
             self.moves += 1
         self._owner[channel] = node.name
-        self._shard(node, gap=gap).subscribe(channel)
+        shard = self._shard(node, gap=gap)
+        shard.subscribe(channel)
+        if moved and self._group is not None:
+            # Between the old owner dropping it and the new one taking it, its events were
+            # lost: once subscribed again, its clients resync.
+            self._group.start_soon(self._resync_moved, shard, channel)
+
+    async def _resync_moved(self, shard: RedisBus, channel: str) -> None:
+        try:
+            await shard.confirmed([channel], self._timeout * 5)
+        except TimeoutError:
+            self._trouble.set()  # not taken yet: the watcher looks again
+            return
+        if self._reconnected is not None and self._owner.get(channel) is not None:
+            try:
+                await self._reconnected(frozenset({channel.encode()}))
+            except Exception:  # the gateway's edge: logged, never the bus's end
+                log.exception("bus: telling the clients of a moved channel failed")
 
     def _shard(self, node: ClusterNode, *, gap: bool) -> RedisBus:
         shard = self._shards.get(node.name)
