@@ -331,8 +331,15 @@ class Client:
     def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
         task: asyncio.Task[Any] = asyncio.ensure_future(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._finished)
         return task
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        """A background step's failure (a catch-up cut by a lost connection) is reported as
+        an `error` event, never left unretrieved; the next hello resumes anyway."""
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self._emit("error", task.exception())
 
     # ---- frames ----------------------------------------------------------------------------
 

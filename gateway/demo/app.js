@@ -31,7 +31,12 @@ $("#logout").addEventListener("click", () => {
   localStorage.removeItem(NAME_KEY);
   location.reload();
 });
-$("#refresh-contacts").addEventListener("click", () => loadContacts());
+$("#refresh-contacts").addEventListener("click", () => loadContacts().catch(report));
+
+/** A request that failed (offline, refused): said in the header, never an unhandled error. */
+function report(error) {
+  $("#chat-status").textContent = `not done: ${error.code ?? ""} ${error.message ?? error}`;
+}
 
 async function fetchToken(name) {
   const response = await fetch(`/dev/token?name=${encodeURIComponent(name)}`);
@@ -74,8 +79,12 @@ function wire(c) {
     $("#me-dot").className = `dot ${state === "connected" ? "online" : "offline"}`;
   });
   c.on("connected", async () => {
-    await loadContacts();
-    await loadConversations();
+    try {
+      await loadContacts();
+      await loadConversations();
+    } catch (error) {
+      report(error); // the connection went again: the next hello loads them
+    }
   });
   c.on("presence", drawPresence);
   c.on("message", (message) => {
@@ -150,7 +159,7 @@ async function loadContacts() {
     li.dataset.userId = user.user_id;
     li.innerHTML = `<span class="dot"></span><span class="name"></span><span class="seen"></span>`;
     li.querySelector(".name").textContent = user.name;
-    li.addEventListener("click", () => openDirect(user.user_id));
+    li.addEventListener("click", () => openDirect(user.user_id).catch(report));
     list.append(li);
   }
   await client.watch(others.map((u) => u.user_id)).catch(() => {});
@@ -235,12 +244,12 @@ function drawConversations() {
       li.classList.toggle("pinned", Boolean(conversation.pinned));
       li.querySelector(".pin").addEventListener("click", (event) => {
         event.stopPropagation();
-        togglePin(conversation);
+        togglePin(conversation).catch(report);
       });
       const badge = li.querySelector(".badge");
       badge.textContent = conversation.unread || "";
       badge.hidden = !conversation.unread;
-      li.addEventListener("click", () => openConversation(conversation.id));
+      li.addEventListener("click", () => openConversation(conversation.id).catch(report));
       return li;
     }),
   );
@@ -296,6 +305,8 @@ $("#messages").addEventListener("scroll", async () => {
     oldestSeq = page.messages[0]?.seq ?? oldestSeq;
     hasOlder = page.hasMore;
     pane.scrollTop = pane.scrollHeight - height; // keep what was on screen in place
+  } catch (error) {
+    report(error);
   } finally {
     loadingOlder = false;
   }

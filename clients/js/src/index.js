@@ -352,7 +352,7 @@ export class GatewayClient extends Emitter {
         break;
       case "resync":
         this.emit("resync", frame);
-        this.catchUpAll();
+        this.catchUpAll().catch((error) => this.emit("error", error));
         this.requery();
         break;
       case "error": // an error about a frame sent without an id
