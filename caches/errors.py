@@ -5,11 +5,11 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from redis.exceptions import OutOfMemoryError, RedisError
 
-__all__ = ["CacheError", "CacheUnavailable", "translating", "unavailable"]
+__all__ = ["CacheError", "CacheUnavailable", "raise_unavailable", "translating", "unavailable"]
 
 _C = TypeVar("_C", bound=type)
 
@@ -47,16 +47,22 @@ def unavailable(exc: BaseException) -> CacheUnavailable | None:
     return None
 
 
+def raise_unavailable(exc: BaseException) -> NoReturn:
+    """Raise `exc` as `CacheUnavailable` when it means Redis failed, else as it is; called in
+    an `except (RedisError, RuntimeError)` clause, so the success path pays nothing."""
+    lost = unavailable(exc)
+    if lost is None:
+        raise exc
+    raise lost from exc
+
+
 def _translated(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
     @functools.wraps(method)
     async def call(*args: Any, **kwargs: Any) -> Any:
         try:
             return await method(*args, **kwargs)
         except (RedisError, RuntimeError) as exc:
-            lost = unavailable(exc)
-            if lost is None:
-                raise
-            raise lost from exc
+            raise_unavailable(exc)
 
     return call
 

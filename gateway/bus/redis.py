@@ -31,7 +31,8 @@ from redis.asyncio.client import PubSub
 from redis.asyncio.connection import Connection
 from redis.exceptions import RedisError
 
-from caches import CacheUnavailable, keys
+from caches import keys
+from caches.errors import raise_unavailable
 from caches.redis import RedisClient
 from gateway.bus.base import Delivery, Reconnected
 from gateway.errors import Error
@@ -166,8 +167,8 @@ class RedisBus:
     async def publish(self, channel: str, payload: bytes) -> None:
         try:
             await self._publisher.execute_command(self._dialect.publish, channel, payload)
-        except RedisError as exc:
-            raise CacheUnavailable.from_redis(exc) from exc
+        except (RedisError, RuntimeError) as exc:
+            raise_unavailable(exc)
 
     async def run(self, deliver: Delivery, reconnected: Reconnected) -> None:
         """Keep the subscription up until cancelled."""

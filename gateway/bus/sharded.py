@@ -31,7 +31,7 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.exceptions import RedisError
 
 from caches import CacheUnavailable, keys
-from caches.errors import unavailable
+from caches.errors import raise_unavailable
 from gateway.bus.base import Delivery, Reconnected
 from gateway.bus.redis import RedisBus
 
@@ -88,7 +88,7 @@ class ShardedBus:
     def _classic_shard(self) -> tuple[str, RedisBus]:
         """The classic subscription, on the first primary (moved when that one goes)."""
         node = self._cluster.get_primaries()[0]
-        name = f"classic:{node.name}"
+        name = _classic_name(node)
         shard = self._shards.get(name)
         if shard is None:
             shard = self._bus_on(node)
@@ -132,10 +132,7 @@ class ShardedBus:
         try:
             await self._cluster.execute_command("SPUBLISH", channel, payload)
         except (RedisError, RuntimeError) as exc:
-            lost = unavailable(exc)
-            if lost is None:
-                raise
-            raise lost from exc
+            raise_unavailable(exc)
 
     async def run(self, deliver: Delivery, reconnected: Reconnected) -> None:
         """Keep every shard up and every channel on its owner until cancelled."""
@@ -172,10 +169,11 @@ class ShardedBus:
             except (RedisError, OSError, TimeoutError) as exc:
                 log.warning("bus: cluster topology unreadable: %s", exc)
                 continue
-            primaries = {node.name: node for node in self._cluster.get_primaries()}
-            for node in primaries.values():
+            nodes = self._cluster.get_primaries()
+            primaries = {node.name: node for node in nodes}
+            for node in nodes:
                 self._shard(node, gap=True)
-            classic = f"classic:{self._cluster.get_primaries()[0].name}"
+            classic = _classic_name(nodes[0])
             for name in [n for n in self._shards if n not in primaries and n != classic]:
                 self._stop(name)
             for channel in sorted(self._channels):
@@ -303,3 +301,8 @@ class ShardedBus:
             if self._owner_of(channel).name == node.name:
                 return channel
         raise CacheUnavailable(f"no slot of {node.name} found for a probe")
+
+
+def _classic_name(node: ClusterNode) -> str:
+    """The name of the classic subscription when it lives on `node`."""
+    return f"classic:{node.name}"
