@@ -18,15 +18,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import orjson
 from redis.exceptions import RedisError
-from websockets.datastructures import Headers
 from websockets.http11 import Response
 
 from caches import CacheUnavailable, SessionCache
 from caches.redis import RedisClient
 from gateway.auth import mint_token
 from gateway.protocol.ids import parse_uuid
+from gateway.responses import answer, json_answer, problem
 
 __all__ = ["DEMO_DIR", "DevRoutes", "dev_user_id"]
 
@@ -52,24 +51,20 @@ def dev_user_id(name: str) -> uuid.UUID:
     return uuid.uuid5(_NAMESPACE, name.strip().casefold())
 
 
+_DEV_HEADERS: dict[str, Any] = {"cache_control": "no-cache", "nosniff": True}
+"""Every development answer is revalidated (the page changes under `--dev`) and typed."""
+
+
 def _answer(status: http.HTTPStatus, body: bytes, content_type: str) -> Response:
-    headers = Headers(
-        [
-            ("Content-Type", content_type),
-            ("Content-Length", str(len(body))),
-            ("Cache-Control", "no-cache"),
-            ("X-Content-Type-Options", "nosniff"),
-        ]
-    )
-    return Response(status.value, status.phrase, headers, body)
+    return answer(status, body, content_type, **_DEV_HEADERS)
 
 
 def _json(status: http.HTTPStatus, body: Any) -> Response:
-    return _answer(status, orjson.dumps(body), "application/json")
+    return json_answer(status, body, **_DEV_HEADERS)
 
 
 def _error(status: http.HTTPStatus, code: str, message: str) -> Response:
-    return _json(status, {"error": {"code": code, "message": message}})
+    return problem(status, code, message, **_DEV_HEADERS)
 
 
 class DevRoutes:

@@ -18,7 +18,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
-from gateway.http import problem
+from gateway.responses import problem
 
 __all__ = ["forget_handshake", "json_refusals"]
 

@@ -7,10 +7,8 @@ import hmac
 import http
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import orjson
 from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
@@ -20,27 +18,12 @@ from gateway.auth import Authenticator, AuthError, bearer_token
 from gateway.dev import DevRoutes
 from gateway.metrics import CONTENT_TYPE
 from gateway.protocol.ids import parse_uuid, parse_uuids
+from gateway.responses import json_answer, problem
 
 __all__ = ["HttpRoutes", "problem"]
 
 _MAX_BULK_IDS = 1000
 _BULK_PATH = "/api/v1/users/presence/bulk"
-
-
-def _json(status: http.HTTPStatus, body: Any) -> Response:
-    payload = orjson.dumps(body, option=orjson.OPT_UTC_Z)
-    headers = Headers(
-        [
-            ("Content-Type", "application/json"),
-            ("Content-Length", str(len(payload))),
-            ("Cache-Control", "no-store"),
-        ]
-    )
-    return Response(status.value, status.phrase, headers, payload)
-
-
-def problem(status: http.HTTPStatus, code: str, message: str) -> Response:
-    return _json(status, {"error": {"code": code, "message": message}})
 
 
 Visible = Callable[[uuid.UUID, list[uuid.UUID]], Awaitable[set[uuid.UUID]]]
@@ -123,7 +106,7 @@ class HttpRoutes:
                 f"{request.method[:20]} is not allowed here (GET only)",
             )
         if path == "/healthz":
-            return _json(http.HTTPStatus.OK, {"status": "ok"})
+            return json_answer(http.HTTPStatus.OK, {"status": "ok"})
         if path == "/readyz":
             return await self._ready()
         if path == "/metrics" and self._metrics_here:
@@ -158,10 +141,10 @@ class HttpRoutes:
     async def _ready(self) -> Response:
         reasons = await self._readiness()
         if reasons:
-            return _json(
+            return json_answer(
                 http.HTTPStatus.SERVICE_UNAVAILABLE, {"status": "unready", "reasons": reasons}
             )
-        return _json(http.HTTPStatus.OK, {"status": "ready"})
+        return json_answer(http.HTTPStatus.OK, {"status": "ready"})
 
     async def _presence_api(self, request: Request, path: str) -> Response:
         token = bearer_token(request.headers.get("Authorization"))
@@ -191,7 +174,7 @@ class HttpRoutes:
         if user_id not in await self._allowed(watcher, [user_id]):
             return problem(http.HTTPStatus.FORBIDDEN, "forbidden", "not allowed to see this user")
         status, last_seen = (await self._presence.get_bulk_presence([user_id]))[user_id]
-        return _json(
+        return json_answer(
             http.HTTPStatus.OK,
             {
                 "status": status.value,
@@ -222,4 +205,4 @@ class HttpRoutes:
         allowed = await self._allowed(watcher, ids)
         statuses = await self._presence.get_bulk_status([u for u in ids if u in allowed])
         answer = {str(u): statuses[u].value if u in allowed else "forbidden" for u in ids}
-        return _json(http.HTTPStatus.OK, answer)
+        return json_answer(http.HTTPStatus.OK, answer)
