@@ -226,7 +226,7 @@ class Client:
         """Close for good. The outbox stays in storage for the next client."""
         self._set_state("closed", code=1000, reason="client closed")
         self._fail_pending("closed", "the client was closed")
-        for task in [self._supervisor, self._flushing, *self._tasks]:
+        for task in [self._supervisor, *self._tasks]:  # the outbox flush is one of the tasks
             if task is not None and not task.done():
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -610,7 +610,7 @@ class Client:
 
     def _flush(self) -> None:
         if self.state == "connected" and self._outbox and not _running(self._flushing):
-            self._flushing = asyncio.ensure_future(self._flush_outbox())
+            self._flushing = self._spawn(self._flush_outbox())
 
     async def _flush_outbox(self) -> None:
         while self._outbox and self.state == "connected":
