@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from redis.asyncio.cluster import RedisCluster
 
@@ -68,10 +68,19 @@ _IN_FLIGHT = 32
 _TYPING_START = Script("typing_start")
 _TYPING_STOP = Script("typing_stop")
 
-Announcement = tuple[str, bytes]
-"""A pub/sub channel and a message to publish in the same atomic step as the change. The
-channel goes to the script as a key: it must share the conversation's slot on a cluster (the
-gateway's conversation channels do: `ch:conversation:{<id>}`)."""
+
+class Announcement(NamedTuple):
+    """A pub/sub channel and a message to publish in the same atomic step as the change. The
+    channel goes to the script as a key: it must share the conversation's slot on a cluster (the
+    gateway's conversation channels do: `ch:conversation:{<id>}`)."""
+
+    channel: str
+    message: bytes
+    sharded: bool = False
+    """SPUBLISH (heard by sharded subscribers, Redis 7+) instead of PUBLISH."""
+
+    def script_args(self) -> list[str | bytes]:
+        return [self.message, "1" if self.sharded else "0"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,8 +258,8 @@ class PresenceCache:
         args: list[str | int | bytes] = [user, _now_ms(), ttl_ms(ttl), window]
         script_keys = [keys.typing(conversation_id, user_id), keys.typing_index(conversation_id)]
         if announce is not None:
-            script_keys.append(announce[0])
-            args.append(announce[1])
+            script_keys.append(announce.channel)
+            args += announce.script_args()
         announced = await _TYPING_START(self._redis, script_keys, args)
         return bool(announced)
 
@@ -276,8 +285,8 @@ class PresenceCache:
         args: list[str | bytes] = [user]
         script_keys = [keys.typing(conversation_id, user_id), keys.typing_index(conversation_id)]
         if announce is not None:
-            script_keys.append(announce[0])
-            args.append(announce[1])
+            script_keys.append(announce.channel)
+            args += announce.script_args()
         was = await _TYPING_STOP(self._redis, script_keys, args)
         return bool(was)
 

@@ -45,6 +45,7 @@ __all__ = [
     "cluster_seeds",
     "connect",
     "find_server_binary",
+    "is_cluster_url",
     "node_url",
 ]
 
@@ -71,22 +72,25 @@ class ClientOptions:
 
 
 def connect(
-    url: str, options: ClientOptions | None = None, *, decode_responses: bool = True
+    url: str,
+    options: ClientOptions | None = None,
+    *,
+    decode_responses: bool = True,
+    cluster_class: type[RedisCluster] = RedisCluster,
 ) -> RedisClient:
     """Build one client (with its own pool) for `url`.
 
     Accepts `redis://`, `rediss://` and `unix://` URLs with everything redis-py reads from
     them (db index, ACL user and password, TLS options); `?cluster=true` (or the scheme
     `redis+cluster://`) builds a Redis Cluster client. Responses are decoded to `str` unless
-    `decode_responses` is False.
+    `decode_responses` is False. A cluster client is a `cluster_class` (a subclass of
+    `RedisCluster`, for callers that route commands their own way).
 
     Raises:
         ValueError: the URL's scheme is not one of those.
     """
     opts = options or ClientOptions()
     parts = urlsplit(url)
-    query = parse_qs(parts.query)
-    cluster = parts.scheme == "redis+cluster" or query.get("cluster", ["false"])[0] == "true"
     common: dict[str, Any] = {
         "socket_timeout": opts.socket_timeout,
         "socket_connect_timeout": opts.connect_timeout,
@@ -96,9 +100,9 @@ def connect(
         "health_check_interval": opts.health_check_interval,
         "max_connections": opts.max_connections,
     }
-    if cluster:
+    if is_cluster_url(url):
         first, startup = cluster_seeds(url)
-        return RedisCluster.from_url(first, startup_nodes=startup, **common)
+        return cluster_class.from_url(first, startup_nodes=startup, **common)
     if parts.scheme not in ("redis", "rediss", "unix"):
         raise ValueError(
             f"unsupported Redis URL scheme {parts.scheme!r}: use redis, rediss or unix"
@@ -107,6 +111,13 @@ def connect(
     # failing at once with "Too many connections".
     pool = BlockingConnectionPool.from_url(url, timeout=opts.connect_timeout, **common)
     return aioredis.Redis.from_pool(pool)
+
+
+def is_cluster_url(url: str) -> bool:
+    """`redis+cluster://...`, or any Redis URL with `?cluster=true`."""
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    return parts.scheme == "redis+cluster" or query.get("cluster", ["false"])[0] == "true"
 
 
 def cluster_seeds(url: str) -> tuple[str, list[ClusterNode]]:

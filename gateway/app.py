@@ -103,7 +103,7 @@ class _Built:
 
     settings: Settings
     store: Store
-    pipeline: Callable[[], Coroutine[Any, Any, None]] | None
+    pipeline: Callable[[], Coroutine[Any, Any, None]]
     bus: Bus
     hub: Hub
     presence: PresenceService
@@ -118,7 +118,7 @@ class _Built:
     def jobs(self) -> list[Coroutine[Any, Any, None]]:
         """The instance-wide jobs that run until the instance stops."""
         return [
-            *([self.pipeline()] if self.pipeline is not None else []),
+            self.pipeline(),
             self.bus.run(self.hub.deliver, self.reconnected),
             self.presence.maintain(),
             self.clients.watch_deadlines(),
@@ -153,7 +153,7 @@ async def _build(
     metrics = every_series()
     spawner = Spawner()
     hub = Hub(bus, budget, spawn=spawner.spawn)
-    publisher = Publisher(bus.publish, scripts_reach_bus=side.scripts_reach_bus)
+    publisher = Publisher(bus.publish, scripts_publish=side.scripts_publish)
     presence_cache, sessions = PresenceCache(client), SessionCache(client)
     revocations = Revocations(store, sessions, settings.auth.revocation_ttl)
     await revocations.load()

@@ -12,8 +12,15 @@ the deadline, so a hung server never holds a caller.
 
 The client is a `redis.asyncio.Redis` subclass built by redis-py's own constructor on the
 caller's connection pool, and its plain pipelines are `Pipeline`s built as redis-py's
-`pipeline()` builds them: the caches use it unchanged. (Redis Cluster is not served by the
-gateway yet, so there is no cluster lane.)
+`pipeline()` builds them: the caches use it unchanged.
+
+On a Redis Cluster the same lane runs once per primary: a `RedisCluster` subclass sends every
+command whose keys map to one slot through the lane of the node redis-py's slot map names for
+that slot. Everything else (commands without keys or on several slots, MULTI pipelines, a slot
+map not loaded yet) and every command the lane could not place (MOVED/ASK, TRYAGAIN,
+CLUSTERDOWN, a connection to a node that died) takes redis-py's own path, which follows the
+redirection, refreshes the slot map and retries as it always does; the lanes of nodes that are
+no longer primaries are retired.
 """
 
 from __future__ import annotations
@@ -23,23 +30,32 @@ import collections
 import inspect
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import hiredis
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import AbstractConnection
 from redis.client import EMPTY_RESPONSE, NEVER_DECODE
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    DataError,
+    RedisClusterException,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import DataError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.metrics import Latency
 from gateway.replies import ReplyStream, stream_writer
 from gateway.tasks import first_to_end
 
-__all__ = ["AutoPipeline", "auto_pipelined"]
+__all__ = ["AutoPipeline", "ClusterLanes", "auto_pipelined", "cluster_auto_pipelined"]
 
 log = logging.getLogger(__name__)
 
@@ -283,3 +299,120 @@ def auto_pipelined(
     wrapped = _PipelinedRedis(connection_pool=client.connection_pool)
     wrapped._auto = auto
     return wrapped, auto
+
+
+_REROUTED = (AskError, TryAgainError, ClusterDownError, RedisConnectionError)
+"""What a lane answers for a command the node did not run (MOVED is an AskError), or may not
+have run (the connection failed): redis-py's cluster path retries these on the node it finds."""
+
+_RETIRE_INTERVAL = 1.0
+
+
+class ClusterLanes:
+    """One lane per primary, started on its first command, retired when the node no longer
+    serves slots (its pending commands then fail over to redis-py's path)."""
+
+    def __init__(
+        self,
+        cluster: RedisCluster,
+        node_client: Callable[[str, int], aioredis.Redis],
+        deadline: float,
+        latency: Latency | None,
+    ) -> None:
+        self._cluster = cluster
+        self._node_client = node_client
+        self._deadline = deadline
+        self._latency = latency
+        self._lanes: dict[str, tuple[_Lane, asyncio.Task[None]]] = {}
+        self._group: asyncio.TaskGroup | None = None
+
+    def lane(self, node: ClusterNode) -> _Lane | None:
+        """The lane to `node`, started if new; None while the sender is not running."""
+        found = self._lanes.get(node.name)
+        if found is not None:
+            return found[0]
+        if self._group is None:
+            return None
+        lane = _Lane(self._node_client(node.host, int(node.port)), self._deadline)
+        lane.latency = self._latency
+        self._lanes[node.name] = (lane, self._group.create_task(lane.run()))
+        return lane
+
+    def nodes(self) -> set[str]:
+        """The nodes (`host:port`) with a lane."""
+        return set(self._lanes)
+
+    async def run(self) -> None:
+        """Run the lanes until cancelled; the owner runs it in its task group."""
+        try:
+            async with asyncio.TaskGroup() as group:
+                self._group = group
+                while True:
+                    await asyncio.sleep(_RETIRE_INTERVAL)
+                    self._retire()
+        finally:
+            self._group = None
+            self._lanes.clear()
+
+    def _retire(self) -> None:
+        serving = {node.name for node in self._cluster.get_primaries()}
+        for name in [name for name in self._lanes if name not in serving]:
+            _, task = self._lanes.pop(name)
+            task.cancel()
+
+
+class _PipelinedCluster(RedisCluster):
+    _lanes: ClusterLanes
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        lane = await self._lane_for(args, kwargs)
+        if lane is not None:
+            try:
+                return await lane.call(args, kwargs)
+            except _REROUTED:
+                pass  # redis-py's path finds the slot's owner now
+        return await super().execute_command(*args, **kwargs)
+
+    async def _lane_for(self, args: tuple[Any, ...], options: dict[str, Any]) -> _Lane | None:
+        """The lane of the primary serving the one slot of the command's keys, if any."""
+        command = args[0]
+        if (
+            NEVER_DECODE in options
+            or "target_nodes" in options
+            or command in self.command_flags  # a command for several or any node
+            or not self.nodes_manager.slots_cache  # the slot map is not loaded yet
+        ):
+            return None
+        try:
+            if command in ("EVALSHA", "EVAL"):  # the command parser cannot read their keys
+                keys = args[3 : 3 + int(args[2])]
+            else:
+                keys = await self.commands_parser.get_keys(*args) or ()
+            slots = {self.keyslot(key) for key in keys}
+            if len(slots) != 1:
+                return None
+            node = self.nodes_manager.get_node_from_slot(slots.pop())
+        except (RedisClusterException, RedisError, ValueError, IndexError):
+            return None  # redis-py's path says what is wrong with the command
+        return self._lanes.lane(node)
+
+
+def cluster_auto_pipelined(
+    connect: Callable[[type[RedisCluster]], RedisCluster],
+    node_client: Callable[[str, int], aioredis.Redis],
+    deadline: float = 2.0,
+    latency: Latency | None = None,
+) -> tuple[RedisCluster, ClusterLanes]:
+    """A cluster client whose single-slot commands are pipelined per primary, and its lanes
+    (whose `run` is the job to run).
+
+    `connect(cls)`: the cluster client, built as a `cls` (URL, seeds and options the caller's);
+    `node_client(host, port)`: a client for one node with the cluster's options (its lane takes
+    the URL, TLS, ACL user and timeouts from it); `deadline` and `latency` as for
+    `auto_pipelined`.
+    """
+    cluster = connect(_PipelinedCluster)
+    assert isinstance(cluster, _PipelinedCluster)
+    lanes = ClusterLanes(cluster, node_client, deadline, latency)
+    cluster._lanes = lanes
+    return cluster, lanes

@@ -3,10 +3,10 @@ client the caches use, the job that pipelines its commands, and the bus.
 
 Standalone: commands through the auto-pipeline (`gateway.autopipe`), classic pub/sub on one
 subscriber connection (`RedisBus`). Cluster (`redis+cluster://host:port[,host:port...]`):
-commands through redis-py's `RedisCluster` (it routes by slot and follows MOVED/ASK), sharded
-pub/sub with one subscriber connection per primary (`ShardedBus`), and typing announced by a
-publish of its own (the cache scripts' PUBLISH would be a classic one, which sharded subscribers
-never hear).
+redis-py's `RedisCluster` with an auto-pipeline per primary (single-slot commands; redis-py's
+own path for the rest and for MOVED/ASK), sharded pub/sub with one subscriber connection per
+primary (`ShardedBus`), and the cache scripts announcing typing with SPUBLISH (a classic
+PUBLISH is never heard by sharded subscribers).
 """
 
 from __future__ import annotations
@@ -14,14 +14,15 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from collections.abc import AsyncIterator, Callable, Coroutine
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
-from caches.redis import ClientOptions, RedisClient, connect, node_url
-from gateway.autopipe import auto_pipelined
+from caches.redis import ClientOptions, RedisClient, connect, is_cluster_url, node_url
+from gateway.autopipe import auto_pipelined, cluster_auto_pipelined
 from gateway.bus.base import Bus
+from gateway.bus.publisher import ScriptsPublish
 from gateway.bus.redis import RedisBus
 from gateway.bus.sharded import ShardedBus
 from gateway.config import Settings
@@ -35,13 +36,13 @@ class RedisSide:
     redis: RedisClient
     """The plain client (readiness pings, the development routes)."""
     client: RedisClient
-    """The client of the caches: pipelined automatically on a standalone Redis."""
+    """The client of the caches: pipelined automatically (per primary on a cluster)."""
     bus: Bus
     latency: Latency
-    pipeline: Callable[[], Coroutine[Any, Any, None]] | None
-    """The job that sends pipelined commands (standalone only)."""
-    scripts_reach_bus: bool
-    """A message a cache script publishes reaches the bus's subscribers."""
+    pipeline: Callable[[], Coroutine[Any, Any, None]]
+    """The job that sends pipelined commands."""
+    scripts_publish: ScriptsPublish
+    """How a cache script publishes so that the bus's subscribers hear it."""
 
 
 @contextlib.asynccontextmanager
@@ -52,17 +53,26 @@ async def redis_side(settings: Settings, url: str) -> AsyncIterator[RedisSide]:
     # redis-py's health check, whose reply would interleave with messages.
     subscribing = dataclasses.replace(options, health_check_interval=0, max_connections=4)
     latency = Latency("redis", "One Redis command's round trip (auto-pipeline)")
-    redis = connect(url, options)
-    subscribers: list[aioredis.Redis] = []
+    nodes: list[aioredis.Redis] = []
 
-    def subscriber(target: str) -> aioredis.Redis:
-        client = connect(target, subscribing, decode_responses=False)
+    def node(target: str, node_options: ClientOptions, decode_responses: bool) -> aioredis.Redis:
+        client = connect(target, node_options, decode_responses=decode_responses)
         assert isinstance(client, aioredis.Redis)
-        subscribers.append(client)
+        nodes.append(client)
         return client
 
+    def subscriber(target: str) -> aioredis.Redis:
+        return node(target, subscribing, decode_responses=False)
+
+    redis: RedisClient | None = None
     try:
-        if isinstance(redis, RedisCluster):
+        if is_cluster_url(url):
+            redis, lanes = cluster_auto_pipelined(
+                lambda cls: cast(RedisCluster, connect(url, options, cluster_class=cls)),
+                lambda host, port: node(node_url(url, host, port), options, True),
+                budget,
+                latency,
+            )
             yield RedisSide(
                 redis=redis,
                 client=redis,
@@ -74,11 +84,14 @@ async def redis_side(settings: Settings, url: str) -> AsyncIterator[RedisSide]:
                     timeout=budget,
                 ),
                 latency=latency,
-                pipeline=None,
-                scripts_reach_bus=False,
+                pipeline=lanes.run,
+                scripts_publish="sharded",
             )
         else:
-            client, pipeline = auto_pipelined(redis, budget, latency)
+            standalone = connect(url, options)
+            assert isinstance(standalone, aioredis.Redis)
+            redis = standalone
+            client, pipeline = auto_pipelined(standalone, budget, latency)
             yield RedisSide(
                 redis=redis,
                 client=client,
@@ -91,9 +104,10 @@ async def redis_side(settings: Settings, url: str) -> AsyncIterator[RedisSide]:
                 ),
                 latency=latency,
                 pipeline=pipeline.run,
-                scripts_reach_bus=True,
+                scripts_publish="classic",
             )
     finally:
-        for client in subscribers:
-            await client.aclose()
-        await redis.aclose()
+        for opened in nodes:
+            await opened.aclose()
+        if redis is not None:
+            await redis.aclose()

@@ -1,5 +1,6 @@
-"""Benchmarks: `python loadtest/bench.py caches | fanout | messages | abuse | heartbeats | storm |
-soak | idle` (see --help). Each writes a report (JSON, Markdown, PNG plots) under loadtest/results/.
+"""Benchmarks: `python loadtest/bench.py caches | fanout | publish | messages | abuse | heartbeats |
+storm | soak | idle` (see --help). Each writes a report (JSON, Markdown, PNG plots) under
+loadtest/results/.
 
 Every benchmark starts what it needs (an embedded Valkey unless GATEWAY_REDIS_URL is set), runs
 bounded in count and time against loopback only, and stops everything it started.
@@ -26,6 +27,7 @@ from loadtest.bench_caches import CaseResult, run_cases
 from loadtest.bench_fanout import FanoutResult, run_fanout
 from loadtest.bench_fill import FillResult, run_fill_cases
 from loadtest.bench_messages import MessagesResult, run_messages
+from loadtest.bench_publish import DEPLOYMENTS, run_publish
 from loadtest.bench_scale import (
     DrainStormResult,
     IdleResult,
@@ -138,11 +140,47 @@ async def _measured(
     return (await _grouped(report, runs, {"median": one}, rows))["median"]
 
 
+_REDIS_KINDS = {
+    "single": "one Valkey",
+    "cluster": "a Valkey Cluster of 3 primaries + 3 replicas (sharded pub/sub)",
+}
+
+
+async def publish_main(args: argparse.Namespace) -> None:
+    report = Report(
+        "publish",
+        f"publish benchmark: {machine()}; {args.seconds}s per run, medians of {args.runs}; "
+        "3,000 conversation channels, 2 subscriber connections per node (two gateway "
+        "instances), 4 publisher connections per node sending pipelined batches of 200 "
+        "150-byte events (closed loop); the load generator on CPU 1, the servers unpinned; "
+        "servers without replicas",
+    )
+    await _grouped(
+        report,
+        args.runs,
+        {
+            label: functools.partial(run_publish, kind, args.seconds)
+            for kind, label in DEPLOYMENTS.items()
+            if kind in args.deployments
+        },
+        [
+            ("events published/s", "published_per_s", "{:,.0f}"),
+            ("deliveries/s (subscribers)", "delivered_per_s", "{:,.0f}"),
+            ("server CPU % (all nodes)", "server_cpu_pct", "{:.0f}"),
+            ("busiest node CPU %", "busiest_server_cpu_pct", "{:.0f}"),
+            ("server CPU us per event", "server_cpu_us_per_event", "{:.2f}"),
+            ("events/s at a full core on the busiest node", "capacity_per_s", "{:,.0f}"),
+        ],
+    )
+    report.write()
+
+
 async def fanout_main(args: argparse.Namespace) -> None:
     report = Report(
-        "fanout",
+        "fanout" if args.redis == "single" else f"fanout-{args.redis}",
         f"fanout benchmark: {machine()}; {args.clients} clients in rooms of 10 over 2 "
-        f"instances (gateways on CPU 0, load + Valkey on CPU 1); typing.start/stop alternating "
+        f"instances on {_REDIS_KINDS[args.redis]} "
+        f"(gateways on CPU 0, load + Valkey on CPU 1); typing.start/stop alternating "
         f"from senders in shuffled order, {args.seconds}s window per offered rate; "
         f"medians of {args.runs} runs",
     )
@@ -151,7 +189,7 @@ async def fanout_main(args: argparse.Namespace) -> None:
         args.runs,
         {
             f"{rate:,.0f} events/s offered": functools.partial(
-                run_fanout, args.clients, rate, args.seconds
+                run_fanout, args.clients, rate, args.seconds, redis=args.redis
             )
             for rate in args.rate
         },
@@ -163,6 +201,7 @@ async def fanout_main(args: argparse.Namespace) -> None:
             ("latency max ms", "max_ms", "{:.2f}"),
             ("server CPU % (both instances)", "server_cpu_pct", "{:.1f}"),
             ("server CPU us per delivery", "cpu_us_per_delivery", "{:.1f}"),
+            ("Valkey CPU us per delivery", "redis_cpu_us_per_delivery", "{:.2f}"),
             ("RSS KiB per connection", "rss_kib_per_conn", "{:.1f}"),
         ],
     )
@@ -474,6 +513,14 @@ def main(argv: list[str] | None = None) -> None:
     caches.add_argument("--seconds", type=float, default=2.0)
     caches.add_argument("--runs", type=int, default=3)
     caches.add_argument("--concurrency", type=int, default=8)
+    publish = sub.add_parser(
+        "publish", help="pub/sub capacity of one Valkey against a cluster of 1 and 3 primaries"
+    )
+    publish.add_argument("--seconds", type=float, default=5.0)
+    publish.add_argument("--runs", type=int, default=3)
+    publish.add_argument(
+        "--deployments", nargs="+", choices=list(DEPLOYMENTS), default=list(DEPLOYMENTS)
+    )
     fanout = sub.add_parser("fanout", help="typing fan-out over two gateway instances")
     fanout.add_argument("--clients", type=int, default=1000)
     fanout.add_argument(
@@ -484,6 +531,12 @@ def main(argv: list[str] | None = None) -> None:
         help="offered events/s, one step each",
     )
     fanout.add_argument("--seconds", type=float, default=5.0)
+    fanout.add_argument(
+        "--redis",
+        choices=sorted(_REDIS_KINDS),
+        default="single",
+        help="one embedded Valkey, or a 3 primary + 3 replica Valkey Cluster",
+    )
     fanout.add_argument("--runs", type=int, default=3)
     messages = sub.add_parser("messages", help="message sends, receipts and history")
     messages.add_argument("--clients", type=int, default=200)
@@ -549,6 +602,8 @@ def main(argv: list[str] | None = None) -> None:
         asyncio.run(caches_main(args))
     elif args.command == "fanout":
         asyncio.run(fanout_main(args))
+    elif args.command == "publish":
+        asyncio.run(publish_main(args))
     elif args.command == "messages":
         asyncio.run(messages_main(args))
     elif args.command == "abuse":

@@ -32,6 +32,7 @@ from gateway.auth import mint_token
 from gateway.store import SqliteStore
 from loadtest.launcher import Launched, launch
 from loadtest.stats import percentile
+from loadtest.valkey_cluster import ValkeyCluster
 from loadtest.wsclient import RawClient, open_client
 
 __all__ = [
@@ -39,6 +40,10 @@ __all__ = [
     "cluster",
     "connect_all",
     "cpu_seconds",
+    "Engine",
+    "gateways_on",
+    "pids_cpu_seconds",
+    "redis_engine",
     "mint_tokens",
     "rss",
     "until",
@@ -66,29 +71,58 @@ class FanoutResult:
     max_ms: float
     server_cpu_pct: float
     cpu_us_per_delivery: float
+    redis_cpu_us_per_delivery: float
     rss_kib_per_conn: float
+
+
+@dataclass(frozen=True, slots=True)
+class Engine:
+    """The Redis a benchmark's gateways share: its URL and the PIDs of its servers."""
+
+    url: str
+    pids: list[int]
+
+
+@contextlib.contextmanager
+def redis_engine(kind: str = "single") -> Iterator[Engine]:
+    """An embedded Valkey (`single`) or a 3 primary + 3 replica Valkey Cluster (`cluster`), its
+    servers on the load generator's CPU."""
+    with contextlib.ExitStack() as stack:
+        if kind == "cluster":
+            nodes = stack.enter_context(ValkeyCluster())
+            engine = Engine(nodes.url, [p.pid for p in nodes.procs.values()])
+        else:
+            server = stack.enter_context(EmbeddedRedis())
+            engine = Engine(server.url, [server.pid])
+        cpus = _cpus("load")
+        for pid in engine.pids if cpus else ():
+            psutil.Process(pid).cpu_affinity(cpus)
+        yield engine
 
 
 @contextlib.contextmanager
 def cluster(
     count: int, spread: bool = False, **settings: str
 ) -> Iterator[tuple[Path, str, list[Launched]]]:
-    """A temp dir, an embedded Valkey and `count` gateways sharing them: on CPU 0, or with
-    `spread` one CPU each in turn (the load generator and Valkey then share theirs). The
-    per-user quotas are lifted (a benchmark's users send for many); `settings` override."""
-    with (
-        tempfile.TemporaryDirectory(prefix="bench-") as tmp,
-        EmbeddedRedis() as redis_server,
-    ):
+    """`gateways_on` an embedded Valkey of its own."""
+    with redis_engine() as engine, gateways_on(engine, count, spread, **settings) as started:
+        yield started
+
+
+@contextlib.contextmanager
+def gateways_on(
+    engine: Engine, count: int, spread: bool = False, **settings: str
+) -> Iterator[tuple[Path, str, list[Launched]]]:
+    """A temp dir and `count` gateways sharing it and `engine`: on CPU 0, or with `spread` one
+    CPU each in turn (the load generator and Valkey then share theirs). The per-user quotas are
+    lifted (a benchmark's users send for many); `settings` override."""
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         workdir = Path(tmp)
-        cpus = _cpus("load")
-        if cpus:
-            psutil.Process(redis_server.pid).cpu_affinity(cpus)
         started: list[Launched] = []
         try:
             for index in range(count):
                 config = {
-                    "redis_url": redis_server.url,
+                    "redis_url": engine.url,
                     "store": str(workdir / "store.sqlite3"),
                     "jwt_secret": SECRET,
                     "rate_limit": "1000",
@@ -101,7 +135,7 @@ def cluster(
                 log_path = workdir / f"gw{index}.log"
                 cpus = [index % (os.cpu_count() or 1)] if spread else _cpus("server")
                 started.append(launch(config, workdir, log_path, cpus=cpus))
-            yield workdir, redis_server.url, started
+            yield workdir, engine.url, started
         finally:
             for process in started:
                 process.stop()
@@ -113,9 +147,13 @@ def rss(processes: list[Launched]) -> int:
 
 def cpu_seconds(processes: list[Launched], *, user_only: bool = False) -> float:
     """User + system CPU seconds of the processes (user alone with `user_only`)."""
+    return pids_cpu_seconds([p.pid for p in processes], user_only=user_only)
+
+
+def pids_cpu_seconds(pids: list[int], *, user_only: bool = False) -> float:
     total = 0.0
-    for p in processes:
-        times = psutil.Process(p.pid).cpu_times()
+    for pid in pids:
+        times = psutil.Process(pid).cpu_times()
         total += times.user if user_only else times.user + times.system
     return total
 
@@ -159,10 +197,11 @@ async def connect_all(
 
 
 async def run_fanout(
-    clients: int, rate: float, seconds: float, warmup: float = 1.5
+    clients: int, rate: float, seconds: float, warmup: float = 1.5, redis: str = "single"
 ) -> FanoutResult:
-    """One fresh pair of gateways, one paced step at `rate` events/s."""
-    with cluster(2) as (workdir, redis_url, gateways):
+    """One fresh pair of gateways on a fresh Redis (`single` or `cluster`), one paced step at
+    `rate` events/s."""
+    with redis_engine(redis) as engine, gateways_on(engine, 2) as (workdir, redis_url, gateways):
         users = [uuid.uuid4() for _ in range(clients)]
         store = await SqliteStore(str(workdir / "store.sqlite3")).open()
         rooms = []
@@ -217,12 +256,13 @@ async def run_fanout(
         random.Random(7).shuffle(order)
         sent = sent_window = 0
         started = time.perf_counter()
-        cpu_start = wall_start = 0.0
+        cpu_start = wall_start = redis_cpu_start = 0.0
         next_client = 0
         while (elapsed := time.perf_counter() - started) < warmup + seconds:
             if not state["measuring"] and elapsed >= warmup:
                 state["measuring"] = True
                 cpu_start, wall_start = cpu_seconds(gateways), time.perf_counter()
+                redis_cpu_start = pids_cpu_seconds(engine.pids)
             due = min(int(rate * elapsed) - sent, int(rate * 0.05) + 1)
             now = time.perf_counter()
             for _ in range(max(due, 0)):
@@ -238,6 +278,7 @@ async def run_fanout(
             await asyncio.sleep(0.002)
         window = time.perf_counter() - wall_start
         cpu = cpu_seconds(gateways) - cpu_start
+        redis_cpu = pids_cpu_seconds(engine.pids) - redis_cpu_start
         state["measuring"] = False
         delivered = state["delivered"]
         # Late deliveries of the window still count: wait until they stop arriving.
@@ -260,5 +301,6 @@ async def run_fanout(
             max_ms=(ordered[-1] * 1000) if ordered else 0.0,
             server_cpu_pct=100 * cpu / window,
             cpu_us_per_delivery=(cpu / delivered * 1e6) if delivered else 0.0,
+            redis_cpu_us_per_delivery=(redis_cpu / delivered * 1e6) if delivered else 0.0,
             rss_kib_per_conn=rss_per_conn,
         )

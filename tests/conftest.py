@@ -16,7 +16,7 @@ from redis import Redis as SyncRedis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from caches.redis import RedisClient, configured_or_embedded, connect, find_server_binary
-from tests.cluster import ValkeyCluster, free_ports
+from loadtest.valkey_cluster import ValkeyCluster, free_ports
 
 MS = 0.001
 """One millisecond, in seconds: the suite's time unit."""

@@ -16,7 +16,7 @@ from caches import keys
 from caches.redis import RedisClient, connect
 from gateway.client import GatewayClient, GatewayError
 from gateway.sdk import Client
-from tests.cluster import ValkeyCluster
+from loadtest.valkey_cluster import ValkeyCluster
 from tests.gateways import client_for, start_gateway, token_for
 
 

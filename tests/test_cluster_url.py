@@ -11,7 +11,7 @@ import pytest
 from caches import PresenceCache, SessionCache, keys
 from caches.models import SessionData
 from caches.redis import RedisClient, cluster_seeds, connect
-from tests.cluster import ValkeyCluster
+from loadtest.valkey_cluster import ValkeyCluster
 
 
 def test_every_seed_is_a_startup_node_and_credentials_stay() -> None:

@@ -13,7 +13,7 @@ import pytest
 from caches import SessionCache
 from caches.redis import RedisClient, connect
 from gateway.client import GatewayClient
-from tests.cluster import ValkeyCluster
+from loadtest.valkey_cluster import ValkeyCluster
 from tests.gateways import GatewayProcess, client_for, gateways, token_for
 
 

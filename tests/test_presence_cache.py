@@ -7,11 +7,13 @@ import functools
 import uuid
 
 import pytest
+from redis.asyncio import Redis
 
 from caches import PresenceCache, PresenceStatus, PresenceTransition, keys
 from caches._base import text
 from caches.models import utcnow
-from caches.redis import RedisClient, connect
+from caches.presence import Announcement
+from caches.redis import RedisClient, connect, node_url
 from tests.conftest import MS, wait_for
 
 ONLINE, AWAY, OFFLINE = PresenceStatus.ONLINE, PresenceStatus.AWAY, PresenceStatus.OFFLINE
@@ -246,13 +248,41 @@ async def test_typing_announcement_published_atomically_only_when_announced(
             if msg is not None:
                 return text(msg["data"])
 
-    assert await cache.set_typing(conv, ann, announce=(channel, b"start-1"))
-    assert not await cache.set_typing(conv, ann, announce=(channel, b"start-2"))
-    assert await cache.clear_typing(conv, ann, announce=(channel, b"stop-1"))
-    assert not await cache.clear_typing(conv, ann, announce=(channel, b"stop-2"))
+    assert await cache.set_typing(conv, ann, announce=Announcement(channel, b"start-1"))
+    assert not await cache.set_typing(conv, ann, announce=Announcement(channel, b"start-2"))
+    assert await cache.clear_typing(conv, ann, announce=Announcement(channel, b"stop-1"))
+    assert not await cache.clear_typing(conv, ann, announce=Announcement(channel, b"stop-2"))
     received = [await asyncio.wait_for(next_message(), 2) for _ in range(2)]
     assert received == ["start-1", "stop-1"]
     await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+
+async def test_typing_announcement_sharded_reaches_a_sharded_subscriber(cluster_url: str) -> None:
+    """On a cluster the scripts announce with SPUBLISH: a sharded subscriber hears it, in the
+    same atomic step, only when announced."""
+    client = connect(cluster_url)
+    cache = PresenceCache(client)
+    conv, ann = uuid.uuid4(), uuid.uuid4()
+    channel = keys.conversation_channel(conv)
+    subscriber = Redis.from_url(node_url(cluster_url, "127.0.0.1", _port(cluster_url)))
+    pubsub = subscriber.pubsub()
+    await pubsub.execute_command("SSUBSCRIBE", channel)
+    assert (await pubsub.parse_response(timeout=2))[0] == b"ssubscribe"
+    try:
+        sharded = functools.partial(Announcement, channel, sharded=True)
+        assert await cache.set_typing(conv, ann, announce=sharded(b"start-1"))
+        assert not await cache.set_typing(conv, ann, announce=sharded(b"start-2"))
+        assert await cache.clear_typing(conv, ann, announce=sharded(b"stop-1"))
+        received = [(await pubsub.parse_response(timeout=2))[2] for _ in range(2)]
+        assert received == [b"start-1", b"stop-1"]
+    finally:
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await subscriber.aclose()
+        await client.aclose()
+
+
+def _port(url: str) -> int:
+    return int(url.rsplit(":", 1)[1])
 
 
 async def test_bulk_presence_with_last_seen(redis: RedisClient) -> None:

@@ -14,7 +14,7 @@ from redis.crc import key_slot
 
 from caches.redis import connect
 from gateway.bus.sharded import ShardedBus
-from tests.cluster import ValkeyCluster
+from loadtest.valkey_cluster import ValkeyCluster
 
 CHANNELS = [f"ch:conv:{{room-{n}}}" for n in range(12)]
 moved: set[bytes] = set()

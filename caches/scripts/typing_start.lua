@@ -1,9 +1,9 @@
 -- Mark a user typing in a conversation and say whether to announce it.
 -- KEYS[1] typing:{c}:{u}     value: ms of the last announcement, TTL = typing TTL
 -- KEYS[2] typing:index:{c}   zset user -> typing expiry ms
--- KEYS[3] optionally, a channel of the same slot to PUBLISH ARGV[5] on when announcing
+-- KEYS[3] optionally, a channel of the same slot to publish ARGV[5] on when announcing
 -- ARGV: user id, now ms, ttl ms, throttle ms (-1: announce only when not typing before),
---       optionally the message
+--       optionally the message and "1" to SPUBLISH it (sharded pub/sub), "0" to PUBLISH
 -- Returns 1 when it is announced (newly typing, or the throttle window passed), else 0.
 local user, now, ttl, throttle = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local last = tonumber(redis.call('GET', KEYS[1]) or '-1')
@@ -20,7 +20,7 @@ if redis.call('PTTL', KEYS[2]) < ttl then
 end
 if announce then
   if KEYS[3] then
-    redis.call('PUBLISH', KEYS[3], ARGV[5])
+    redis.call(ARGV[6] == '1' and 'SPUBLISH' or 'PUBLISH', KEYS[3], ARGV[5])
   end
   return 1
 end

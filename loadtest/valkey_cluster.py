@@ -1,5 +1,6 @@
-"""A real Redis Cluster for tests: primaries and replicas made of the embedded `valkey-server`,
-joined with `valkey-cli --cluster create`, started by PID on loopback and stopped after.
+"""A real Redis Cluster for tests and benchmarks: primaries and replicas made of the embedded
+`valkey-server`, joined with `valkey-cli --cluster create`, started by PID on loopback and
+stopped after.
 
 A short `cluster-node-timeout` (1 s) so a killed primary's replica takes over within seconds.
 """
@@ -62,6 +63,11 @@ class ValkeyCluster:
             self._spawn(port)
         for port in self.ports:
             self._wait_ping(port)
+        if self.primaries == 1 and not self.replicas:  # `--cluster create` wants three
+            with self.admin(self.ports[0]) as admin:
+                admin.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
+            self.wait_healthy()
+            return self
         subprocess.run(
             [
                 cli(),
