@@ -6,6 +6,7 @@ A library with no gateway imports; see docs/caches.md for the API and examples.
 from caches.conversation import ConversationCache
 from caches.epoch import EpochMark
 from caches.errors import CacheError, CacheUnavailable
+from caches.instances import InstanceLiveness
 from caches.message import MessageCache
 from caches.models import (
     CachedConversation,
@@ -28,6 +29,7 @@ __all__ = [
     "ConversationCache",
     "EmbeddedRedis",
     "EpochMark",
+    "InstanceLiveness",
     "MessageCache",
     "PresenceCache",
     "PresenceStatus",

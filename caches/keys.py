@@ -236,6 +236,21 @@ def quota(user_id: uuid.UUID | str, kind: str) -> str:
     return f"quota:{{{valid_uuid(user_id)}}}:{valid_id(kind, 'kind')}"
 
 
+INSTANCES: Final = "gateway:instances"
+"""Set of the instances that keep a liveness record (see `instance_alive`)."""
+
+
+def instance_alive(instance_id: str) -> str:
+    """Exists while the instance renews it (TTL: `--instance-ttl`)."""
+    return f"gateway:alive:{{{valid_id(instance_id, 'instance_id')}}}"
+
+
+def instance_leases(instance_id: str) -> str:
+    """Set of "user-id connection-id": the leases the instance holds, ended by whichever
+    instance claims them once its record lapsed. Same slot as its record."""
+    return f"gateway:leases:{{{valid_id(instance_id, 'instance_id')}}}"
+
+
 def gateway_epoch(instance_id: str) -> str:
     """Exists while Redis keeps what this instance wrote; gone after a restart without
     persistence or a flush, telling the instance to re-assert sessions and leases rather than

@@ -20,6 +20,7 @@ from caches import (
     CacheUnavailable,
     ConversationCache,
     EpochMark,
+    InstanceLiveness,
     MessageCache,
     PresenceCache,
     QuotaCache,
@@ -162,6 +163,7 @@ async def _build(
         presence=presence_cache,
         sessions=sessions,
         epoch=EpochMark(client, settings.presence.instance_id),
+        liveness=InstanceLiveness(client, settings.presence.instance_id),
         publisher=publisher,
         settings=settings.presence,
         auth=settings.auth,
@@ -391,6 +393,7 @@ async def _run(
                 with anyio.move_on_after(settings.redis.timeout):
                     with contextlib.suppress(CacheUnavailable):
                         await built.presence.mark_epoch()
+                        await built.presence.end_leftovers()
                 async with (
                     _metrics_listener(settings, built.routes) as metrics_server,
                     _listen(settings, built) as server,
@@ -436,6 +439,9 @@ async def _drain(built: _Built, server: Server) -> None:
         extra={"event": "drain"},
     )
     await built.clients.drain(window * 0.8)
+    with anyio.move_on_after(built.settings.redis.timeout):
+        with contextlib.suppress(CacheUnavailable):
+            await built.presence.leave()
     server.close(close_connections=False)
     with anyio.move_on_after(window * 0.2):
         await server.wait_closed()

@@ -165,6 +165,12 @@ class PresenceSettings:
     lease_ttl: float = _setting(60.0, "presence lease; a connection silent this long is closed")
     grace: float = _setting(5.0, "seconds a user stays online after the last connection closes")
     sweep_interval: float = _setting(5.0, "seconds between sweeps of expired presence leases")
+    instance_ttl: float = _setting(
+        4.0,
+        "seconds an instance's liveness record lives unrenewed (renewed every second); once "
+        "it lapses another instance ends its leases: a crashed instance's users are offline "
+        "within this + 1 s + --grace",
+    )
     typing_ttl: float = _setting(10.0, "typing indicator TTL (spec: 10 s)")
     typing_throttle: float = _setting(3.0, "a repeat typing.start inside this is not re-sent")
     max_watched: int = _setting(1000, "users one connection may watch")
@@ -451,6 +457,7 @@ def _validate(settings: Settings) -> None:
             "heartbeat_interval",
             "lease_ttl",
             "sweep_interval",
+            "instance_ttl",
             "session_ttl",
             "revocation_ttl",
             "redis_timeout",

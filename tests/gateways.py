@@ -70,6 +70,19 @@ async def client_for(
     return await GatewayClient.connect(gateway.url, await token_for(redis, user))
 
 
+async def watcher(redis: RedisClient, gw: GatewayProcess, *users: uuid.UUID) -> GatewayClient:
+    """A client of `gw` watching the presence of `users`."""
+    client = await client_for(redis, gw)
+    await client.request("presence.subscribe", user_ids=[str(u) for u in users])
+    return client
+
+
+async def next_presence(client: GatewayClient, timeout: float = 5.0) -> tuple[str, str]:
+    """The next presence event's user and status."""
+    event = await client.next_event("presence", timeout)
+    return event["user_id"], event["status"]
+
+
 async def connect_or_refusal(url: str, token: str) -> GatewayClient | int:
     """A connected client, or how the gateway refused: the HTTP status before the upgrade, or
     the close code after it."""

@@ -10,18 +10,7 @@ from pathlib import Path
 from caches.redis import RedisClient
 from gateway.client import GatewayClient
 from tests.conftest import wait_for
-from tests.gateways import GatewayProcess, client_for, gateways
-
-
-async def watcher(redis: RedisClient, gw: GatewayProcess, *users: uuid.UUID) -> GatewayClient:
-    client = await client_for(redis, gw)
-    await client.request("presence.subscribe", user_ids=[str(u) for u in users])
-    return client
-
-
-async def next_presence(client: GatewayClient, timeout: float = 5.0) -> tuple[str, str]:
-    event = await client.next_event("presence", timeout)
-    return event["user_id"], event["status"]
+from tests.gateways import client_for, gateways, next_presence, watcher
 
 
 async def test_every_transition_delivered_once_on_both_instances(

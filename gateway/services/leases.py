@@ -9,9 +9,10 @@ so the cost per step falls as the load rises instead of each one paying for its 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Awaitable, Callable
 
-from caches import PresenceCache, PresenceUpdate
+from caches import InstanceLiveness, PresenceCache, PresenceUpdate
 from gateway.state import ClientState
 from gateway.tasks import Spawn, detached
 
@@ -55,22 +56,44 @@ class _Batch:
 
 class LeaseSteps:
     def __init__(
-        self, presence: PresenceCache, lease: float, grace: float, spawn: Spawn = detached
+        self,
+        *,
+        presence: PresenceCache,
+        liveness: InstanceLiveness,
+        lease: float,
+        grace: float,
+        spawn: Spawn = detached,
     ) -> None:
-        """`spawn`: starts each batch's script call (in the serving task group)."""
-        grace_or_none = grace if grace > 0 else None  # `--grace 0`: offline at once
-        self._renewals = _Batch(
-            lambda clients: presence.renew_many(
-                [(c.user_id, c.connection_id, c.away) for c in clients], lease
+        """`spawn`: starts each batch's script call (in the serving task group). Every batch
+        also notes the leases in this instance's list (`liveness`), in the same round trip,
+        so that another instance can end them if this one dies."""
+        self._presence = presence
+        self._liveness = liveness
+        self._lease = lease
+        self._grace = grace if grace > 0 else None  # `--grace 0`: offline at once
+        self._renewals = _Batch(self.renew_now, spawn)
+        self._disconnects = _Batch(self._disconnect_now, spawn)
+
+    async def renew_now(self, clients: list[ClientState]) -> list[PresenceUpdate]:
+        """Take or renew these clients' leases, at once."""
+        updates, _ = await asyncio.gather(
+            self._presence.renew_many(
+                [(c.user_id, c.connection_id, c.away) for c in clients], self._lease
             ),
-            spawn,
+            self._liveness.hold([(c.user_id, c.connection_id) for c in clients]),
         )
-        self._disconnects = _Batch(
-            lambda clients: presence.disconnect_many(
-                [(c.user_id, c.connection_id) for c in clients], grace_or_none
-            ),
-            spawn,
+        return updates
+
+    async def _disconnect_now(self, clients: list[ClientState]) -> list[PresenceUpdate]:
+        updates, _ = await asyncio.gather(
+            self.end([(c.user_id, c.connection_id) for c in clients]),
+            self._liveness.release([(c.user_id, c.connection_id) for c in clients]),
         )
+        return updates
+
+    def end(self, leases: list[tuple[uuid.UUID, str]]) -> Awaitable[list[PresenceUpdate]]:
+        """Cut these leases to the grace (the user's last one) or end them."""
+        return self._presence.disconnect_many(leases, self._grace)
 
     def renew(self, client: ClientState) -> asyncio.Future[PresenceUpdate]:
         """Take or renew the client's lease with whatever else renews in this iteration."""

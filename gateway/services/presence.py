@@ -19,6 +19,7 @@ from typing import Any
 from caches import (
     CacheUnavailable,
     EpochMark,
+    InstanceLiveness,
     PresenceCache,
     PresenceStatus,
     PresenceTransition,
@@ -41,6 +42,9 @@ log = logging.getLogger(__name__)
 _TICK = 0.25
 _EPOCH_CHECK = 1.0
 """Seconds between looks for the epoch mark: how soon data loss is noticed."""
+_BEAT = 1.0
+"""Seconds between renewals of the instance's liveness record (and looks at the others'), or a
+quarter of its TTL when that is shorter."""
 
 
 class PresenceService:
@@ -50,6 +54,7 @@ class PresenceService:
         presence: PresenceCache,
         sessions: SessionCache,
         epoch: EpochMark,
+        liveness: InstanceLiveness,
         publisher: Publisher,
         settings: PresenceSettings,
         auth: AuthSettings,
@@ -64,6 +69,7 @@ class PresenceService:
         self._presence = presence
         self._sessions = sessions
         self._epoch = epoch
+        self._liveness = liveness
         self._publisher = publisher
         self._settings = settings
         self._auth = auth
@@ -72,11 +78,22 @@ class PresenceService:
         self._metrics = metrics
         self._revocations = revocations
         self._lease = settings.lease_ttl
-        self._leases = LeaseSteps(presence, settings.lease_ttl, settings.grace, spawn)
+        self._leases = LeaseSteps(
+            presence=presence,
+            liveness=liveness,
+            lease=settings.lease_ttl,
+            grace=settings.grace,
+            spawn=spawn,
+        )
         self._reasserting = asyncio.Lock()
         self._expiries: list[tuple[float, uuid.UUID]] = []
         self._next_sweep = 0.0
         self._next_epoch_check = 0.0
+        self._next_beat = 0.0
+        self._beat_interval = min(_BEAT, settings.instance_ttl / 4)
+        self._last_beat: float | None = None
+        self._beating_since = 0.0
+        self._left = False
 
     # Announcements
 
@@ -104,9 +121,14 @@ class PresenceService:
         """A connection ended: cut its lease to the grace and schedule the grace's end."""
         update = await self._leases.disconnect(client)
         await self.announce(update)
-        if last_local and update.next_check is not None:
+        if last_local:
+            self._end_grace_later(update)
+
+    def _end_grace_later(self, update: PresenceUpdate) -> None:
+        """A user left in their grace: announce the offline step when it ends."""
+        if update.next_check is not None:
             deadline = time.monotonic() + self._settings.grace
-            heapq.heappush(self._expiries, (deadline, client.user_id))
+            heapq.heappush(self._expiries, (deadline, update.user_id))
 
     def session_ttl(self, client: ClientState) -> float:
         """How long the session may be kept alive for this client: `--session-ttl`, but never
@@ -215,9 +237,7 @@ class PresenceService:
                 ),
                 *([self._revocations.restore()] if self._revocations is not None else []),
             )
-        updates = await self._presence.renew_many(
-            [(c.user_id, c.connection_id, c.away) for c in clients], self._lease
-        )
+        updates = await self._leases.renew_now(clients)
         if lost:
             await self.mark_epoch()
         else:
@@ -235,6 +255,56 @@ class PresenceService:
         return (
             revocations is not None
             and revocations.refused(client.session_id, client.token_id) is not None
+        )
+
+    # Liveness: a dead instance's leases ended in seconds
+
+    async def end_leftovers(self) -> None:
+        """At start: end the leases a previous run of this instance id left behind when it
+        died (restarted before its record lapsed, nobody else would)."""
+        leases = await self._liveness.leftovers()
+        if leases:
+            await self._end_leases("its previous run", leases)
+
+    async def leave(self) -> None:
+        """After the drain: this instance holds no lease any more; its record goes."""
+        self._left = True
+        await self._liveness.leave()
+
+    async def _keep_alive(self, now: float) -> None:
+        """Renew this instance's liveness record; take its leases again if the record had
+        lapsed (another instance may have ended them); end the leases of instances whose
+        records lapsed. Only once this instance kept its own record for a whole TTL: after an
+        outage of Redis every instance renews before any is taken for dead."""
+        ttl = self._settings.instance_ttl
+        renewed = await self._liveness.beat(ttl)
+        last, self._last_beat = self._last_beat, now
+        if last is None or now - last > 2 * self._beat_interval:
+            self._beating_since = now
+        if not renewed and last is not None:
+            log.warning(
+                "this instance's liveness record had lapsed: taking its leases again",
+                extra={"event": "liveness_lapsed"},
+            )
+            await self.reassert()
+        if now - self._beating_since < ttl + self._beat_interval:
+            return
+        others = await self._liveness.others()
+        claims = await asyncio.gather(*(self._liveness.claim(other) for other in others))
+        for other, leases in zip(others, claims, strict=True):
+            if leases:
+                await self._end_leases(f"instance {other}", leases)
+
+    async def _end_leases(self, whose: str, leases: list[tuple[uuid.UUID, str]]) -> None:
+        updates = await self._leases.end(leases)
+        await self.announce_all(updates)
+        for update in updates:
+            self._end_grace_later(update)
+        log.warning(
+            "ended %d presence leases of %s, which stopped renewing its liveness record",
+            len(leases),
+            whose,
+            extra={"event": "instance_lapsed"},
         )
 
     # Maintenance: grace ends and sweeps
@@ -257,6 +327,9 @@ class PresenceService:
             # replica) reconnects nothing: only the mark's absence tells.
             self._next_epoch_check = now + _EPOCH_CHECK
             await self._data_lost()
+        if now >= self._next_beat and not self._left:
+            self._next_beat = now + self._beat_interval
+            await self._keep_alive(now)
         due: set[uuid.UUID] = set()
         while self._expiries and self._expiries[0][0] <= now:
             due.add(heapq.heappop(self._expiries)[1])
