@@ -130,7 +130,10 @@ class _Lane(_Queued):
         while True:
             connection = self._new_connection()
             try:
-                await connection.connect()  # type: ignore[no-untyped-call]
+                # Reads have no socket timeout here (see `_new_connection`): a handshake whose
+                # reply never comes (a blackholed network) must not hold the lane for ever.
+                async with asyncio.timeout(self._deadline):
+                    await connection.connect()  # type: ignore[no-untyped-call]
                 self._writer = stream_writer(connection)
                 backoff = 0.05
                 self._flush()  # what queued while connecting

@@ -26,6 +26,7 @@ import dataclasses
 import logging
 import time
 import uuid
+import weakref
 from collections.abc import AsyncIterator, Collection
 from typing import Any
 
@@ -61,6 +62,9 @@ log = logging.getLogger(__name__)
 _MIGRATION_LOCK = 0x70726573  # "pres": one migrator at a time across every host
 _CONNECT_TIMEOUT = 5
 _WATCH_INTERVAL = 1.0
+_ANSWER_BUDGETS = 5
+"""A call's work on a pooled connection may take this many budgets; a connection past it is
+closed. (The request was answered `unavailable` long before: this frees the connection.)"""
 _MESSAGE_COLUMNS = (
     "id, conversation_id, seq, sender_id, client_msg_id, content, content_type, created_at,"
     " deleted_at"
@@ -160,6 +164,13 @@ class PostgresStore:
             kwargs={"autocommit": True},
             timeout=timeout,
             name="presence-gateway-store",
+            check=self._check_if_suspect,
+        )
+        self._generation = 0
+        """Bumped whenever the server was found unreachable: pooled connections from before
+        may be dead."""
+        self._verified: weakref.WeakKeyDictionary[psycopg.AsyncConnection[Any], int] = (
+            weakref.WeakKeyDictionary()
         )
         self._failing: str | None = None
         self._sends: GroupCommit[dict[str, Any]] = GroupCommit(
@@ -191,17 +202,41 @@ class PostgresStore:
             row = await cur.fetchone()
         return int(row[0]) if row and row[0] is not None else 0
 
+    async def _check_if_suspect(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        """The pool's check on checkout: a round trip only for a connection not used since
+        the server was last found unreachable (after a restart or a reset path every idle
+        connection is dead: the pool replaces them here instead of failing the next calls)."""
+        if self._verified.get(conn) == self._generation:
+            return
+        await AsyncConnectionPool.check_connection(conn)
+        self._verified[conn] = self._generation
+
+    def _unreachable(self, cause: str) -> None:
+        self._failing = cause
+        self._generation += 1
+
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
         """A pooled connection; its failures as the store's, timed in the store latency."""
         started = time.monotonic()
         try:
             async with self._pool.connection(timeout=self._timeout) as conn:
-                yield conn
+                try:
+                    async with asyncio.timeout(self._timeout * _ANSWER_BUDGETS):
+                        yield conn
+                except TimeoutError:
+                    # No answer (a blackholed path, a stuck server): what it owes would arrive
+                    # out of turn, if ever. Closed, the pool replaces it instead of waiting on a
+                    # cancellation that cannot get through either.
+                    await conn.close()
+                    raise
             self._failing = None
         except _UNAVAILABLE as exc:
-            self._failing = _one_line(exc)
+            self._unreachable(_one_line(exc))
             raise StoreError(f"store unavailable: {self._failing}") from exc
+        except TimeoutError as exc:
+            self._unreachable("no answer in time")
+            raise StoreError("store unavailable: no answer in time") from exc
         except PoolTimeout as exc:
             # Every pooled connection busy (load), or none can be made (then the watch, on a
             # connection of its own, tells /readyz): unavailable for this call either way.
@@ -234,7 +269,7 @@ class PostgresStore:
                         await conn.execute("SELECT 1")
                     self._failing = None
                 except (psycopg.Error, TimeoutError) as exc:
-                    self._failing = _one_line(exc) if str(exc) else "no answer in time"
+                    self._unreachable(_one_line(exc) if str(exc) else "no answer in time")
                     log.warning("store %s unavailable: %s", self._name, self._failing)
                     if conn is not None:
                         await conn.close()
