@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test lint bench locust clean
+.PHONY: serve test lint bench locust chaos-soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ bench: $(STAMP)
 # The locust user against two local gateways, headless; report under loadtest/results/.
 locust: $(STAMP)
 	$(BIN)/python loadtest/locust_run.py --users $(or $(USERS),500) --seconds $(or $(SECONDS),60)
+
+# Faults every 20-60 s against three instances and 300 SDK clients for $(MINUTES) minutes (30);
+# report and plot under loadtest/results/. A one-minute version runs in `make test`.
+chaos-soak: $(STAMP)
+	$(BIN)/python -m loadtest.chaos_soak --minutes $(or $(MINUTES),30)
 
 clean:
 	rm -rf $(VENV) build *.egg-info
