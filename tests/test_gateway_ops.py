@@ -152,6 +152,8 @@ async def test_slow_consumer_closed_4009(
         "rate_limit": "100000",
         "rate_burst": "100000",
         "rate_limit_close_after": "100000",
+        "user_send_rate": "100000",
+        "user_send_burst": "100000",
     }
     with gateways(redis_url, tmp_path, 1, **settings) as (gw,):
         ann, stuck_user = uuid.uuid4(), uuid.uuid4()
@@ -165,10 +167,16 @@ async def test_slow_consumer_closed_4009(
         sock = stuck.ws.transport.get_extra_info("socket")
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
 
+        body = "x" * 3000  # large frames fill the buffers in a few rounds
+
         async def closed_slow() -> bool:
-            for _ in range(50):
-                await a.send("typing.start", conversation_id=conv)
-                await a.send("typing.stop", conversation_id=conv)
+            for _ in range(30):
+                await a.send(
+                    "message.send",
+                    conversation_id=conv,
+                    client_msg_id=uuid.uuid4().hex,
+                    content=body,
+                )
             # Paced by the gateway: never more than one batch of frames behind.
             assert (await a.request("heartbeat", timeout=10))["type"] == "heartbeat_ack"
             status, metrics = await get(f"{gw.http}/metrics")

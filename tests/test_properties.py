@@ -10,13 +10,16 @@ The store's unread count equals the conversation's last seq minus the member's r
 whatever the order of sends and reads.
 
 Fuzzers: the frame decoder answers anything with a frame or a ProtocolError, the bus envelope
-with an envelope or a ValueError; nothing else escapes.
+with an envelope or a ValueError; nothing else escapes. Random HTTP requests and bytes at a real
+instance's port each get an answer or a close, and the instance keeps serving.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
+import socket
 import uuid
 from collections.abc import Awaitable
 from pathlib import Path
@@ -33,6 +36,8 @@ from gateway.protocol import envelope
 from gateway.protocol.codes import ProtocolError
 from gateway.protocol.frames import decode
 from gateway.store import SqliteStore
+from tests.gateways import gateways
+from tests.http_get import http_get
 
 _T = TypeVar("_T")
 USERS = [uuid.UUID(int=n + 1) for n in range(3)]
@@ -250,3 +255,55 @@ def test_the_bus_envelope_answers_anything_with_an_envelope_or_a_value_error(
         envelope.unpack(payload)
     except ValueError:
         pass
+
+
+_TOKEN = st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), max_size=30)
+_REQUEST = st.one_of(
+    st.binary(max_size=600),
+    st.builds(
+        lambda method, path, headers, tail: (
+            f"{method} {path} HTTP/1.1\r\n"
+            + "".join(f"{k}: {v}\r\n" for k, v in headers)
+            + "\r\n"
+        ).encode("utf-8", "surrogateescape")
+        + tail,
+        st.sampled_from(["GET", "POST", "HEAD", "OPTIONS", "BREW"]) | _TOKEN,
+        st.sampled_from(["/ws", "/healthz", "/readyz", "/metrics", "/demo/", "/dev/token"])
+        | st.text(max_size=80).map(lambda p: "/" + p),
+        st.lists(
+            st.tuples(
+                st.sampled_from(
+                    ["Host", "Upgrade", "Connection", "Sec-WebSocket-Key", "Origin",
+                     "Sec-WebSocket-Version", "Authorization", "Content-Length"]
+                )
+                | _TOKEN,
+                st.text(max_size=60),
+            ),
+            max_size=8,
+        ),
+        st.binary(max_size=100),
+    ),
+)  # fmt: skip
+
+
+def test_the_http_listener_answers_anything_and_keeps_serving(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """Random request lines, headers and bytes at a real instance's port: each gets an answer
+    or a close, and the instance keeps serving."""
+    with gateways(redis_url, tmp_path, 1) as (gw,):
+        port = int(gw.http.rsplit(":", 1)[1])
+
+        @settings(max_examples=150, deadline=None)
+        @given(request=_REQUEST)
+        def one(request: bytes) -> None:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+                with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+                    sock.sendall(request)
+                    sock.shutdown(socket.SHUT_WR)
+                    while sock.recv(65536):  # an answer, then the close (or the close alone)
+                        pass
+
+        one()
+        assert gw.proc.poll() is None
+        assert http_get(f"{gw.http}/healthz")[0] == 200
