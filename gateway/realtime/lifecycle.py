@@ -127,7 +127,11 @@ class ClientServer:
                         metrics[INVALID_FRAME] += 1
                         conn.send(events.error(ErrorCode.INVALID_FRAME, "text frames only"))
                         continue
+                    # Frames are handled in turn: while one waits on a slow backend (up to the
+                    # budget) the next ones, heartbeats too, wait unread. That is not silence.
+                    conn.last_heard = now + self._budget
                     outcome = await dispatch(context, client, raw)
+                    conn.last_heard = time.monotonic()
                     if outcome.reply is not None:
                         metrics[FRAMES_OUT[events.frame_type(outcome.reply)]] += 1
                         conn.send(outcome.reply)
