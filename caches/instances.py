@@ -48,20 +48,22 @@ class InstanceLiveness:
     async def hold(self, leases: list[Lease]) -> None:
         """Note connections whose leases this instance holds."""
         if leases:
-            key = keys.instance_leases(self._instance)
-            await self._redis.sadd(key, *(f"{u} {c}" for u, c in leases))
+            await self._redis.sadd(keys.instance_leases(self._instance), *_members(leases))
 
     async def release(self, leases: list[Lease]) -> None:
         """Forget connections whose leases this instance gave up."""
         if leases:
-            key = keys.instance_leases(self._instance)
-            await self._redis.srem(key, *(f"{u} {c}" for u, c in leases))
+            await self._redis.srem(keys.instance_leases(self._instance), *_members(leases))
 
     async def leave(self) -> None:
-        """A clean stop, every lease given up: the record, the list and the entry go."""
-        await self._redis.delete(keys.instance_alive(self._instance))
-        await self._redis.delete(keys.instance_leases(self._instance))
-        await self._redis.srem(keys.INSTANCES, self._instance)
+        """A clean stop, every lease given up: the record, the list and the entry go (the
+        record and the list share a slot: one command)."""
+        await asyncio.gather(
+            self._redis.delete(
+                keys.instance_alive(self._instance), keys.instance_leases(self._instance)
+            ),
+            self._redis.srem(keys.INSTANCES, self._instance),
+        )
 
     async def others(self) -> list[str]:
         """Every other instance that kept a record."""
@@ -89,8 +91,14 @@ class InstanceLiveness:
         )
         if members is None:
             return None
-        leases = []
-        for member in members:
-            user, _, connection = text(member).partition(" ")
-            leases.append((uuid.UUID(user), connection))
-        return leases
+        return [_lease(text(member)) for member in members]
+
+
+def _members(leases: list[Lease]) -> list[str]:
+    """A lease list's members: "user-id connection-id"."""
+    return [f"{user} {connection}" for user, connection in leases]
+
+
+def _lease(member: str) -> Lease:
+    user, _, connection = member.partition(" ")
+    return uuid.UUID(user), connection
