@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -532,6 +533,37 @@ def _pct(ordered: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
+def _result_rows(result: ChaosResult) -> list[list[str]]:
+    """The run's outcome as the report's table: what was checked and what was measured."""
+
+    def verdict(ok: bool) -> str:
+        return "yes" if ok else "NO"
+
+    counts = Counter(name for _, name in result.faults)
+    return [
+        ["faults", ", ".join(f"{name} x{n}" for name, n in counts.most_common())],
+        ["messages acknowledged", f"{result.acknowledged:,}"],
+        [
+            "each delivered to every member exactly once, in order",
+            verdict(result.delivered_exactly_once),
+        ],
+        [
+            "missing / duplicated / out of order",
+            f"{result.missing} / {result.duplicated} / {result.out_of_order}",
+        ],
+        ["store == acknowledged (gap-free)", verdict(result.store_matches_acks)],
+        ["every connected user online at the end", verdict(result.presence_matches)],
+        [
+            "send->ack p50 / p99 / max",
+            f"{result.send_p50_ms:.1f} / {result.send_p99_ms:.0f} / {result.send_max_ms:.0f} ms",
+        ],
+        ["open files, warm -> end", "{} -> {}".format(*result.open_files)],
+        ["tasks, warm -> end", "{} -> {}".format(*result.tasks)],
+        ["RSS, warm -> end", "{:.1f} -> {:.1f} MiB".format(*result.rss_mib)],
+        ["problems", "; ".join(result.problems) or "none"],
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=30.0)
@@ -559,6 +591,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     timeline, result.timeline = result.timeline, None
     report.run("soak", result)
+    report.table("result", ["figure", "value"], _result_rows(result))
     if timeline is not None:
         _plot(report, timeline)
     for at, name in result.faults:
