@@ -413,6 +413,10 @@ class Client:
             raise GatewayError("disconnected", f"{frame_type}: connection closed") from None
         finally:
             self._pending.pop(request_id, None)
+            if waiter.done() and not waiter.cancelled():
+                # Failed by the lost connection while the send itself was failing: the caller
+                # got that error; the waiter's copy is read so it is not reported as lost.
+                waiter.exception()
 
     async def _wait_connected(self, timeout: float) -> None:
         if self.closed:

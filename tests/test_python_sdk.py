@@ -5,6 +5,8 @@ filled, a refused token."""
 from __future__ import annotations
 
 import asyncio
+import gc
+import signal
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -45,13 +47,8 @@ class _Fleet:
             return await token_for(self.redis, user)
 
         options.setdefault("get_token", fresh_token)
-        client = Client(
-            urls=urls,
-            min_reconnect_delay=0.05,
-            max_reconnect_delay=0.5,
-            request_timeout=5,
-            **options,
-        )
+        options.setdefault("request_timeout", 5)
+        client = Client(urls=urls, min_reconnect_delay=0.05, max_reconnect_delay=0.5, **options)
         self.clients.append(client)
         await client.connect()
         return client
@@ -292,3 +289,35 @@ async def test_presence_typing_receipts_and_unread(
         assert alice.unread[conversation] == 0
         await bob.close()
         await until(lambda: presence[-1]["status"] == "offline", timeout=10)
+
+
+async def test_requests_in_flight_when_the_instance_dies_fail_and_none_goes_unretrieved(
+    redis_url: str, tmp_path: Path, fleet: _Fleet
+) -> None:
+    """Requests still being written (the instance stopped reading, buffers full) and requests
+    awaiting their answer both end with `disconnected` when the instance dies: each raises in
+    its caller, and no failed future is left for the loop to report as never retrieved."""
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, Any]] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _, context: reported.append(context))
+    try:
+        with gateways(redis_url, tmp_path) as (gw,):
+            client = await fleet.client([gw.url], request_timeout=30)
+            gw.proc.send_signal(signal.SIGSTOP)
+            pad = "x" * 60_000  # under the frame limit; enough of them fill the socket buffers
+            count = 200
+            calls = [asyncio.ensure_future(client.request("ping", pad=pad)) for _ in range(count)]
+            await until(lambda: len(client._pending) == count)
+            gw.proc.send_signal(signal.SIGKILL)
+            gw.proc.send_signal(signal.SIGCONT)
+            codes = [
+                getattr(outcome, "code", None)
+                for outcome in await asyncio.gather(*calls, return_exceptions=True)
+            ]
+        assert codes == ["disconnected"] * count
+        del calls  # their errors' tracebacks hold the waiters
+        gc.collect()
+        assert [c["message"] for c in reported] == []
+    finally:
+        loop.set_exception_handler(previous)
