@@ -179,7 +179,7 @@ async def _build(
     conversations = ConversationService(
         store=store,
         publisher=publisher,
-        join_local=hub.add_membership,
+        join_local=hub.join_created,
         cache=conversation_cache,
         side_budget=budget / 4,
         repair=repair,

@@ -12,10 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from caches import MessageCache
+from caches import EmbeddedRedis, MessageCache, connect
 from caches.redis import RedisClient
 from gateway.client import GatewayClient
-from tests.gateways import GatewayProcess, client_for, gateways
+from loadtest.valkey_cluster import free_ports
+from tests.faultproxy import FaultProxy
+from tests.gateways import GatewayProcess, client_for, gateways, start_gateway
 from tests.test_protocol import BAD_MESSAGING_FRAMES
 
 
@@ -500,3 +502,40 @@ async def test_an_idempotency_key_means_one_message_in_one_conversation(
         assert (await a.request("messages.list", conversation_id=c1))["messages"] == []
         for client in (a, c):
             await client.close()
+
+
+async def test_a_message_sent_the_moment_a_conversation_exists_reaches_a_member_elsewhere(
+    tmp_path: Path,
+) -> None:
+    """The other member's instance learns of the conversation from the bus and must subscribe
+    to it; its Redis is 60 ms away, the creator's next to it, so the first message is published
+    before that subscription exists. It still arrives, live, after `conversation.added`: once
+    subscribed, the instance reads what was committed meanwhile."""
+    (port,) = free_ports(1)
+    with (
+        EmbeddedRedis(tcp_port=port),
+        FaultProxy("127.0.0.1", port) as far,
+        gateways(f"redis://127.0.0.1:{port}", tmp_path) as (near,),
+    ):
+        remote = start_gateway(f"redis://127.0.0.1:{far.port}", tmp_path, "far")
+        redis = connect(f"redis://127.0.0.1:{port}")
+        try:
+            a = await client_for(redis, near)
+            b = await client_for(redis, remote)
+            far.latency(0.03)  # each way: the subscription lands ~60 ms after the join is sent
+            created = await a.request(
+                "conversation.create", kind="direct", member_ids=[b.hello["user_id"]]
+            )
+            room = str(created["conversation"]["id"])
+            await a.request(
+                "message.send", conversation_id=room, content="first", client_msg_id="c1"
+            )
+            added = await b.next_event("conversation.added", timeout=5)
+            assert added["conversation"]["id"] == room
+            first = await b.next_event("message.new", timeout=5)
+            assert (first["message"]["seq"], first["message"]["content"]) == (1, "first")
+            for client in (a, b):
+                await client.close()
+        finally:
+            remote.stop()
+            await redis.aclose()

@@ -109,19 +109,19 @@ async def test_membership_control_joins_every_instance_before_its_frame() -> Non
         await wait_for(joined)
         assert bus1.subscribed(keys.conversation_channel(room))
         assert bus2.subscribed(keys.conversation_channel(room))
+        await _until(lambda: bool(ann1.received and ann2.received))
         for conn in (ann1, ann2):
             assert conn.received == [
                 {"type": "conversation.added", "conversation": {"id": str(room)}}
             ]
-        # A control message with no frame changes membership and sends nothing.
+        # A control message with no frame changes membership and sends nothing: the next frame
+        # the user gets is the new conversation's first message.
         other = uuid.uuid4()
         broker.publish(keys.user_channel(ann), envelope.pack(b"", join=other))
-
-        async def joined_other() -> bool:
-            return hub1.is_member(ann, other)
-
-        await wait_for(joined_other)
-        assert len(ann1.received) == 1
+        await _until(lambda: hub1.is_member(ann, other))
+        broker.publish(keys.conversation_channel(other), envelope.pack(_new(1), seq=1))
+        await _until(lambda: len(ann1.received) >= 2)
+        assert ann1.received[1:] == [{"type": "message.new", "seq": 1}]
 
 
 async def test_revocation_closes_exactly_the_sessions_and_tokens_connections() -> None:
@@ -237,6 +237,13 @@ async def _room(
         runner.cancel()
 
 
+async def _until(check: Callable[[], bool]) -> None:
+    async def holds() -> bool:
+        return check()
+
+    await wait_for(holds)
+
+
 def _new(seq: int) -> bytes:
     return events.encode({"type": "message.new", "seq": seq})
 
@@ -320,3 +327,42 @@ async def test_a_resync_for_some_channels_reaches_their_connections_once_each() 
         assert [f["type"] for f in both.received] == ["resync"]
         assert [f["type"] for f in only_away.received] == ["resync"]
         assert elsewhere.received == []
+
+
+async def test_a_member_announced_on_the_bus_gets_the_conversation_then_each_message_once() -> None:
+    """A user's join reaches this instance after the conversation's first message went out:
+    once subscribed, the instance reads what was committed from the store. The user gets
+    `conversation.added`, then every message in seq order, each once; what arrived while the
+    read ran was held for everyone, and a member already here is not sent seq 1 again."""
+    reading, answer = asyncio.Event(), asyncio.Event()
+
+    async def store(conversation: uuid.UUID, first: int, last: int) -> list[tuple[int, bytes]]:
+        reading.set()
+        await answer.wait()
+        return [(seq, _new(seq)) for seq in range(first, min(last, 2) + 1)]  # 1 and 2 committed
+
+    async with instances(1) as (broker, (hub,), _):
+        hub.recover = store
+        room, ann, bob = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+        ann_conn, bob_conn = connect(hub, ann), connect(hub, bob, room)
+        channel = keys.conversation_channel(room)
+
+        def publish(seq: int) -> None:
+            broker.publish(channel, envelope.pack(_new(seq), seq=seq))
+
+        publish(1)
+        assert await _received(bob_conn, 1) == [1]
+        added = events.conversation_added({"id": str(room)})
+        broker.publish(keys.user_channel(ann), envelope.pack(added, join=room))
+        await reading.wait()
+        publish(2)
+        publish(3)  # both arrive while the read runs: held, for bob too
+        await _until(lambda: hub.is_member(ann, room))
+        assert len(bob_conn.received) == 1 and ann_conn.received == []
+        answer.set()
+        assert await _received(bob_conn, 3) == [1, 2, 3]
+        publish(4)
+        assert await _received(bob_conn, 4) == [1, 2, 3, 4]
+        await _until(lambda: len(ann_conn.received) >= 5)
+        assert [f["type"] for f in ann_conn.received[:1]] == ["conversation.added"]
+        assert [f["seq"] for f in ann_conn.received[1:]] == [1, 2, 3, 4]

@@ -8,7 +8,7 @@ import contextlib
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Coroutine, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,7 @@ SETTINGS = Settings.flat(
 )
 
 
-def _no_join(user: uuid.UUID, conversation: uuid.UUID) -> None:
+async def _no_join(users: Iterable[uuid.UUID], conversation: uuid.UUID) -> None:
     pass
 
 

@@ -39,10 +39,12 @@ Recover = Callable[[uuid.UUID, int, int], Awaitable[list[tuple[int, bytes]]]]
 `message.new` frame): what fills a gap in delivery."""
 
 _FILLED_REMEMBERED = 1000
+_ADMISSION_READ = 1000
+"""The most messages read for a member admitted to a conversation announced moments ago."""
 
 
 class _Topic:
-    __slots__ = ("filled", "held", "members", "next_seq", "timer", "user")
+    __slots__ = ("admitting", "filled", "held", "members", "next_seq", "timer", "user")
 
     def __init__(self, user: uuid.UUID | None) -> None:
         self.members: set[Connection] = set()
@@ -56,6 +58,9 @@ class _Topic:
         """The end of the current hold (None while none runs, or while a gap is being read)."""
         self.filled: set[int] = set()
         """Seqs delivered from the store to fill a gap: their late bus copies are dropped."""
+        self.admitting: list[tuple[uuid.UUID, bytes, bytes]] | None = None
+        """Users whose `conversation.added` (exclude, frame) waits for this new subscription to
+        be confirmed; meanwhile the conversation's messages are held (see `Hub._admit`)."""
 
 
 # One entry per connection: the connection itself while it is its key's only one (the common
@@ -157,6 +162,20 @@ class Hub:
         budget)."""
         await self._bus.confirmed([channel], self._budget if timeout is None else timeout)
 
+    async def join_created(self, user_ids: Iterable[uuid.UUID], conversation_id: uuid.UUID) -> None:
+        """Members of a conversation created on this instance: their local connections receive
+        its events from when this returns (the subscription confirmed, within the budget), so a
+        first message sent at once reaches them whichever instance it is sent from."""
+        for user_id in user_ids:
+            self.add_membership(user_id, conversation_id)
+        channel = keys.conversation_channel(conversation_id)
+        if channel.encode() not in self._topics:
+            return
+        try:
+            await self.confirmed(channel)
+        except TimeoutError:  # Redis slow: the first live events may be missed, not the history
+            log.warning("hub: subscription to new conversation %s not confirmed", conversation_id)
+
     def set_memberships(self, user_id: uuid.UUID, conversations: Mapping[uuid.UUID, int]) -> None:
         """The user's conversations, as read from the store after its channel was confirmed."""
         for conversation_id, last_seq in conversations.items():
@@ -197,7 +216,7 @@ class Hub:
         if topic is None:
             return
         topic.members.discard(conn)
-        if not topic.members:
+        if not topic.members and topic.admitting is None:
             del self._topics[key]
             self._bus.unsubscribe(channel)
 
@@ -297,7 +316,8 @@ class Hub:
             log.warning("hub: dropped a malformed bus message on %s", channel[:80])
             return
         if message.join is not None and topic.user is not None:
-            self.add_membership(topic.user, message.join)
+            if self._admit(topic.user, message.join, message.exclude, message.frame):
+                return
         if not message.frame:
             return
         if message.seq is not None:
@@ -312,7 +332,9 @@ class Hub:
         6 at the same moment may publish 6 first; 6 is then held until 5 arrives, or for
         `hold` seconds at most, when 5 is read from the store (`recover`)."""
         expected = topic.next_seq
-        if expected is None or seq <= expected:  # first seen, in order, or a late one
+        if (expected is None or seq <= expected) and (
+            topic.admitting is None or (expected is not None and seq < expected)
+        ):  # first seen, in order, or a late one (and no member waiting to be admitted)
             if seq in topic.filled:  # already delivered from the store
                 topic.filled.discard(seq)
                 return
@@ -323,8 +345,74 @@ class Hub:
             return
         if topic.held is None:
             topic.held = {}
-            self._start_hold(topic, channel)
+            if topic.admitting is None:  # an admission starts the hold when it ends
+                self._start_hold(topic, channel)
         topic.held[seq] = (exclude, body)
+
+    # Joining a conversation announced on the bus
+
+    def _admit(
+        self, user: uuid.UUID, conversation: uuid.UUID, exclude: bytes, frame: bytes
+    ) -> bool:
+        """A new conversation announced on the user's channel (its `join`). This instance may
+        only now subscribe to it, and its first messages may be published before that: the
+        user's connections get `conversation.added` and its messages once the subscription is
+        confirmed and what was committed before it has been read from the store, in seq order,
+        each once. Messages arriving meanwhile are held. False when the user already had it."""
+        conversations = self.user_conversations.get(user)
+        if conversations is None or conversation in conversations:
+            return False
+        conversations.add(conversation)
+        channel = keys.conversation_channel(conversation)
+        key = channel.encode()
+        topic = self._topics.get(key)
+        if topic is None:
+            topic = self._topics[key] = _Topic(None)
+            self._bus.subscribe(channel)
+        if topic.admitting is None:
+            topic.admitting = []
+            self._spawn(self._admitted(topic, channel, conversation))
+        topic.admitting.append((user, exclude, frame))
+        return True
+
+    async def _admitted(self, topic: _Topic, channel: str, conversation: uuid.UUID) -> None:
+        found: list[tuple[int, bytes]] = []
+        try:
+            async with asyncio.timeout(self._budget):
+                await self._bus.confirmed([channel], self._budget)
+                if self.recover is not None:
+                    found = await self.recover(conversation, 1, _ADMISSION_READ)
+        except Exception as exc:  # Redis or the store down: live from now, history for the rest
+            log.warning("hub: joined %s without what came before: %r", conversation, exc)
+        waiting, topic.admitting = topic.admitting or [], None
+        self._batched = False  # a task, not a bus batch: write at once
+        if topic.next_seq is None:
+            topic.next_seq = 1  # a conversation announced by its creation starts at seq 1
+        delivered = topic.next_seq  # below it, existing members had them from the bus
+        held = topic.held if topic.held is not None else {}
+        for seq, body in found:
+            if seq >= delivered and seq not in held:
+                held[seq] = (b"", body)
+                topic.filled.add(seq)
+        topic.held = held or None
+        earlier = [body for seq, body in found if seq < delivered]
+        for user, exclude, frame in waiting:
+            conns = self.by_user.get(user)
+            if not conns or conversation not in self.user_conversations.get(user, ()):
+                continue
+            if frame:
+                self._send_to(conns, exclude, frame)
+            for body in earlier:
+                self._send_to(conns, b"", body)
+            for conn in conns:
+                self._join(conn, channel)
+        self._release_ready(topic)
+        if topic.held:  # a gap beyond what the store had yet: the usual hold, then a fill
+            self._start_hold(topic, channel.encode())
+        if not topic.members and self._topics.get(channel.encode()) is topic:
+            _stop_hold(topic)
+            del self._topics[channel.encode()]
+            self._bus.unsubscribe(channel)
 
     def _start_hold(self, topic: _Topic, channel: bytes) -> None:
         if topic.timer is None:
@@ -417,6 +505,16 @@ class Hub:
                 outbox[conn] = [frame]
             else:
                 queued.append(frame)
+
+    def _send_to(self, conns: Iterable[Connection], exclude: bytes, body: bytes) -> None:
+        """One frame to some connections, outside a bus batch."""
+        self.frames_out[events.frame_type(body)] += 1
+        frame = events.text_frame(body)
+        for conn in conns:
+            if not (exclude and conn.user_key == exclude):
+                self.delivered += (
+                    conn.send_compressed(body) if conn.deflate else conn.send_frame(frame)
+                )
 
     def _flush(self) -> None:
         outbox, self._outbox = self._outbox, {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable
 
 from caches import CachedConversation, ConversationCache
 from caches.models import to_ms
@@ -29,7 +29,7 @@ class ConversationService:
         *,
         store: Store,
         publisher: Publisher,
-        join_local: Callable[[uuid.UUID, uuid.UUID], None],
+        join_local: Callable[[Iterable[uuid.UUID], uuid.UUID], Awaitable[None]],
         cache: ConversationCache,
         side_budget: float,
         repair: CacheRepair,
@@ -62,8 +62,7 @@ class ConversationService:
         if created:
             frame = events.conversation_added(wire)
             members = conversation.member_ids
-            for member in members:
-                self._join_local(member, conversation.id)
+            await self._join_local(members, conversation.id)
             # Members' cached lists lack the new conversation: dropped, refilled on next read.
             # Issued together, so the auto-pipeline sends them in one round trip.
             drop = asyncio.gather(*(self._cache.delete_user_conversations(m) for m in members))
