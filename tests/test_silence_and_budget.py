@@ -1,14 +1,22 @@
 """The two clocks of an instance: silent connections by deadline heap, overdue requests by
-start order. Pure: the caller passes now."""
+start order (pure: the caller passes now); and through a real instance, a slow backend is not
+client silence."""
 
 from __future__ import annotations
 
 import asyncio
+import uuid
+from pathlib import Path
 
+from caches import EmbeddedRedis, connect
+from gateway.client import GatewayClient
 from gateway.handlers import RequestBudget
 from gateway.realtime.connection import ConnState
 from gateway.realtime.silence import SilenceWatch
+from loadtest.valkey_cluster import free_ports
 from tests.fakes import RecordingConnection, client_state
+from tests.faultproxy import FaultProxy
+from tests.gateways import gateways, token_for
 
 
 def test_silence_reports_each_silent_connection_once_and_spares_the_heard() -> None:
@@ -64,3 +72,35 @@ async def test_budget_cancels_only_overdue_requests() -> None:
     release.set()
     assert await old == "overdue" and await young == "done"
     assert old.cancelling() == 0  # the budget withdrew its cancellation
+
+
+async def test_a_request_waiting_on_a_slow_redis_is_not_silence(tmp_path: Path) -> None:
+    """Frames are handled in turn: while one waits on Redis (within the budget) the client's
+    next frames, heartbeats too, wait unread. With Redis 2 s away and a 1 s lease, the
+    connection is answered and kept, not closed as silent (4000)."""
+    (port,) = free_ports(1)
+    with (
+        EmbeddedRedis(tcp_port=port),
+        FaultProxy("127.0.0.1", port) as proxy,
+        gateways(
+            f"redis://127.0.0.1:{proxy.port}",
+            tmp_path,
+            lease_ttl="1",
+            heartbeat_interval="0.3",
+            redis_timeout="4",
+        ) as (gw,),
+    ):
+        redis = connect(f"redis://127.0.0.1:{port}")
+        client = await GatewayClient.connect(gw.url, await token_for(redis, uuid.uuid4()))
+        try:
+            proxy.latency(1.0)  # each way: one Redis round trip takes 2 s, twice the lease
+            answer = await client.request("conversations.list", timeout=6)
+            assert answer["type"] in ("ack", "error"), answer
+            assert answer.get("code") in (None, "unavailable"), answer
+            proxy.clear()
+            assert (await client.request("heartbeat"))["type"] == "heartbeat_ack"
+            assert client.ws.close_code is None
+        finally:
+            proxy.clear()
+            await client.close()
+            await redis.aclose()
