@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test lint bench locust chaos-soak clean
+.PHONY: serve test lint bench bench-check locust chaos-soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,14 +26,20 @@ test: lint
 bench: $(STAMP)
 	$(BIN)/python loadtest/bench.py caches
 
+# Fan-out and heartbeat CPU against the committed baseline (loadtest/results/bench-check.md);
+# fails on a regression beyond the measured noise. UPDATE=1 writes a new baseline. ~3 minutes.
+bench-check: $(STAMP)
+	$(BIN)/python loadtest/bench_check.py $(if $(UPDATE),--update)
+
 # The locust user against two local gateways, headless; report under loadtest/results/.
 locust: $(STAMP)
 	$(BIN)/python loadtest/locust_run.py --users $(or $(USERS),500) --seconds $(or $(SECONDS),60)
 
 # Faults every 20-60 s against three instances and 300 SDK clients for $(MINUTES) minutes (30);
-# report and plot under loadtest/results/. A one-minute version runs in `make test`.
+# REDIS=cluster runs it on a 3+3 Valkey Cluster (a primary killed among the faults). Report and
+# plot under loadtest/results/. A one-minute version runs in `make test`.
 chaos-soak: $(STAMP)
-	$(BIN)/python -m loadtest.chaos_soak --minutes $(or $(MINUTES),30)
+	$(BIN)/python -m loadtest.chaos_soak --minutes $(or $(MINUTES),30) --redis $(or $(REDIS),single)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

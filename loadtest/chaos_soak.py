@@ -44,20 +44,68 @@ from gateway.sdk import Client, Outgoing
 from loadtest.launcher import Launched, launch
 from loadtest.postgres import PrivatePostgres, fresh_database, private_postgres
 from loadtest.report import Report, machine
-from loadtest.valkey_cluster import free_ports
+from loadtest.valkey_cluster import ValkeyCluster, free_ports
 
 __all__ = ["ChaosResult", "run_chaos"]
 
 SECRET = "chaos-soak-secret-0123456789abcdef0123456789"
 ROOM = 5
-FAULTS = (
-    "kill Redis",
-    "restart Redis",
-    "kill an instance",
-    "drain an instance",
-    "restart PostgreSQL",
-    "cut pub/sub",
-)
+FAULTS = ("kill an instance", "drain an instance", "restart PostgreSQL")
+"""The faults of the instances and the store; each Redis deployment adds its own."""
+
+
+class _SingleRedis:
+    """One Valkey: killed (back empty after 1-3 s), restarted (empty at once), pub/sub cut."""
+
+    faults = ("kill Redis", "restart Redis", "cut pub/sub")
+
+    def __init__(self, server: EmbeddedRedis) -> None:
+        self.server = server
+        self.url = server.tcp_url or ""
+
+    async def inject(self, name: str, down: float, chance: random.Random) -> None:
+        if name == "kill Redis":
+            self.server.kill()
+            await asyncio.sleep(down)
+            await asyncio.to_thread(self.server.restart)
+        elif name == "restart Redis":
+            await asyncio.to_thread(self.server.restart)
+        else:
+            await _cut_pubsub(self.url)
+
+
+class _ClusterRedis:
+    """A 3 primary + 3 replica Valkey Cluster: a primary killed (its replica takes over; the
+    node comes back 1-3 s later as a replica), pub/sub connections cut on every primary."""
+
+    faults = ("kill a cluster primary", "cut pub/sub")
+
+    def __init__(self, cluster: ValkeyCluster) -> None:
+        self.cluster = cluster
+        self.url = cluster.url
+
+    async def inject(self, name: str, down: float, chance: random.Random) -> None:
+        cluster = self.cluster
+        primaries = await asyncio.to_thread(cluster.primary_ports)
+        if name == "kill a cluster primary":
+            port = chance.choice(primaries)
+            await asyncio.to_thread(cluster.kill, port)
+            await asyncio.to_thread(cluster.wait_failover, port)
+            await asyncio.sleep(down)
+            await asyncio.to_thread(cluster.restart, port)
+        else:
+            for port in primaries:
+                await _cut_pubsub(f"redis://127.0.0.1:{port}")
+
+
+async def _cut_pubsub(url: str) -> None:
+    client = connect(url)
+    with contextlib.suppress(Exception):
+        await client.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+    await client.aclose()
+
+
+_RedisDeployment = _SingleRedis | _ClusterRedis
 
 
 @dataclass
@@ -140,7 +188,14 @@ class _Fleet:
         for process in self.alive():
             proc = psutil.Process(process.pid)
             kinds = {"descriptors": proc.num_fds()}
-            for conn in proc.net_connections(kind="all"):
+            sockets = 0
+            for fd in Path(f"/proc/{process.pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    sockets += fd.readlink().name.startswith("socket:")
+            listed = proc.net_connections(kind="all")
+            # A socket the kernel lists nowhere is closed on the wire but not by this process.
+            kinds["sockets closed but held"] = sockets - len(listed)
+            for conn in listed:
                 if conn.raddr and isinstance(conn.raddr, tuple):
                     if conn.laddr[1] in self.ports:
                         kind = "clients"
@@ -179,10 +234,16 @@ class _Member:
 
 
 @contextlib.contextmanager
-def _engines(workdir: Path) -> Iterator[tuple[EmbeddedRedis, PrivatePostgres, str, str]]:
-    (port,) = free_ports(1)
-    with EmbeddedRedis(tcp_port=port) as redis, private_postgres() as postgres:
-        yield redis, postgres, f"redis://127.0.0.1:{port}", fresh_database(postgres.url)
+def _engines(redis_kind: str) -> Iterator[tuple[_RedisDeployment, PrivatePostgres, str]]:
+    with contextlib.ExitStack() as stack:
+        redis: _RedisDeployment
+        if redis_kind == "cluster":
+            redis = _ClusterRedis(stack.enter_context(ValkeyCluster()))
+        else:
+            (port,) = free_ports(1)
+            redis = _SingleRedis(stack.enter_context(EmbeddedRedis(tcp_port=port)))
+        postgres = stack.enter_context(private_postgres())
+        yield redis, postgres, fresh_database(postgres.url)
 
 
 async def run_chaos(
@@ -192,21 +253,22 @@ async def run_chaos(
     fault_every: tuple[float, float],
     rate: float,
     seed: int = 7,
+    redis_kind: str = "single",
 ) -> ChaosResult:
+    """`redis_kind`: one Valkey (`single`) or a 3+3 Valkey Cluster (`cluster`)."""
     chance = random.Random(seed)
     with (
         tempfile.TemporaryDirectory(prefix="chaos-") as tmp,
-        _engines(Path(tmp)) as (redis_server, postgres, redis_url, store_url),
+        _engines(redis_kind) as (redis, postgres, store_url),
     ):
-        fleet = _Fleet(instances, Path(tmp), redis_url, store_url)
+        fleet = _Fleet(instances, Path(tmp), redis.url, store_url)
         for index in range(instances):
             fleet.start(index)
         try:
             return await _soak(
                 fleet,
-                redis_server,
+                redis,
                 postgres,
-                redis_url,
                 minutes,
                 clients,
                 fault_every,
@@ -220,9 +282,8 @@ async def run_chaos(
 
 async def _soak(
     fleet: _Fleet,
-    redis_server: EmbeddedRedis,
+    redis: _RedisDeployment,
     postgres: PrivatePostgres,
-    redis_url: str,
     minutes: float,
     clients: int,
     fault_every: tuple[float, float],
@@ -230,7 +291,8 @@ async def _soak(
     chance: random.Random,
 ) -> ChaosResult:
     users = [uuid.uuid4() for _ in range(clients)]
-    admin = connect(redis_url)
+    admin = connect(redis.url)
+    faults_possible = redis.faults + FAULTS
     errors: list[float] = []
     members: list[_Member] = []
     for user in users:
@@ -267,9 +329,9 @@ async def _soak(
         outgoing.sent.add_done_callback(functools.partial(_stamp, acked_at, outgoing))
         sends.append((time.monotonic(), outgoing))
         if pending is None and time.monotonic() >= next_fault:
-            name = chance.choice(FAULTS)
+            name = chance.choice(faults_possible)
             faults.append((time.monotonic() - started, name))
-            pending = asyncio.create_task(_inject(name, fleet, redis_server, postgres, chance))
+            pending = asyncio.create_task(_inject(name, fleet, redis, postgres, chance))
             next_fault = time.monotonic() + chance.uniform(*fault_every)
         if pending is not None and pending.done():
             pending.result()
@@ -293,8 +355,8 @@ async def _soak(
     # Connections a client replaced while their instance could not answer are closed by the
     # instance when their lease runs out: the final sample waits for one connection a client.
     await _connections_settled(fleet, clients, problems)
-    end = fleet.sample()
     assert base is not None
+    end = await _settled_sample(fleet, base)
     _back_to_baseline(base, end, problems)
     if problems:
         problems.append(f"descriptors at the end: {fleet.census()}")
@@ -358,6 +420,20 @@ async def _connections_settled(
         await asyncio.sleep(0.5)
 
 
+async def _settled_sample(
+    fleet: _Fleet, base: tuple[int, int, float], timeout: float = 30.0
+) -> tuple[int, int, float]:
+    """The final sample, once descriptors are back within the bound or `timeout` passed: a
+    socket whose peer went away moments ago is released when its closing handshake times out
+    (seconds), a leaked one never is."""
+    deadline = time.monotonic() + timeout
+    while True:
+        end = fleet.sample()
+        if end[0] <= base[0] + 10 or time.monotonic() > deadline:
+            return end
+        await asyncio.sleep(1.0)
+
+
 def _stamp(acked_at: dict[str, float], outgoing: Outgoing, _: object) -> None:
     acked_at.setdefault(outgoing.client_msg_id, time.monotonic())
 
@@ -381,19 +457,13 @@ def _recorder(member: _Member) -> Any:
 async def _inject(
     name: str,
     fleet: _Fleet,
-    redis: EmbeddedRedis,
+    redis: _RedisDeployment,
     postgres: PrivatePostgres,
     chance: random.Random,
 ) -> None:
     """One fault, and its end (what was stopped is started again)."""
     down = chance.uniform(1.0, 3.0)
-    if name == "kill Redis":
-        redis.kill()
-        await asyncio.sleep(down)
-        await asyncio.to_thread(redis.restart)
-    elif name == "restart Redis":
-        await asyncio.to_thread(redis.restart)
-    elif name in ("kill an instance", "drain an instance"):
+    if name in ("kill an instance", "drain an instance"):
         index = chance.randrange(len(fleet.ports))
         await asyncio.to_thread(fleet.stop, index, 9 if name.startswith("kill") else 15)
         await asyncio.sleep(down)
@@ -403,10 +473,7 @@ async def _inject(
         await asyncio.sleep(down)
         await asyncio.to_thread(postgres.start)
     else:
-        client = connect(redis.tcp_url or "")
-        with contextlib.suppress(Exception):
-            await client.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
-        await client.aclose()
+        await redis.inject(name, down, chance)
 
 
 async def _all_acknowledged(
@@ -572,12 +639,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fault-every", type=float, nargs=2, default=(20.0, 60.0))
     parser.add_argument("--rate", type=float, default=20.0, help="messages/s, all clients")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--redis",
+        choices=("single", "cluster"),
+        default="single",
+        help="one Valkey or a 3+3 cluster",
+    )
     args = parser.parse_args(argv)
     report = Report(
-        "chaos-soak",
+        "chaos-soak" if args.redis == "single" else f"chaos-soak-{args.redis}",
         f"chaos soak: {machine()}; {args.instances} instances, {args.clients} clients (Python "
         f"SDK, rooms of {ROOM}), {args.rate:g} messages/s, a fault every "
-        f"{args.fault_every[0]:g}-{args.fault_every[1]:g} s for {args.minutes:g} minutes",
+        f"{args.fault_every[0]:g}-{args.fault_every[1]:g} s for {args.minutes:g} minutes; "
+        f"Redis: {'a 3+3 Valkey Cluster' if args.redis == 'cluster' else 'one Valkey'}",
     )
     result = asyncio.run(
         run_chaos(
@@ -587,6 +661,7 @@ def main(argv: list[str] | None = None) -> int:
             (args.fault_every[0], args.fault_every[1]),
             args.rate,
             args.seed,
+            args.redis,
         )
     )
     timeline, result.timeline = result.timeline, None

@@ -215,6 +215,14 @@ class ValkeyCluster:
         proc.kill()
         proc.wait()
 
+    def restart(self, port: int) -> None:
+        """Start the node at `port` again after `kill`: it rejoins from its nodes.conf (as a
+        replica once its slots failed over) and syncs."""
+        self._spawn(port)
+        self._wait_ping(port)
+        self.wait_healthy()
+        self._wait_replicas_synced()
+
     def stop(self) -> None:
         for proc in self.procs.values():
             if proc.poll() is None:
