@@ -154,6 +154,7 @@ async def test_slow_consumer_closed_4009(
         "rate_limit_close_after": "100000",
         "user_send_rate": "100000",
         "user_send_burst": "100000",
+        "max_message_bytes": "60000",
     }
     with gateways(redis_url, tmp_path, 1, **settings) as (gw,):
         ann, stuck_user = uuid.uuid4(), uuid.uuid4()
@@ -167,7 +168,7 @@ async def test_slow_consumer_closed_4009(
         sock = stuck.ws.transport.get_extra_info("socket")
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
 
-        body = "x" * 3000  # large frames fill the buffers in a few rounds
+        body = "x" * 50_000  # large frames fill the buffers in a few rounds
 
         async def closed_slow() -> bool:
             for _ in range(30):

@@ -1,4 +1,4 @@
-"""The locust user, for 12 seconds against two real gateways: every request answered, every
+"""The locust user, for 6 seconds against two real gateways: every request answered, every
 kind of traffic seen (a smoke of `make locust`, asserted from locust's own CSV)."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ def test_locust_smoke_has_no_failures(tmp_path: Path) -> None:
         "--spawn-rate",
         "30",
         "--seconds",
-        "12",
+        "6",
         "--heartbeat-interval",
         "2",
         "--results",

@@ -6,7 +6,6 @@ from pathlib import Path
 
 from gateway.metrics import Latency
 from gateway.store.base import Store, StoreOpenError
-from gateway.store.postgres import PostgresStore, safe_url
 from gateway.store.sqlite import SqliteStore
 
 __all__ = ["describe_store", "is_postgres", "open_store", "sqlite_path"]
@@ -41,6 +40,10 @@ async def open_store(
         StoreOpenError: it cannot be opened; the message says which store and why.
     """
     if url.startswith(_POSTGRES):
+        # Imported here: psycopg's import takes about 0.2 s, which a SQLite instance (and
+        # every start of one) does not need to pay.
+        from gateway.store.postgres import PostgresStore
+
         password = None
         if password_file:
             try:
@@ -56,4 +59,8 @@ async def open_store(
 
 def describe_store(url: str) -> str:
     """The store for logs: the path, or the URL without its password."""
-    return safe_url(url) if url.startswith(_POSTGRES) else sqlite_path(url)
+    if not url.startswith(_POSTGRES):
+        return sqlite_path(url)
+    from gateway.store.postgres import safe_url
+
+    return safe_url(url)
