@@ -3,7 +3,7 @@ figures (loadtest/results/bench-check.md). Fails when a figure is worse than its
 more than the noise measured on this kind of machine; `--update` writes the new baseline.
 
 Only CPU per event is compared: on a shared 2-core machine latencies swing by 2x between
-minutes, CPU per delivery by about 10 %. Medians of `--runs` fresh runs.
+minutes, CPU per delivery by 3-5 % within a sitting. Medians of `--runs` fresh runs.
 """
 
 from __future__ import annotations
@@ -34,8 +34,10 @@ class Figure:
     name: str
     read: Callable[[list[FanoutResult], list[HeartbeatResult]], float]
     allowed: float
-    """How much worse than the baseline still passes (a fraction): twice the spread measured
-    between sittings on the 2-core machine."""
+    """How much worse than the baseline still passes (a fraction). Within one sitting the
+    three runs' medians vary by 3-5 %; between sittings (days) this machine drifts by 15-30 %,
+    so a failure on a slow day is confirmed by running the baseline's commit in the same
+    sitting before it is believed."""
     fmt: str = "{:.1f}"
 
 
@@ -43,18 +45,18 @@ FIGURES = [
     Figure(
         "fan-out: server CPU us per delivery at 2,000 events/s",
         lambda f, _: median([r.cpu_us_per_delivery for r in f]),
-        0.20,
+        0.30,
     ),
     Figure(
         "fan-out: Valkey CPU us per delivery at 2,000 events/s",
         lambda f, _: median([r.redis_cpu_us_per_delivery for r in f]),
-        0.25,
+        0.30,
         "{:.2f}",
     ),
     Figure(
         "heartbeats: server CPU us per heartbeat (steady state)",
         lambda _, h: median([r.later.cpu_us_per_heartbeat for r in h]),
-        0.20,
+        0.30,
     ),
 ]
 
