@@ -62,6 +62,7 @@ class _SingleRedis:
     def __init__(self, server: EmbeddedRedis) -> None:
         self.server = server
         self.url = server.tcp_url or ""
+        self.ports = [urlsplit(self.url).port]
 
     async def inject(self, name: str, down: float, chance: random.Random) -> None:
         if name == "kill Redis":
@@ -83,6 +84,7 @@ class _ClusterRedis:
     def __init__(self, cluster: ValkeyCluster) -> None:
         self.cluster = cluster
         self.url = cluster.url
+        self.ports = list(cluster.ports)
 
     async def inject(self, name: str, down: float, chance: random.Random) -> None:
         cluster = self.cluster
@@ -144,11 +146,12 @@ class _Timeline:
 class _Fleet:
     """The instances, each on a port of its own that survives its restarts."""
 
-    def __init__(self, count: int, workdir: Path, redis_url: str, store_url: str) -> None:
+    def __init__(self, count: int, workdir: Path, redis: _RedisDeployment, store_url: str) -> None:
         self.ports = free_ports(count)
         self.workdir = workdir
+        self.engine_ports = {*redis.ports, urlsplit(store_url).port}
         self.settings = {
-            "redis_url": redis_url,
+            "redis_url": redis.url,
             "store": store_url,
             "jwt_secret": SECRET,
             "redis_timeout": "1",
@@ -212,7 +215,7 @@ class _Fleet:
         shrink with the load), asyncio tasks and RSS (MiB) of every running instance, summed."""
         files = tasks = 0
         rss = 0.0
-        engines = {urlsplit(self.settings["redis_url"]).port, urlsplit(self.settings["store"]).port}
+        engines = self.engine_ports
         for process in self.alive():
             proc = psutil.Process(process.pid)
             pooled = sum(
@@ -261,7 +264,7 @@ async def run_chaos(
         tempfile.TemporaryDirectory(prefix="chaos-") as tmp,
         _engines(redis_kind) as (redis, postgres, store_url),
     ):
-        fleet = _Fleet(instances, Path(tmp), redis.url, store_url)
+        fleet = _Fleet(instances, Path(tmp), redis, store_url)
         for index in range(instances):
             fleet.start(index)
         try:

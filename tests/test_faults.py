@@ -293,6 +293,7 @@ async def test_redis_command_faults(tmp_path: Path) -> None:
             lambda: direct.config_set("maxmemory", "1"),
             lambda: direct.config_set("maxmemory", "0"),
         )
+        await run_through(setup, "FLUSHALL (everything lost)", direct.flushall, lambda: None)
         with contextlib.ExitStack() as stack:
             # Last: turning into a replica of an empty server also empties this one.
             (port,) = free_ports(1)
