@@ -172,7 +172,9 @@ class Hub:
         if channel.encode() not in self._topics:
             return
         try:
-            await self.confirmed(channel)
+            # A quarter of the budget, as the request's other side steps: a slow Redis must not
+            # turn a created conversation into an `unavailable` answer (and a retry, a twin).
+            await self.confirmed(channel, self._budget / 4)
         except TimeoutError:  # Redis slow: the first live events may be missed, not the history
             log.warning("hub: subscription to new conversation %s not confirmed", conversation_id)
 
