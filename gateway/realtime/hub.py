@@ -18,7 +18,7 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, Mapping
 
 from caches import keys
 from gateway.bus import Bus
@@ -409,11 +409,12 @@ class Hub:
             for conn in conns:
                 self._join(conn, channel)
         self._release_ready(topic)
+        key = channel.encode()
         if topic.held:  # a gap beyond what the store had yet: the usual hold, then a fill
-            self._start_hold(topic, channel.encode())
-        if not topic.members and self._topics.get(channel.encode()) is topic:
+            self._start_hold(topic, key)
+        if not topic.members and self._topics.get(key) is topic:
             _stop_hold(topic)
-            del self._topics[channel.encode()]
+            del self._topics[key]
             self._bus.unsubscribe(channel)
 
     def _start_hold(self, topic: _Topic, channel: bytes) -> None:
@@ -486,15 +487,11 @@ class Hub:
         topic.next_seq = max(held) + 1
 
     def _send(self, topic: _Topic, exclude: bytes, body: bytes) -> None:
+        if not self._batched:
+            self._send_to(topic.members, exclude, body)
+            return
         self.frames_out[events.frame_type(body)] += len(topic.members)
         frame = events.text_frame(body)
-        if not self._batched:
-            sent = 0
-            for conn in topic.members:
-                if not (exclude and conn.user_key == exclude):
-                    sent += conn.send_compressed(body) if conn.deflate else conn.send_frame(frame)
-            self.delivered += sent
-            return
         outbox = self._outbox
         for conn in topic.members:
             if exclude and conn.user_key == exclude:
@@ -508,15 +505,15 @@ class Hub:
             else:
                 queued.append(frame)
 
-    def _send_to(self, conns: Iterable[Connection], exclude: bytes, body: bytes) -> None:
-        """One frame to some connections, outside a bus batch."""
-        self.frames_out[events.frame_type(body)] += 1
+    def _send_to(self, conns: Collection[Connection], exclude: bytes, body: bytes) -> None:
+        """One frame to `conns` at once (not queued for a batch's flush), framed once."""
+        self.frames_out[events.frame_type(body)] += len(conns)
         frame = events.text_frame(body)
+        sent = 0
         for conn in conns:
             if not (exclude and conn.user_key == exclude):
-                self.delivered += (
-                    conn.send_compressed(body) if conn.deflate else conn.send_frame(frame)
-                )
+                sent += conn.send_compressed(body) if conn.deflate else conn.send_frame(frame)
+        self.delivered += sent
 
     def _flush(self) -> None:
         outbox, self._outbox = self._outbox, {}
