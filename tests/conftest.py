@@ -70,6 +70,15 @@ async def wait_for(
         await asyncio.sleep(interval)
 
 
+async def until(check: Callable[[], bool], timeout: float = 5.0) -> None:
+    """`wait_for` on a plain condition (what clients heard, a hub's state)."""
+
+    async def holds() -> bool:
+        return check()
+
+    await wait_for(holds, timeout)
+
+
 @pytest.fixture(scope="session")
 def cluster_url() -> Iterator[str]:
     """A one-node Redis Cluster (every slot on one real valkey-server in cluster mode)."""

@@ -16,7 +16,7 @@ from gateway.bus import MemoryBroker, MemoryBus
 from gateway.protocol import Close, envelope, events
 from gateway.realtime import Hub
 from gateway.realtime.hub import Recover
-from tests.conftest import wait_for
+from tests.conftest import until, wait_for
 from tests.fakes import RecordingConnection, client_state
 
 
@@ -109,7 +109,7 @@ async def test_membership_control_joins_every_instance_before_its_frame() -> Non
         await wait_for(joined)
         assert bus1.subscribed(keys.conversation_channel(room))
         assert bus2.subscribed(keys.conversation_channel(room))
-        await _until(lambda: bool(ann1.received and ann2.received))
+        await until(lambda: bool(ann1.received and ann2.received))
         for conn in (ann1, ann2):
             assert conn.received == [
                 {"type": "conversation.added", "conversation": {"id": str(room)}}
@@ -118,9 +118,9 @@ async def test_membership_control_joins_every_instance_before_its_frame() -> Non
         # the user gets is the new conversation's first message.
         other = uuid.uuid4()
         broker.publish(keys.user_channel(ann), envelope.pack(b"", join=other))
-        await _until(lambda: hub1.is_member(ann, other))
+        await until(lambda: hub1.is_member(ann, other))
         broker.publish(keys.conversation_channel(other), envelope.pack(_new(1), seq=1))
-        await _until(lambda: len(ann1.received) >= 2)
+        await until(lambda: len(ann1.received) >= 2)
         assert ann1.received[1:] == [{"type": "message.new", "seq": 1}]
 
 
@@ -237,13 +237,6 @@ async def _room(
         runner.cancel()
 
 
-async def _until(check: Callable[[], bool]) -> None:
-    async def holds() -> bool:
-        return check()
-
-    await wait_for(holds)
-
-
 def _new(seq: int) -> bytes:
     return events.encode({"type": "message.new", "seq": seq})
 
@@ -357,12 +350,12 @@ async def test_a_member_announced_on_the_bus_gets_the_conversation_then_each_mes
         await reading.wait()
         publish(2)
         publish(3)  # both arrive while the read runs: held, for bob too
-        await _until(lambda: hub.is_member(ann, room))
+        await until(lambda: hub.is_member(ann, room))
         assert len(bob_conn.received) == 1 and ann_conn.received == []
         answer.set()
         assert await _received(bob_conn, 3) == [1, 2, 3]
         publish(4)
         assert await _received(bob_conn, 4) == [1, 2, 3, 4]
-        await _until(lambda: len(ann_conn.received) >= 5)
+        await until(lambda: len(ann_conn.received) >= 5)
         assert [f["type"] for f in ann_conn.received[:1]] == ["conversation.added"]
         assert [f["seq"] for f in ann_conn.received[1:]] == [1, 2, 3, 4]

@@ -8,7 +8,7 @@ import asyncio
 import gc
 import signal
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,17 +20,10 @@ from websockets.typing import Data
 from caches import EmbeddedRedis, connect
 from caches.redis import RedisClient
 from gateway.sdk import Client, FileStorage, MemoryStorage, backoff_delay
-from tests.conftest import MS
+from tests.conftest import until
 from tests.gateways import gateways, token_for
 
 Frame = dict[str, Any]
-
-
-async def until(check: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Wait for a condition on what the clients heard; fail at the deadline."""
-    async with asyncio.timeout(timeout):
-        while not check():
-            await asyncio.sleep(10 * MS)
 
 
 class _Fleet:
