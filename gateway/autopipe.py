@@ -109,12 +109,14 @@ class _Queued:
 class _Lane(_Queued):
     """Standalone: one connection, many commands in flight, replies in order."""
 
-    def __init__(self, base: aioredis.Redis, deadline: float) -> None:
+    def __init__(self, base: aioredis.Redis, deadline: float, retry_lost: bool = True) -> None:
         super().__init__()
         self.latency: Latency | None = None
         """Round trip of each command, observed when its reply is read (standalone only)."""
         self._base = base
         self._deadline = deadline
+        self._retry_lost = retry_lost
+        self._retried: set[asyncio.Future[Any]] = set()
         self._inflight: collections.deque[tuple[_Call, float]] = collections.deque()
         self._writer: asyncio.StreamWriter | None = None
         self._flush_scheduled = False
@@ -129,6 +131,7 @@ class _Lane(_Queued):
         backoff = 0.05
         while True:
             connection = self._new_connection()
+            lost = False
             try:
                 # Reads have no socket timeout here (see `_new_connection`): a handshake whose
                 # reply never comes (a blackholed network) must not hold the lane for ever.
@@ -138,20 +141,38 @@ class _Lane(_Queued):
                 backoff = 0.05
                 self._flush()  # what queued while connecting
                 await first_to_end(self._read(connection), self._watch())
-            except (RedisError, OSError, TimeoutError) as exc:
+            except (RedisTimeoutError, TimeoutError) as exc:  # a server too slow: no retry
+                log.warning("auto-pipeline: Redis did not answer: %s", exc or type(exc).__name__)
+            except (RedisError, OSError) as exc:
+                lost = self._writer is not None  # an established connection was cut
                 log.warning("auto-pipeline: Redis connection lost: %s", exc or type(exc).__name__)
             except Exception:  # the task's edge: a surprise fails what is in flight, not the lane
                 log.exception("auto-pipeline: unexpected failure; reconnecting")
             finally:
                 self._writer = None
-                lost = RedisConnectionError("Redis connection lost (auto-pipeline)")
-                _fail((call for call, _ in self._inflight), lost)
-                self._inflight.clear()
-                _fail(self._queue, lost)
-                self._queue.clear()
+                self._settle_lost(retry=lost and self._retry_lost)
                 await connection.disconnect(nowait=True)
             await asyncio.sleep(backoff)
             backoff = min(_BACKOFF_CAP, backoff * 2)
+
+    def _settle_lost(self, retry: bool) -> None:
+        """Fail what the ended connection owed. When it was cut (`retry`), what was in flight
+        goes once more on the next connection, ahead of what queued since, as redis-py retries
+        a command whose connection failed (the server may have run it: at least once, as there);
+        a command already retried fails, and so does everything when the next connect fails."""
+        owed = [call for call, _ in self._inflight]
+        self._inflight.clear()
+        lost = RedisConnectionError("Redis connection lost (auto-pipeline)")
+        if not retry:
+            _fail(owed, lost)
+            _fail(self._queue, lost)
+            self._queue.clear()
+            self._retried = set()
+            return
+        again = [call for call in owed if call[2] not in self._retried]
+        _fail((call for call in owed if call[2] in self._retried), lost)
+        self._queue[:0] = again
+        self._retried = {future for _, _, future in again}
 
     def _new_connection(self) -> AbstractConnection:
         pool = self._base.connection_pool
@@ -336,7 +357,8 @@ class ClusterLanes:
             return found[0]
         if self._group is None:
             return None
-        lane = _Lane(self._node_client(node.host, int(node.port)), self._deadline)
+        # No retry in the lane: redis-py's path retries on the node that serves the slot now.
+        lane = _Lane(self._node_client(node.host, int(node.port)), self._deadline, False)
         lane.latency = self._latency
         self._lanes[node.name] = (lane, self._group.create_task(lane.run()))
         return lane

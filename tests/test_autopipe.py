@@ -17,7 +17,9 @@ from redis.exceptions import DataError, NoScriptError, ResponseError
 from caches import connect
 from caches.redis import ClientOptions, EmbeddedRedis, RedisClient
 from gateway.autopipe import auto_pipelined
+from loadtest.valkey_cluster import free_ports
 from tests.conftest import wait_for
+from tests.faultproxy import FaultProxy
 
 
 @contextlib.asynccontextmanager
@@ -124,3 +126,40 @@ async def test_plain_pipelines_ride_the_lane_and_never_wait_for_the_pool(
         atomic.incr("counter")
         assert await atomic.execute() == [1, 2]
     await base.aclose()
+
+
+async def test_a_connection_lost_under_a_command_retries_it_once_on_a_fresh_one() -> None:
+    """As redis-py's own retry on a connection error: a command in flight when its connection
+    is cut (a reset, a restarted proxy) is sent once more on the next connection; a second loss
+    fails it."""
+    (port,) = free_ports(1)
+    with EmbeddedRedis(tcp_port=port), FaultProxy("127.0.0.1", port) as proxy:
+        base = connect(f"redis://127.0.0.1:{proxy.port}")
+        async with pipelined(base) as client:
+            assert await client.set("k", "1")
+            proxy.latency(0.2)  # the next command is in flight when its connection is cut
+            pending = asyncio.ensure_future(client.incr("k"))
+            await asyncio.sleep(0.05)  # the command is on the wire, its reply 0.2 s away
+            proxy.reset()
+            proxy.clear()  # the connection stays cut; the next one is clean
+            assert await asyncio.wait_for(pending, 2.0) in (2, 3)  # at least once, as redis-py
+
+            proxy.latency(0.2)
+            doomed = asyncio.ensure_future(client.get("k"))
+            await asyncio.sleep(0.05)
+            proxy.reset()  # and every new connection too: the retry fails as well
+            with pytest.raises(redis.exceptions.ConnectionError):
+                await asyncio.wait_for(doomed, 2.0)
+            proxy.clear()
+            assert await wait_for_reply(client)
+        await base.aclose()
+
+
+async def wait_for_reply(client: RedisClient) -> bool:
+    async def answers() -> bool:
+        with contextlib.suppress(redis.exceptions.RedisError):
+            return await client.get("k") is not None
+        return False
+
+    await wait_for(answers)
+    return True
