@@ -9,9 +9,26 @@ from typing import Any, NoReturn, TypeVar
 
 from redis.exceptions import OutOfMemoryError, RedisError
 
-__all__ = ["CacheError", "CacheUnavailable", "raise_unavailable", "translating", "unavailable"]
+__all__ = [
+    "REDIS_FAILURES",
+    "CacheError",
+    "CacheUnavailable",
+    "raise_unavailable",
+    "translated",
+    "translating",
+    "unavailable",
+]
 
 _C = TypeVar("_C", bound=type)
+_T = TypeVar("_T")
+
+REDIS_FAILURES = (RedisError, RuntimeError, AttributeError)
+"""What a redis-py call may raise when Redis or a connection failed; catch these, then let
+`unavailable` (or `raise_unavailable`) tell a failure from a bug."""
+
+_STREAM_METHODS = frozenset(
+    {"write", "writelines", "drain", "read", "readline", "readexactly", "at_eof", "close"}
+)
 
 
 class CacheError(Exception):
@@ -39,21 +56,34 @@ def unavailable(exc: BaseException) -> CacheUnavailable | None:
 
     Besides redis-py's own errors: uvloop raises RuntimeError, not ConnectionError, for a write
     on a transport the server closed, and redis-py lets it through (seen on a cluster's dead
-    primary during a failover). That is a lost connection, not a bug."""
+    primary during a failover). That is a lost connection, not a bug. And a cluster node of
+    redis-py closes its idle connections after a topology change while other tasks may be
+    taking them: the command then finds its stream gone (`None.writelines`, an AttributeError).
+    That too is a connection lost under the command, never sent."""
     if isinstance(exc, RedisError):
         return CacheUnavailable.from_redis(exc)
     if isinstance(exc, RuntimeError) and "handler is closed" in str(exc):
         return CacheUnavailable(f"connection lost: {exc}")
+    if isinstance(exc, AttributeError) and exc.obj is None and exc.name in _STREAM_METHODS:
+        return CacheUnavailable(f"connection closed under the command: {exc}")
     return None
 
 
 def raise_unavailable(exc: BaseException) -> NoReturn:
     """Raise `exc` as `CacheUnavailable` when it means Redis failed, else as it is; called in
-    an `except (RedisError, RuntimeError)` clause, so the success path pays nothing."""
+    an `except REDIS_FAILURES` clause, so the success path pays nothing."""
     lost = unavailable(exc)
     if lost is None:
         raise exc
     raise lost from exc
+
+
+async def translated(pending: Awaitable[_T]) -> _T:
+    """Await `pending` (a redis-py call), raising `CacheUnavailable` where Redis failed."""
+    try:
+        return await pending
+    except REDIS_FAILURES as exc:
+        raise_unavailable(exc)
 
 
 def _translated(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
@@ -61,7 +91,7 @@ def _translated(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitabl
     async def call(*args: Any, **kwargs: Any) -> Any:
         try:
             return await method(*args, **kwargs)
-        except (RedisError, RuntimeError) as exc:
+        except REDIS_FAILURES as exc:
             raise_unavailable(exc)
 
     return call

@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 import anyio
-from redis.exceptions import RedisError
 from websockets.asyncio.server import Server, serve
 
 from caches import (
@@ -26,6 +25,7 @@ from caches import (
     QuotaCache,
     SessionCache,
 )
+from caches.errors import translated
 from caches.redis import RedisClient
 from gateway.auth import Authenticator, TokenVerifier
 from gateway.bus import Publisher
@@ -299,8 +299,8 @@ def _http_routes(
             reasons.append(f"store: {trouble}")
         try:
             async with asyncio.timeout(settings.redis.timeout):
-                await redis.ping()
-        except (RedisError, TimeoutError):
+                await translated(redis.ping())
+        except (CacheUnavailable, TimeoutError):
             reasons.append("redis unreachable")
         return reasons
 

@@ -61,3 +61,18 @@ def test_a_write_on_a_closed_transport_is_unavailable_not_a_bug() -> None:
     assert isinstance(lost, CacheUnavailable)
     assert unavailable(RuntimeError("something else")) is None
     assert unavailable(ValueError("handler is closed")) is None
+
+
+def test_a_stream_closed_under_a_command_is_unavailable_not_a_bug() -> None:
+    """redis-py's `None.writelines` when a cluster node closed the connection a command had
+    just taken (see the contract test); any other AttributeError stays a bug."""
+    writer = None
+    with pytest.raises(AttributeError) as closed:
+        writer.writelines([b"PING"])  # type: ignore[attr-defined]
+    assert isinstance(unavailable(closed.value), CacheUnavailable)
+    with pytest.raises(AttributeError) as other:
+        writer.hset  # type: ignore[attr-defined]  # noqa: B018
+    assert unavailable(other.value) is None
+    with pytest.raises(AttributeError) as typo:
+        b"".writelines  # type: ignore[attr-defined]  # noqa: B018
+    assert unavailable(typo.value) is None

@@ -14,11 +14,13 @@ Kept because each is measured (docs/capacity.md, "Private parts kept"):
 from __future__ import annotations
 
 import asyncio
+import collections
 import importlib.metadata
 import inspect
 
 import pytest
 from redis._parsers.base import BaseParser
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import NoScriptError, OutOfMemoryError, ResponseError
 from websockets.asyncio.client import connect as ws_connect
@@ -27,10 +29,11 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 
-from caches import connect
+from caches import SessionCache, connect, keys
 from caches.redis import RedisClient
 from gateway.protocol import events
 from gateway.replies import ReplyStream, stream_writer
+from loadtest.valkey_cluster import ValkeyCluster
 
 
 def _minor(package: str) -> tuple[int, int]:
@@ -125,3 +128,44 @@ async def test_a_compressed_connection_sends_through_send_text_and_send_data() -
         port = next(iter(server.sockets)).getsockname()[1]
         async with ws_connect(f"ws://127.0.0.1:{port}", compression="deflate") as client:
             assert await client.recv() == '{"type":"y"}'
+
+
+async def test_a_cluster_node_closing_its_free_connections_races_commands_taking_them(
+    cluster: ValkeyCluster,
+) -> None:
+    """redis-py 8.1 closes a node's idle connections after a connection error on it (and its
+    removed nodes' after a topology change) while other tasks may be taking them: a command
+    then writes to a stream already gone, `None.writelines`, an AttributeError. The caches
+    translate exactly that into `CacheUnavailable` (caches/errors.py); when redis-py raises a
+    ConnectionError here instead, this contract fails and the translation can go."""
+    client = RedisCluster.from_url(f"redis://127.0.0.1:{cluster.ports[0]}", max_connections=64)
+    sessions = SessionCache(client)
+    raw: collections.Counter[str] = collections.Counter()
+    translated: collections.Counter[str] = collections.Counter()
+    try:
+        await client.initialize()
+        node = client.get_node_from_key(keys.session("s"))
+        assert node is not None
+
+        async def one(round_: int) -> None:
+            for _ in range(round_ % 4):
+                await asyncio.sleep(0)
+            try:
+                await client.get(keys.session("s"))
+            except Exception as exc:  # what redis-py lets out, as it is
+                raw[type(exc).__name__] += 1
+            try:
+                await sessions.get("s")
+            except Exception as exc:  # what the caches let out
+                translated[type(exc).__name__] += 1
+
+        for round_ in range(300):
+            calls = [asyncio.create_task(one(round_ + n)) for n in range(20)]
+            for _ in range(round_ % 5):
+                await asyncio.sleep(0)
+            closing = asyncio.create_task(node.disconnect_free_connections())
+            await asyncio.gather(*calls, closing)
+    finally:
+        await client.aclose()
+    assert raw["AttributeError"] > 0, raw  # redis-py's race, as of 8.1
+    assert set(translated) <= {"CacheUnavailable"}, translated

@@ -31,8 +31,8 @@ from redis.asyncio.client import PubSub
 from redis.asyncio.connection import Connection
 from redis.exceptions import RedisError
 
-from caches import keys
-from caches.errors import raise_unavailable
+from caches import CacheUnavailable, keys
+from caches.errors import REDIS_FAILURES, raise_unavailable, translated
 from caches.redis import RedisClient
 from gateway.bus.base import Delivery, Reconnected
 from gateway.errors import Error
@@ -167,7 +167,7 @@ class RedisBus:
     async def publish(self, channel: str, payload: bytes) -> None:
         try:
             await self._publisher.execute_command(self._dialect.publish, channel, payload)
-        except (RedisError, RuntimeError) as exc:
+        except REDIS_FAILURES as exc:
             raise_unavailable(exc)
 
     async def run(self, deliver: Delivery, reconnected: Reconnected) -> None:
@@ -296,10 +296,12 @@ class RedisBus:
     async def _publish_probe(self) -> None:
         try:
             async with asyncio.timeout(self._timeout):
-                await self._publisher.execute_command(
-                    self._dialect.publish, self._probe_channel, b"probe"
+                await translated(
+                    self._publisher.execute_command(
+                        self._dialect.publish, self._probe_channel, b"probe"
+                    )
                 )
-        except (RedisError, TimeoutError) as exc:
+        except (CacheUnavailable, TimeoutError) as exc:
             raise BusLost(f"probe publish failed: {exc or type(exc).__name__}") from exc
 
 

@@ -28,10 +28,9 @@ from collections.abc import Callable, Iterable
 import anyio
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.exceptions import RedisError
 
 from caches import CacheUnavailable, keys
-from caches.errors import raise_unavailable
+from caches.errors import REDIS_FAILURES, raise_unavailable, translated
 from gateway.bus.base import Delivery, Reconnected
 from gateway.bus.redis import RedisBus
 
@@ -131,7 +130,7 @@ class ShardedBus:
     async def publish(self, channel: str, payload: bytes) -> None:
         try:
             await self._cluster.execute_command("SPUBLISH", channel, payload)
-        except (RedisError, RuntimeError) as exc:
+        except REDIS_FAILURES as exc:
             raise_unavailable(exc)
 
     async def run(self, deliver: Delivery, reconnected: Reconnected) -> None:
@@ -166,7 +165,7 @@ class ShardedBus:
             self._trouble.clear()
             try:
                 await self._refresh()
-            except (RedisError, OSError, TimeoutError) as exc:
+            except (CacheUnavailable, OSError, TimeoutError) as exc:
                 log.warning("bus: cluster topology unreadable: %s", exc)
                 continue
             nodes = self._cluster.get_primaries()
@@ -187,8 +186,8 @@ class ShardedBus:
         """The slot table, read again from a live node (redis-py's `nodes_manager`, which
         `RedisCluster` itself refreshes on MOVED)."""
         async with asyncio.timeout(self._timeout):
-            await self._cluster.initialize()
-            await self._cluster.nodes_manager.initialize()
+            await translated(self._cluster.initialize())
+            await translated(self._cluster.nodes_manager.initialize())
 
     def _owner_of(self, channel: str) -> ClusterNode:
         node = self._cluster.get_node_from_key(channel)
