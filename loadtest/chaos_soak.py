@@ -165,6 +165,8 @@ class _Fleet:
             "log_level": "warning",
         }
         self.running: list[Launched | None] = [None] * count
+        self.exits: list[str] = []
+        """Instances that ended without being told to (a crash), with their last words."""
 
     @property
     def urls(self) -> list[str]:
@@ -183,6 +185,21 @@ class _Fleet:
 
     def alive(self) -> list[Launched]:
         return [p for p in self.running if p is not None]
+
+    def restart_exited(self) -> None:
+        """Note an instance that ended on its own and start it again, as its supervisor
+        would: the soak goes on, the report names the crash."""
+        for index, process in enumerate(self.running):
+            if process is None or process.proc.poll() is None:
+                continue
+            lines = process.log().splitlines()
+            errors = [line for line in lines if "Error" in line or "Exception" in line]
+            last = (errors or lines or ["no log"])[-1].strip()
+            self.exits.append(
+                f"gw{index} exited on its own (code {process.proc.returncode}): {last[-300:]}"
+            )
+            process.stop()
+            self.start(index)
 
     def census(self) -> list[dict[str, int]]:
         """Per instance, its descriptors by what they are: clients, connections by the port
@@ -323,6 +340,7 @@ async def _soak(
     next_fault = started + warmup + chance.uniform(*fault_every)
     base: tuple[int, int, float] | None = None
     pending: asyncio.Task[None] | None = None
+    next_check = started
     while time.monotonic() < until:
         if base is None and time.monotonic() >= started + warmup:
             base = fleet.sample()
@@ -339,11 +357,16 @@ async def _soak(
         if pending is not None and pending.done():
             pending.result()
             pending = None
+        if pending is None and time.monotonic() >= next_check:
+            # (While a fault runs, an instance it stopped is not a crash.)
+            await asyncio.to_thread(fleet.restart_exited)
+            next_check = time.monotonic() + 1.0
         await asyncio.sleep(1 / rate)
     if pending is not None:
         await pending
+    await asyncio.to_thread(fleet.restart_exited)
 
-    problems: list[str] = []
+    problems: list[str] = [*fleet.exits]
     await _all_acknowledged([o for _, o in sends], problems)
     acked = [o.sent.result() for _, o in sends if o.sent.done() and not o.sent.exception()]
     latencies = [acked_at[o.client_msg_id] - at for at, o in sends if o.client_msg_id in acked_at]
