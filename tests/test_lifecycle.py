@@ -95,15 +95,10 @@ async def _no_reassert(channels: frozenset[bytes] | None) -> None:
     raise AssertionError("the in-memory bus never reconnects")
 
 
-def server(
-    redis: RedisClient,
-    bus: MemoryBus,
-    conversations: ConversationService,
-    typing: TypingService | None = None,
-) -> tuple[ClientServer, Hub]:
-    hub = Hub(bus, 1.0)
-    metrics: Counter[str] = Counter()
-    presence = PresenceService(
+def presence_service(
+    redis: RedisClient, bus: MemoryBus, hub: Hub, metrics: Counter[str]
+) -> PresenceService:
+    return PresenceService(
         presence=PresenceCache(redis),
         sessions=SessionCache(redis),
         epoch=EpochMark(redis, SETTINGS.presence.instance_id),
@@ -115,6 +110,17 @@ def server(
         clients=hub.clients,
         metrics=metrics,
     )
+
+
+def server(
+    redis: RedisClient,
+    bus: MemoryBus,
+    conversations: ConversationService,
+    typing: TypingService | None = None,
+) -> tuple[ClientServer, Hub]:
+    hub = Hub(bus, 1.0)
+    metrics: Counter[str] = Counter()
+    presence = presence_service(redis, bus, hub, metrics)
     typing = typing or TypingService(
         PresenceCache(redis), Publisher(bus.publish), SETTINGS.presence
     )
@@ -240,3 +246,21 @@ async def test_a_connection_the_drain_finds_attaching_gets_hello_then_reconnect(
         clients._greet(attaching, "127.0.0.1")
         assert [f["type"] for f in attaching.received] == ["hello", "reconnect"]
         assert attaching.closes == [(Close.SERVICE_RESTART, "service restart")]
+
+
+async def test_a_burst_of_reasserts_shares_runs(
+    redis: RedisClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A failover that moves many channels asks for a re-assertion per channel: those that
+    arrive while one runs share the next (which starts after them), so 30 asks cost 2 runs."""
+    bus = MemoryBus(MemoryBroker())
+    hub = Hub(bus, 1.0)
+    presence = presence_service(redis, bus, hub, Counter())
+    await presence.mark_epoch()
+    caplog.set_level("INFO", logger="gateway.services.presence")
+    await asyncio.gather(*(presence.reassert() for _ in range(30)))
+    runs = [r for r in caplog.records if r.getMessage().startswith("re-asserted")]
+    assert len(runs) == 2, [r.getMessage() for r in runs]
+    await presence.reassert()  # one asked alone, after them, runs
+    runs = [r for r in caplog.records if r.getMessage().startswith("re-asserted")]
+    assert len(runs) == 3

@@ -175,12 +175,20 @@ class ShardedBus:
             classic = _classic_name(nodes[0])
             for name in [n for n in self._shards if n not in primaries and n != classic]:
                 self._stop(name)
+            moved: dict[str, list[str]] = {}
             for channel in sorted(self._channels):
                 if self._owner.get(channel) not in self._shards or (
                     channel not in CLASSIC_CHANNELS
                     and self._owner.get(channel) != self._owner_of(channel).name
                 ):
-                    self._route(channel, gap=True)
+                    if self._route(channel, gap=True):
+                        moved.setdefault(self._owner[channel], []).append(channel)
+            for owner, channels in moved.items():
+                # Between the old owner dropping them and the new one taking them, their
+                # events were lost: once subscribed again, their clients resync (one call
+                # per shard, not per channel).
+                assert self._group is not None
+                self._group.start_soon(self._resync_moved, self._shards[owner], channels)
 
     async def _refresh(self) -> None:
         """The slot table, read again from a live node (redis-py's `nodes_manager`, which
@@ -195,13 +203,13 @@ class ShardedBus:
             raise CacheUnavailable(f"no node serves the slot of {channel}")
         return node
 
-    def _route(self, channel: str, *, gap: bool) -> None:
+    def _route(self, channel: str, *, gap: bool) -> bool:
         """Subscribe `channel` on the shard of the node that owns its slot (moving it off its
-        previous one)."""
+        previous one); whether it moved."""
         if channel in CLASSIC_CHANNELS:
             self._owner[channel], shard = self._classic_shard()
             shard.subscribe(channel)
-            return
+            return False
         node = self._owner_of(channel)
         previous = self._owner.get(channel)
         moved = previous is not None and previous != node.name
@@ -213,22 +221,25 @@ class ShardedBus:
         self._owner[channel] = node.name
         shard = self._shard(node, gap=gap)
         shard.subscribe(channel)
-        if moved and self._group is not None:
-            # Between the old owner dropping it and the new one taking it, its events were
-            # lost: once subscribed again, its clients resync.
-            self._group.start_soon(self._resync_moved, shard, channel)
+        return moved
 
-    async def _resync_moved(self, shard: RedisBus, channel: str) -> None:
-        try:
-            await shard.confirmed([channel], self._timeout * 5)
-        except TimeoutError:
-            self._trouble.set()  # not taken yet: the watcher looks again
-            return
-        if self._reconnected is not None and self._owner.get(channel) is not None:
+    async def _resync_moved(self, shard: RedisBus, channels: list[str]) -> None:
+        # Each confirmed on its own: one left meanwhile (never confirmed) holds no other back.
+        confirmed = await asyncio.gather(
+            *(shard.confirmed([c], self._timeout * 5) for c in channels), return_exceptions=True
+        )
+        if any(result is not None for result in confirmed):
+            self._trouble.set()  # some not taken yet: the watcher looks again
+        still = frozenset(
+            c.encode()
+            for c, result in zip(channels, confirmed, strict=True)
+            if result is None and self._owner.get(c) is not None
+        )
+        if self._reconnected is not None and still:
             try:
-                await self._reconnected(frozenset({channel.encode()}))
+                await self._reconnected(still)
             except Exception:  # the gateway's edge: logged, never the bus's end
-                log.exception("bus: telling the clients of a moved channel failed")
+                log.exception("bus: telling the clients of moved channels failed")
 
     def _shard(self, node: ClusterNode, *, gap: bool) -> RedisBus:
         shard = self._shards.get(node.name)

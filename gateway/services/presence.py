@@ -86,6 +86,8 @@ class PresenceService:
             spawn=spawn,
         )
         self._reasserting = asyncio.Lock()
+        self._reasserts_asked = 0
+        self._reasserts_covered = 0
         self._expiries: list[tuple[float, uuid.UUID]] = []
         self._next_sweep = 0.0
         self._next_epoch_check = 0.0
@@ -217,9 +219,19 @@ class PresenceService:
         """Redis came back (the bus reconnected) or lost its data: every live connection takes
         its lease again. After data loss its session is restored too, and nothing is announced
         (watchers saw no change); otherwise real transitions (a lease that lapsed meanwhile)
-        are announced as usual."""
+        are announced as usual.
+
+        Callers that arrive while a run is under way share the next one, which starts after
+        them and so covers them: a burst (a failover moving many channels, each telling its
+        clients) costs two runs, not one each."""
+        self._reasserts_asked += 1
+        asked = self._reasserts_asked
         async with self._reasserting:
+            if self._reasserts_covered >= asked:
+                return
+            covers = self._reasserts_asked
             await self._reassert()
+            self._reasserts_covered = covers
 
     async def _reassert(self) -> None:
         # The mark goes back last: until every session is restored, a heartbeat that misses
