@@ -128,6 +128,12 @@ class _Lane(_Queued):
             asyncio.get_running_loop().call_soon(self._flush)
 
     async def run(self) -> None:
+        try:
+            await self._connected_for_ever()
+        finally:  # stopped (a retired cluster lane) between attempts: nothing may wait on
+            self._settle_lost(retry=False)
+
+    async def _connected_for_ever(self) -> None:
         backoff = 0.05
         while True:
             connection = self._new_connection()

@@ -163,3 +163,23 @@ async def wait_for_reply(client: RedisClient) -> bool:
 
     await wait_for(answers)
     return True
+
+
+async def test_a_lane_stopped_while_waiting_to_reconnect_fails_what_it_holds() -> None:
+    """A lane stopped (a cluster node no longer a primary: its lane is retired) while it
+    waits between connection attempts fails the commands queued meanwhile; they would wait
+    for ever, and their callers with them."""
+    (port,) = free_ports(1)  # nothing listens there: each attempt is refused at once
+    base = connect(f"redis://127.0.0.1:{port}", ClientOptions(retries=0))
+    assert isinstance(base, aioredis.Redis)
+    client, sender = auto_pipelined(base, deadline=1.0)
+    runner = asyncio.create_task(sender.run())
+    await asyncio.sleep(0.5)  # a few refused attempts: the lane now waits to try again
+    queued = asyncio.ensure_future(client.get("k"))
+    await asyncio.sleep(0)
+    runner.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await runner
+    with pytest.raises(redis.exceptions.ConnectionError):
+        await asyncio.wait_for(queued, 1.0)
+    await base.aclose()
