@@ -8,7 +8,8 @@ One connection of its own (a redis-py `Connection` built from the client's parse
 index, TLS, ACL user and timeouts are the client's), commands packed by hiredis, any number in
 flight, replies parsed by hiredis in bulk and given redis-py's response callbacks, handed back
 in order. A watchdog fails everything in flight when the oldest command has waited longer than
-the deadline, so a hung server never holds a caller.
+the deadline, so a hung server never holds a caller. A command whose connection is cut under it
+goes once more on the next connection, as redis-py's retry would send it.
 
 The client is a `redis.asyncio.Redis` subclass built by redis-py's own constructor on the
 caller's connection pool, and its plain pipelines are `Pipeline`s built as redis-py's
