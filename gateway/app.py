@@ -35,7 +35,7 @@ from gateway.dev import DevRoutes
 from gateway.handlers import HandlerContext, Limits, RequestBudget
 from gateway.handshake import json_refusals
 from gateway.http import HttpRoutes
-from gateway.limits import raise_open_files_limit, tune_garbage_collector
+from gateway.limits import CollectAfterFaults, raise_open_files_limit, tune_garbage_collector
 from gateway.logs import redacting_logger
 from gateway.metrics import FRAMES_OUT, Latency, MetricsExport, every_series
 from gateway.protocol import events
@@ -115,6 +115,7 @@ class _Built:
     routes: HttpRoutes
     spawner: Spawner
     metrics: Counter[str]
+    collector: CollectAfterFaults = dataclasses.field(default_factory=CollectAfterFaults)
 
     def jobs(self) -> list[Coroutine[Any, Any, None]]:
         """The instance-wide jobs that run until the instance stops."""
@@ -127,6 +128,7 @@ class _Built:
             self.repair.run(),
             self.revocations.run(),
             self.store.watch(),
+            self.collector.run(),
         ]
 
     async def reconnected(self, channels: frozenset[bytes] | None) -> None:
@@ -134,6 +136,7 @@ class _Built:
         # (to the clients of the channels that were away: on a cluster, one shard's), so
         # clients recover from the store, then take the leases again. What failed writes left
         # stale in the caches goes before that, so the recovery reads miss it.
+        self.collector.fault_over()
         await self.repair.drain()
         self.metrics["resyncs"] += 1
         if channels is None:
