@@ -51,14 +51,21 @@ async def redis_side(settings: Settings, url: str) -> AsyncIterator[RedisSide]:
     options = ClientOptions(socket_timeout=budget, connect_timeout=budget)
     # A subscriber reads without deadline (the bus's probe watches it) and is never pinged by
     # redis-py's health check, whose reply would interleave with messages.
-    subscribing = dataclasses.replace(options, health_check_interval=0, max_connections=4)
+    # (A node's shards, classic and sharded, and their successors share one client.)
+    subscribing = dataclasses.replace(options, health_check_interval=0, max_connections=8)
     latency = Latency("redis", "One Redis command's round trip (auto-pipeline)")
-    nodes: list[aioredis.Redis] = []
+    # One client per node and use, kept for the instance's life: a node's lane or shard
+    # started again after a failover takes the one it had (a new one each time grew without
+    # bound when primaries kept failing).
+    nodes: dict[tuple[str, bool], aioredis.Redis] = {}
 
     def node(target: str, node_options: ClientOptions, decode_responses: bool) -> aioredis.Redis:
+        known = nodes.get((target, decode_responses))
+        if known is not None:
+            return known
         client = connect(target, node_options, decode_responses=decode_responses)
         assert isinstance(client, aioredis.Redis)
-        nodes.append(client)
+        nodes[target, decode_responses] = client
         return client
 
     def subscriber(target: str) -> aioredis.Redis:
@@ -107,7 +114,7 @@ async def redis_side(settings: Settings, url: str) -> AsyncIterator[RedisSide]:
                 scripts_publish="classic",
             )
     finally:
-        for opened in nodes:
+        for opened in nodes.values():
             await opened.aclose()
         if redis is not None:
             await redis.aclose()

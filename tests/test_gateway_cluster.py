@@ -14,7 +14,10 @@ import pytest
 
 from caches import SessionCache
 from caches.redis import RedisClient, connect
+from gateway.bus.sharded import ShardedBus
 from gateway.client import GatewayClient
+from gateway.config import Settings
+from gateway.redis_side import redis_side
 from loadtest.valkey_cluster import ValkeyCluster
 from tests.gateways import GatewayProcess, client_for, gateways, token_for
 
@@ -117,3 +120,17 @@ async def test_a_revoked_session_closes_its_connections_on_every_instance(
     for client in clients:
         assert (await client.next_event("session.revoked", timeout=10))["reason"]
         assert await client.wait_closed(10) == 4002
+
+
+async def test_a_node_s_lane_or_shard_started_again_takes_the_client_it_had(
+    cluster: ValkeyCluster,
+) -> None:
+    """After each failover a node's lane and shard start again: they take the node's client
+    (one per node and use), where a new one each time grew without bound."""
+    settings = Settings.flat(jwt_secret="cluster-test-secret-0123456789abcdef")
+    async with redis_side(settings, cluster.url) as side:
+        assert isinstance(side.bus, ShardedBus)
+        subscriber = side.bus._node_client  # the shards' factory
+        first, second = (int(p) for p in cluster.ports[:2])
+        assert subscriber("127.0.0.1", first) is subscriber("127.0.0.1", first)
+        assert subscriber("127.0.0.1", first) is not subscriber("127.0.0.1", second)
