@@ -41,6 +41,7 @@ __all__ = [
     "DEFAULT_TYPING_TTL",
     "PresenceCache",
     "PresenceUpdate",
+    "Typist",
 ]
 
 DEFAULT_PRESENCE_TTL = timedelta(minutes=5)
@@ -81,6 +82,18 @@ class Announcement(NamedTuple):
 
     def script_args(self) -> list[str | bytes]:
         return [self.message, "1" if self.sharded else "0"]
+
+
+class Typist(NamedTuple):
+    """A user's typing in one conversation: the typing scripts' keys and arguments, built once
+    (`PresenceCache.typist`)."""
+
+    user: str
+    start_keys: list[str]
+    start_tail: tuple[str | int | bytes, ...]
+    """The start script's arguments after the user and the time."""
+    stop_keys: list[str]
+    stop_args: list[str | bytes]
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,6 +251,34 @@ class PresenceCache:
 
     # Typing
 
+    def typist(
+        self,
+        conversation_id: uuid.UUID | str,
+        user_id: uuid.UUID | str,
+        ttl: TTL = DEFAULT_TYPING_TTL,
+        *,
+        throttle: TTL | None = None,
+        started: Announcement | None = None,
+        stopped: Announcement | None = None,
+    ) -> Typist:
+        """One user's typing in one conversation as the typing scripts take it (`started` and
+        `stopped`: what to publish when a start or a stop is announced). Built once, it serves
+        every start and stop of that user there (`start_typing`, `stop_typing`)."""
+        user = str(keys.valid_uuid(user_id, "user_id"))
+        key = keys.typing(conversation_id, user_id)
+        index = keys.typing_index(conversation_id)
+        window = -1 if throttle is None else ttl_ms(throttle)
+        start_tail: tuple[str | int | bytes, ...] = (ttl_ms(ttl), window)
+        start_keys, stop_keys = [key, index], [key, index]
+        stop_args: list[str | bytes] = [user]
+        if started is not None:
+            start_keys.append(started.channel)
+            start_tail += tuple(started.script_args())
+        if stopped is not None:
+            stop_keys.append(stopped.channel)
+            stop_args += stopped.script_args()
+        return Typist(user, start_keys, start_tail, stop_keys, stop_args)
+
     async def set_typing(
         self,
         conversation_id: uuid.UUID | str,
@@ -253,15 +294,13 @@ class PresenceCache:
         at least `throttle` old; a repeat inside the window only renews the TTL. With `announce`,
         the message is published in the same atomic step, only when announcing.
         """
-        user = str(keys.valid_uuid(user_id, "user_id"))
-        window = -1 if throttle is None else ttl_ms(throttle)
-        args: list[str | int | bytes] = [user, _now_ms(), ttl_ms(ttl), window]
-        script_keys = [keys.typing(conversation_id, user_id), keys.typing_index(conversation_id)]
-        if announce is not None:
-            script_keys.append(announce.channel)
-            args += announce.script_args()
-        announced = await _TYPING_START(self._redis, script_keys, args)
-        return bool(announced)
+        typist = self.typist(conversation_id, user_id, ttl, throttle=throttle, started=announce)
+        return await self.start_typing(typist)
+
+    async def start_typing(self, typist: Typist) -> bool:
+        """`set_typing` for a prepared `typist`."""
+        args = [typist.user, _now_ms(), *typist.start_tail]
+        return bool(await _TYPING_START(self._redis, typist.start_keys, args))
 
     async def is_typing(self, conversation_id: uuid.UUID | str, user_id: uuid.UUID | str) -> bool:
         return bool(await self._redis.exists(keys.typing(conversation_id, user_id)))
@@ -281,14 +320,11 @@ class PresenceCache:
         announce: Announcement | None = None,
     ) -> bool:
         """Stop typing; True when the user was typing (and `announce` was then published)."""
-        user = str(keys.valid_uuid(user_id, "user_id"))
-        args: list[str | bytes] = [user]
-        script_keys = [keys.typing(conversation_id, user_id), keys.typing_index(conversation_id)]
-        if announce is not None:
-            script_keys.append(announce.channel)
-            args += announce.script_args()
-        was = await _TYPING_STOP(self._redis, script_keys, args)
-        return bool(was)
+        return await self.stop_typing(self.typist(conversation_id, user_id, stopped=announce))
+
+    async def stop_typing(self, typist: Typist) -> bool:
+        """`clear_typing` for a prepared `typist`."""
+        return bool(await _TYPING_STOP(self._redis, typist.stop_keys, typist.stop_args))
 
     # Connection-aware presence
 

@@ -41,3 +41,20 @@ def test_other_spellings_are_refused_everywhere(text: str) -> None:
 def test_values_that_are_not_text_are_refused(value: object) -> None:
     with pytest.raises(ValueError):
         parse_uuid(value)
+
+
+def test_a_text_seen_before_is_looked_up_and_the_memo_stays_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from gateway.protocol import ids
+
+    monkeypatch.setattr(ids, "_PARSED", {})
+    monkeypatch.setattr(ids, "_PARSED_MAX", 8)
+    assert parse_uuid(str(ID)) is parse_uuid(str(ID))  # the second from the memo
+    for _ in range(3):  # a refused text is never remembered
+        with pytest.raises(ValueError):
+            parse_uuid(REFUSED[0])
+    texts = [str(uuid.uuid4()) for _ in range(20)]
+    assert [parse_uuid(text) for text in texts] == [uuid.UUID(text) for text in texts]
+    assert len(ids._PARSED) <= 8
+    assert REFUSED[0] not in ids._PARSED

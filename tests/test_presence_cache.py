@@ -252,8 +252,22 @@ async def test_typing_announcement_published_atomically_only_when_announced(
     assert not await cache.set_typing(conv, ann, announce=Announcement(channel, b"start-2"))
     assert await cache.clear_typing(conv, ann, announce=Announcement(channel, b"stop-1"))
     assert not await cache.clear_typing(conv, ann, announce=Announcement(channel, b"stop-2"))
-    received = [await asyncio.wait_for(next_message(), 2) for _ in range(2)]
-    assert received == ["start-1", "stop-1"]
+    # A typist prepared once serves every later start and stop, each announced as it says.
+    typist = cache.typist(
+        conv,
+        ann,
+        throttle=60_000 * MS,
+        started=Announcement(channel, b"start-3"),
+        stopped=Announcement(channel, b"stop-3"),
+    )
+    assert await cache.start_typing(typist)
+    assert not await cache.start_typing(typist)  # inside the throttle window
+    assert await cache.get_typing_users(conv) == [ann]
+    assert await cache.stop_typing(typist)
+    assert not await cache.stop_typing(typist)
+    assert await cache.start_typing(typist)
+    received = [await asyncio.wait_for(next_message(), 2) for _ in range(5)]
+    assert received == ["start-1", "stop-1", "start-3", "stop-3", "start-3"]
     await pubsub.aclose()  # type: ignore[no-untyped-call]
 
 
