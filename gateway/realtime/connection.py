@@ -42,7 +42,9 @@ class Connection:
         "ws",
         "_closer",
         "_early",
+        "_protocol",
         "_send_limit",
+        "_transport",
     )
 
     def __init__(
@@ -65,6 +67,9 @@ class Connection:
         self.rejected_at: list[float] | None = None
         self._send_limit = send_limit
         self._closer = closer
+        # Held here, not looked up through `ws` on each of the connection's deliveries.
+        self._protocol = ws.protocol
+        self._transport = ws.transport
         # permessage-deflate negotiated: frames must go through the connection's compressor,
         # so fan-out cannot share pre-framed bytes with this one.
         self.deflate = bool(ws.protocol.extensions)
@@ -93,9 +98,9 @@ class Connection:
         return self.send_frame(text_frame(payload))
 
     def _writable(self) -> bool:
-        if self.state is not ConnState.OPEN or self.ws.protocol.state is not State.OPEN:
+        if self.state is not ConnState.OPEN or self._protocol.state is not State.OPEN:
             return False
-        if self.ws.transport.get_write_buffer_size() > self._send_limit:
+        if self._transport.get_write_buffer_size() > self._send_limit:
             # Closed, never buffered without bound and never waited for.
             self.close(Close.SLOW_CONSUMER, "slow consumer")
             return False
@@ -116,7 +121,7 @@ class Connection:
         return True
 
     def _write_frame(self, frame: bytes) -> None:
-        self.ws.transport.write(frame)
+        self._transport.write(frame)
 
     def send_compressed(self, payload: bytes) -> bool:
         """Send through websockets' framing, which compresses for this connection."""
@@ -129,7 +134,7 @@ class Connection:
         return True
 
     def _write_compressed(self, payload: bytes) -> None:
-        self.ws.protocol.send_text(payload)
+        self._protocol.send_text(payload)
         self.ws.send_data()
 
     def close(self, code: Close, reason: str) -> None:
