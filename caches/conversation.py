@@ -107,7 +107,7 @@ class ConversationCache:
     async def _write(
         self, user_id: uuid.UUID | str, op: str, conversation_id: uuid.UUID | str, *extra: str | int
     ) -> int | None:
-        conv = str(keys.valid_uuid(conversation_id, "conversation_id"))
+        conv = keys.uuid_text(conversation_id, "conversation_id")
         result = await _WRITE(
             self._redis,
             self._keys(user_id),
@@ -163,9 +163,9 @@ class ConversationCache:
         """`record_message` for every member (unread for all but the sender) in one script call,
         whatever the member count; on a cluster, where each user's list has its own slot, one
         call per member, issued together. Members whose list is not cached cost nothing more."""
-        conv = str(keys.valid_uuid(conversation_id, "conversation_id"))
-        sender = keys.valid_uuid(sender_id, "sender_id")
-        unread = ["0" if keys.valid_uuid(m, "member_id") == sender else "1" for m in member_ids]
+        conv = keys.uuid_text(conversation_id, "conversation_id")
+        sender = keys.uuid_text(sender_id, "sender_id")
+        unread = ["0" if keys.uuid_text(m, "member_id") == sender else "1" for m in member_ids]
         args = [conv, _VERSION_TTL_MS, _PINNED_WEIGHT, *_preview(message_id, text, at)]
         seq_arg = "" if seq is None else seq
         if is_cluster(self._redis):

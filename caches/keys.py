@@ -50,6 +50,7 @@ __all__ = [
     "user_conversations_version",
     "user_session",
     "user_sessions",
+    "uuid_text",
     "valid_id",
     "valid_uuid",
 ]
@@ -93,7 +94,7 @@ def valid_uuid(value: uuid.UUID | str, what: str = "id") -> uuid.UUID:
         return value
     if isinstance(value, str):
         try:
-            return uuid.UUID(value)
+            return _parsed(value)
         except ValueError:
             pass
     raise ValueError(f"{what} must be a UUID, got {value!r}")
@@ -108,13 +109,29 @@ def valid_id(value: str | uuid.UUID, what: str = "id") -> str:
     raise ValueError(f"{what} must be 1-128 characters of [A-Za-z0-9._~-], got {value!r}")
 
 
-# str(UUID) is pure Python and dominates bulk calls; the same users recur, so memoize it.
+# str(UUID) and UUID(text) are pure Python and dominate bulk calls (a message's members, read
+# back from the store as texts, name their keys and counters); the same users recur, so both
+# are memoized, by the UUID and by the text as given.
 _uuid_text = bounded_memo(str, 1 << 17)
+_parsed = bounded_memo(uuid.UUID, 1 << 17)
 
 
-def _u(value: uuid.UUID | str, what: str) -> str:
+def _canonical_text(text: str) -> str:
+    return _uuid_text(uuid.UUID(text))
+
+
+_canonical = bounded_memo(_canonical_text, 1 << 17)
+
+
+def uuid_text(value: uuid.UUID | str, what: str = "id") -> str:
+    """`value`'s canonical text (lower case, hyphenated), or `ValueError` naming `what`."""
     if type(value) is uuid.UUID:
         return _uuid_text(value)
+    if type(value) is str:
+        try:
+            return _canonical(value)
+        except ValueError:
+            pass
     return _uuid_text(valid_uuid(value, what))
 
 
@@ -124,12 +141,13 @@ def session(session_id: str) -> str:
 
 
 def user_session(user_id: uuid.UUID | str, session_id: str) -> str:
-    return f"user_session:{{{_u(user_id, 'user_id')}}}:{{{valid_id(session_id, 'session_id')}}}"
+    user = uuid_text(user_id, "user_id")
+    return f"user_session:{{{user}}}:{{{valid_id(session_id, 'session_id')}}}"
 
 
 def user_sessions(user_id: uuid.UUID | str) -> str:
     """Set of a user's session ids: the multi-device index (no KEYS/SCAN)."""
-    return f"user_sessions:{{{_u(user_id, 'user_id')}}}"
+    return f"user_sessions:{{{uuid_text(user_id, 'user_id')}}}"
 
 
 def blacklist_token(token_id: str) -> str:
@@ -143,22 +161,23 @@ def message(message_id: str | uuid.UUID) -> str:
 
 def conversation_messages(conversation_id: uuid.UUID | str) -> str:
     """Sorted set: message id -> seq, or created_at epoch ms without one (the spec's list)."""
-    return f"conversation:messages:{{{_u(conversation_id, 'conversation_id')}}}"
+    return f"conversation:messages:{{{uuid_text(conversation_id, 'conversation_id')}}}"
 
 
 def conversation_message_bodies(conversation_id: uuid.UUID | str) -> str:
     """Hash: message id -> message JSON, plus the list's `@loaded`/`@complete` markers."""
-    return f"conversation:messages:bodies:{{{_u(conversation_id, 'conversation_id')}}}"
+    return f"conversation:messages:bodies:{{{uuid_text(conversation_id, 'conversation_id')}}}"
 
 
 def unread(conversation_id: uuid.UUID | str, user_id: uuid.UUID | str) -> str:
-    return f"unread:{{{_u(conversation_id, 'conversation_id')}}}:{{{_u(user_id, 'user_id')}}}"
+    conversation = uuid_text(conversation_id, "conversation_id")
+    return f"unread:{{{conversation}}}:{{{uuid_text(user_id, 'user_id')}}}"
 
 
 def unread_state(conversation_id: uuid.UUID | str) -> str:
     """Hash beside a conversation's unread counters (same slot): '@v', bumped by every change,
     and per user the seq their counter was filled as of."""
-    return f"unread:state:{{{_u(conversation_id, 'conversation_id')}}}"
+    return f"unread:state:{{{uuid_text(conversation_id, 'conversation_id')}}}"
 
 
 # Presence and typing
@@ -169,7 +188,7 @@ _PRESENCE_CONNS = "presence:conns:{%s}"
 
 
 def presence(user_id: uuid.UUID | str) -> str:
-    return _PRESENCE % _u(user_id, "user_id")
+    return _PRESENCE % uuid_text(user_id, "user_id")
 
 
 def presence_many(user_ids: list[uuid.UUID]) -> list[str]:
@@ -178,23 +197,23 @@ def presence_many(user_ids: list[uuid.UUID]) -> list[str]:
 
 
 def lastseen(user_id: uuid.UUID | str) -> str:
-    return _LASTSEEN % _u(user_id, "user_id")
+    return _LASTSEEN % uuid_text(user_id, "user_id")
 
 
 def presence_leases(user_id: uuid.UUID | str) -> str:
     """Sorted set: connection id -> lease expiry epoch ms."""
-    return _PRESENCE_LEASES % _u(user_id, "user_id")
+    return _PRESENCE_LEASES % uuid_text(user_id, "user_id")
 
 
 def presence_conns(user_id: uuid.UUID | str) -> str:
     """Hash: connection id -> `a` (active) or `w` (away), plus `@status`, the announced status."""
-    return _PRESENCE_CONNS % _u(user_id, "user_id")
+    return _PRESENCE_CONNS % uuid_text(user_id, "user_id")
 
 
 def presence_step(user_id: uuid.UUID | str) -> tuple[str, list[str]]:
     """The user's id as text and the four keys one presence step touches, in the script's
     order: status, leases, connections, last seen (heartbeat batches build these per client)."""
-    user = _u(user_id, "user_id")
+    user = uuid_text(user_id, "user_id")
     return user, [
         _PRESENCE % user,
         _PRESENCE_LEASES % user,
@@ -204,29 +223,30 @@ def presence_step(user_id: uuid.UUID | str) -> tuple[str, list[str]]:
 
 
 def typing(conversation_id: uuid.UUID | str, user_id: uuid.UUID | str) -> str:
-    return f"typing:{{{_u(conversation_id, 'conversation_id')}}}:{{{_u(user_id, 'user_id')}}}"
+    conversation = uuid_text(conversation_id, "conversation_id")
+    return f"typing:{{{conversation}}}:{{{uuid_text(user_id, 'user_id')}}}"
 
 
 def typing_index(conversation_id: uuid.UUID | str) -> str:
     """Sorted set: user id -> typing expiry epoch ms, so a read is one round trip."""
-    return f"typing:index:{{{_u(conversation_id, 'conversation_id')}}}"
+    return f"typing:index:{{{uuid_text(conversation_id, 'conversation_id')}}}"
 
 
 # Conversations
 def user_conversations(user_id: uuid.UUID | str) -> str:
     """Sorted set: conversation id -> sort score (pinned first, then newest message first)."""
-    return f"conversations:user:{{{_u(user_id, 'user_id')}}}"
+    return f"conversations:user:{{{uuid_text(user_id, 'user_id')}}}"
 
 
 def user_conversation_data(user_id: uuid.UUID | str) -> str:
     """Hash: conversation id -> conversation JSON, plus `@loaded`/`@complete` markers."""
-    return f"conversations:user:data:{{{_u(user_id, 'user_id')}}}"
+    return f"conversations:user:data:{{{uuid_text(user_id, 'user_id')}}}"
 
 
 def user_conversations_version(user_id: uuid.UUID | str) -> str:
     """Counter bumped by every write to the list: a fill carrying an older version (its store
     read came before a write) is refused."""
-    return f"conversations:user:version:{{{_u(user_id, 'user_id')}}}"
+    return f"conversations:user:version:{{{uuid_text(user_id, 'user_id')}}}"
 
 
 # Gateway instances
@@ -260,15 +280,15 @@ def gateway_epoch(instance_id: str) -> str:
 
 # Pub/sub channels
 def conversation_channel(conversation_id: uuid.UUID | str) -> str:
-    return f"ch:conversation:{{{_u(conversation_id, 'conversation_id')}}}"
+    return f"ch:conversation:{{{uuid_text(conversation_id, 'conversation_id')}}}"
 
 
 def user_channel(user_id: uuid.UUID | str) -> str:
-    return f"ch:user:{{{_u(user_id, 'user_id')}}}"
+    return f"ch:user:{{{uuid_text(user_id, 'user_id')}}}"
 
 
 def presence_channel(user_id: uuid.UUID | str) -> str:
-    return f"ch:presence:{{{_u(user_id, 'user_id')}}}"
+    return f"ch:presence:{{{uuid_text(user_id, 'user_id')}}}"
 
 
 def instance_channel(instance_id: str) -> str:

@@ -199,7 +199,7 @@ class MessageCache:
         pipe = pipeline(self._redis)
         pipe.delete(keys.unread(conversation_id, user_id))
         pipe.hincrby(state, "@v", 1)
-        pipe.hdel(state, str(keys.valid_uuid(user_id, "user_id")))
+        pipe.hdel(state, keys.uuid_text(user_id, "user_id"))
         pipe.pexpire(state, _UNREAD_STATE_TTL_MS)
         await pipe.execute()
 
@@ -229,7 +229,7 @@ class MessageCache:
     ) -> bool:
         """Cache a count read from the store as of the conversation's `as_of_seq`; refused
         (False) when a message or a read was recorded since `version` was taken."""
-        user = str(keys.valid_uuid(user_id, "user_id"))
+        user = keys.uuid_text(user_id, "user_id")
         result = await _UNREAD_FILL(
             self._redis,
             [keys.unread_state(conversation_id), keys.unread(conversation_id, user)],
@@ -246,7 +246,7 @@ class MessageCache:
         """Message `seq` is unread for these members: their cached counters count it (once,
         whatever the order of arrival); uncached ones stay misses. One call for any number of
         members (a conversation's counters share a slot)."""
-        users = [str(keys.valid_uuid(u, "user_id")) for u in recipient_ids]
+        users = [keys.uuid_text(u, "user_id") for u in recipient_ids]
         await _UNREAD_RECORD(
             self._redis,
             [keys.unread_state(conversation_id), *(keys.unread(conversation_id, u) for u in users)],

@@ -115,7 +115,7 @@ def _user_ids(user_ids: Sequence[uuid.UUID | str]) -> list[uuid.UUID]:
 
 def _user(user_id: uuid.UUID | str) -> str:
     """The canonical text of a user id, as index members spell it."""
-    return str(keys.valid_uuid(user_id, "user_id"))
+    return keys.uuid_text(user_id, "user_id")
 
 
 def _now_ms() -> int:
@@ -162,7 +162,7 @@ class PresenceCache:
 
     async def set_offline(self, user_id: uuid.UUID | str) -> None:
         """Force a user offline now (every lease dropped) and record last seen."""
-        user = str(keys.valid_uuid(user_id, "user_id"))
+        user = keys.uuid_text(user_id, "user_id")
         pipe = pipeline(self._redis)
         pipe.delete(
             keys.presence(user_id), keys.presence_leases(user_id), keys.presence_conns(user_id)
@@ -264,7 +264,7 @@ class PresenceCache:
         """One user's typing in one conversation as the typing scripts take it (`started` and
         `stopped`: what to publish when a start or a stop is announced). Built once, it serves
         every start and stop of that user there (`start_typing`, `stop_typing`)."""
-        user = str(keys.valid_uuid(user_id, "user_id"))
+        user = keys.uuid_text(user_id, "user_id")
         key = keys.typing(conversation_id, user_id)
         index = keys.typing_index(conversation_id)
         window = -1 if throttle is None else ttl_ms(throttle)

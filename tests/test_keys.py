@@ -43,6 +43,18 @@ def test_malformed_uuid_rejected_before_key_is_built(bad: object) -> None:
         keys.presence(bad)  # type: ignore[arg-type]
 
 
+def test_an_id_as_text_is_spelled_canonically_in_every_key() -> None:
+    """Any spelling `uuid.UUID` takes names the same keys as the UUID (texts are remembered
+    by how they were given; a remembered spelling still comes out canonical)."""
+    for _ in range(2):  # the second time from the memo
+        assert keys.uuid_text(str(U).upper(), "user_id") == str(U)
+        assert keys.uuid_text(f"{{{U}}}", "user_id") == str(U)
+        assert keys.unread(str(C).upper(), U.hex) == keys.unread(C, U)
+        assert keys.valid_uuid(str(U).upper()) == U
+    with pytest.raises(ValueError, match="member_id"):
+        keys.uuid_text("not-a-uuid", "member_id")
+
+
 @pytest.mark.parametrize("bad", ["", "a b", "a{b}", "a:b", "x" * 129, "é"])
 def test_malformed_opaque_id_rejected(bad: str) -> None:
     """Session, token and message ids must be 1-128 URL-safe characters, no braces."""
