@@ -110,14 +110,20 @@ def valid_id(value: str | uuid.UUID, what: str = "id") -> str:
 
 
 # str(UUID) and UUID(text) are pure Python and dominate bulk calls (a message's members, read
-# back from the store as texts, name their keys and counters); the same users recur, so both
-# are memoized, by the UUID and by the text as given.
-_uuid_text = bounded_memo(str, 1 << 17)
+# back from the store, name their keys and counters); the same users recur, so both are
+# memoized: a UUID's text by its number (an int hashes and compares in C, a UUID through its
+# Python `__hash__` and `__eq__`, and ids read back from a store are new objects each time),
+# and a text's canonical spelling by the text as given.
+def _text_of_number(number: int) -> str:
+    return str(uuid.UUID(int=number))
+
+
+_text_by_number = bounded_memo(_text_of_number, 1 << 17)
 _parsed = bounded_memo(uuid.UUID, 1 << 17)
 
 
 def _canonical_text(text: str) -> str:
-    return _uuid_text(uuid.UUID(text))
+    return _text_by_number(uuid.UUID(text).int)
 
 
 _canonical = bounded_memo(_canonical_text, 1 << 17)
@@ -126,13 +132,13 @@ _canonical = bounded_memo(_canonical_text, 1 << 17)
 def uuid_text(value: uuid.UUID | str, what: str = "id") -> str:
     """`value`'s canonical text (lower case, hyphenated), or `ValueError` naming `what`."""
     if type(value) is uuid.UUID:
-        return _uuid_text(value)
+        return _text_by_number(value.int)
     if type(value) is str:
         try:
             return _canonical(value)
         except ValueError:
             pass
-    return _uuid_text(valid_uuid(value, what))
+    return _text_by_number(valid_uuid(value, what).int)
 
 
 # Sessions
@@ -193,7 +199,7 @@ def presence(user_id: uuid.UUID | str) -> str:
 
 def presence_many(user_ids: list[uuid.UUID]) -> list[str]:
     """`presence` of many validated UUIDs (bulk reads of contact lists are hot)."""
-    return [_PRESENCE % _uuid_text(u) for u in user_ids]
+    return [_PRESENCE % _text_by_number(u.int) for u in user_ids]
 
 
 def lastseen(user_id: uuid.UUID | str) -> str:
