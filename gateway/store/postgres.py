@@ -450,12 +450,19 @@ class PostgresStore:
         return alone
 
     async def _send_batch(self, batch: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
-        async with self._connection() as conn:
-            async with conn.pipeline():
-                async with conn.transaction():
-                    cursors = [await conn.execute(_SEND, params) for params in batch]
-            rows = [await cursor.fetchone() for cursor in cursors]
-        return [row for row in rows if row is not None]
+        # One cursor for the batch: `executemany` pipelines the statements itself and keeps
+        # each one's result (`returning`), without a cursor and a query conversion per send.
+        rows: list[tuple[Any, ...]] = []
+        async with self._connection() as conn, conn.transaction():
+            cursor = conn.cursor()
+            await cursor.executemany(_SEND, batch, returning=True)
+            while True:
+                row = await cursor.fetchone()
+                if row is not None:
+                    rows.append(tuple(row))
+                if not cursor.nextset():
+                    break
+        return rows
 
     async def _send_one(self, params: dict[str, Any]) -> tuple[Any, ...]:
         """One send, its own transaction; a racing retry answers the stored message's row."""
