@@ -46,15 +46,17 @@ def test_values_that_are_not_text_are_refused(value: object) -> None:
 def test_a_text_seen_before_is_looked_up_and_the_memo_stays_bounded(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    from caches.memo import bounded_memo
     from gateway.protocol import ids
 
-    monkeypatch.setattr(ids, "_PARSED", {})
-    monkeypatch.setattr(ids, "_PARSED_MAX", 8)
+    monkeypatch.setattr(ids, "_parsed", bounded_memo(ids._canonical_uuid, 8))
     assert parse_uuid(str(ID)) is parse_uuid(str(ID))  # the second from the memo
-    for _ in range(3):  # a refused text is never remembered
+    for _ in range(3):  # a refused text is never remembered: refused every time
         with pytest.raises(ValueError):
             parse_uuid(REFUSED[0])
     texts = [str(uuid.uuid4()) for _ in range(20)]
-    assert [parse_uuid(text) for text in texts] == [uuid.UUID(text) for text in texts]
-    assert len(ids._PARSED) <= 8
-    assert REFUSED[0] not in ids._PARSED
+    first = [parse_uuid(text) for text in texts]
+    assert first == [uuid.UUID(text) for text in texts]
+    # Bounded: 20 texts through a memo of 8 forgot the first ones (parsed anew, a new object).
+    assert parse_uuid(texts[0]) == first[0]
+    assert parse_uuid(texts[0]) is not first[0]
