@@ -98,6 +98,41 @@ async def test_a_key_means_one_message_for_ever(store: Store) -> None:
     assert [m.seq for m in page] == [2]
 
 
+async def test_sends_committed_together_are_each_answered_as_if_alone(store: Store) -> None:
+    """Sends issued at once commit in shared batches: a retry, a repeat inside the batch, a
+    non-member, a key conflict and new sends into two conversations each get their own
+    answer, and every conversation's seqs stay gap-free."""
+    ann, bob, cat, eve = (uuid.uuid4() for _ in range(4))
+    c1, _ = await store.create_conversation("direct", ann, [bob], "")
+    c2, _ = await store.create_conversation("group", ann, [cat], "")
+    old, _ = await store.send_message(c1.id, ann, "old", "hi", "text")
+    results = await asyncio.gather(
+        store.send_message(c1.id, ann, "old", "hi", "text"),
+        store.send_message(c1.id, ann, "n1", "one", "text"),
+        store.send_message(c1.id, eve, "e1", "intruder", "text"),
+        store.send_message(c2.id, ann, "n2", "two", "text"),
+        store.send_message(c2.id, cat, "n3", "three", "text"),
+        store.send_message(c1.id, ann, "n1", "one", "text"),
+        store.send_message(c1.id, ann, "old", "other words", "text"),
+        store.send_message(c1.id, bob, "b1", "four", "text"),
+        return_exceptions=True,
+    )
+    retry, n1, intruder, n2, n3, repeat, conflict, b1 = results
+    assert retry == (old, False)
+    assert isinstance(intruder, NotAMember) and isinstance(conflict, KeyConflict)
+    assert isinstance(n1, tuple) and isinstance(repeat, tuple) and isinstance(b1, tuple)
+    assert isinstance(n2, tuple) and isinstance(n3, tuple)
+    assert n1[1] and repeat == (n1[0], False) and b1[1] and n2[1] and n3[1]
+    assert sorted([n1[0].seq, b1[0].seq]) == [2, 3] and sorted([n2[0].seq, n3[0].seq]) == [1, 2]
+    for conv, last in ((c1, 3), (c2, 2)):
+        page, _ = await store.list_messages(conv.id, 10)
+        assert [m.seq for m in page] == list(range(1, last + 1))
+    # Each sender has read up to their own newest message, and no further.
+    assert await store.unread(c1.id, bob) == (0, 3)
+    assert await store.unread(c1.id, ann) == ((1, 3) if b1[0].seq == 3 else (0, 3))
+    assert await store.unread(c2.id, cat) == (0 if n3[0].seq == 2 else 1, 2)
+
+
 async def test_receipts_move_forward_only_and_unread_is_exact(store: Store) -> None:
     ann, bob = uuid.uuid4(), uuid.uuid4()
     conv, _ = await store.create_conversation("direct", ann, [bob], "")
