@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import Sequence
 from datetime import timedelta
 from importlib import resources
 from typing import Any
@@ -14,7 +15,17 @@ from redis.exceptions import NoScriptError, ResponseError
 
 from caches.redis import RedisClient
 
-__all__ = ["TTL", "Script", "is_cluster", "pipeline", "run_idempotent", "text", "ttl_ms"]
+__all__ = [
+    "TTL",
+    "Call",
+    "Composed",
+    "Script",
+    "is_cluster",
+    "pipeline",
+    "run_idempotent",
+    "text",
+    "ttl_ms",
+]
 
 TTL = timedelta | int | float
 """A TTL: a timedelta, or seconds."""
@@ -64,18 +75,68 @@ class Script:
     among them during a failover), where EVAL goes only to the node of the script's keys.
     """
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, source: str | None = None) -> None:
+        """The script `caches/scripts/{name}.lua`, or `source` under that name."""
         self.name = name
-        self.source = resources.files("caches.scripts").joinpath(f"{name}.lua").read_text()
+        if source is None:
+            source = resources.files("caches.scripts").joinpath(f"{name}.lua").read_text()
+        self.source = source
         self.sha = hashlib.sha1(self.source.encode()).hexdigest()
 
-    async def __call__(self, client: RedisClient, keys: list[str], args: list[Any]) -> Any:
+    async def __call__(self, client: RedisClient, keys: Sequence[str], args: list[Any]) -> Any:
         # `execute_command`, which `evalsha` and `eval` only forward to: two calls less on the
         # paths that run a script per client event (typing).
         try:
             return await client.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
         except NoScriptError:
             return await client.execute_command("EVAL", self.source, len(keys), *keys, *args)
+
+
+Call = tuple[Sequence[str], list[Any]]
+"""A script call's keys and arguments."""
+
+
+class Composed:
+    """Several scripts run as one: one EVALSHA, one step on the server, atomic together. Each
+    part runs in turn on its own keys and arguments, exactly as it would alone (its source is
+    wrapped in a function whose `KEYS` and `ARGV` are its slices); the parts' replies are
+    dropped. A part that fails ends the call there, and what ran before it stays written, as
+    with any script. For one server only: the parts' keys may sit in different slots."""
+
+    def __init__(self, *parts: Script) -> None:
+        wrapped = "".join(
+            f"local function part{n}(KEYS, ARGV)\n{part.source}\nend\n"
+            for n, part in enumerate(parts, 1)
+        )
+        names = ", ".join(f"part{n}" for n in range(1, len(parts) + 1))
+        source = (
+            f"-- {' + '.join(part.name for part in parts)}: ARGV starts with each part's"
+            " count of keys and of arguments\n"
+            f"{wrapped}local key, arg = 0, {2 * len(parts)}\n"
+            f"for n, run in ipairs({{{names}}}) do\n"
+            "  local keys, args = {}, {}\n"
+            "  for i = 1, tonumber(ARGV[2 * n - 1]) do keys[i] = KEYS[key + i] end\n"
+            "  for i = 1, tonumber(ARGV[2 * n]) do args[i] = ARGV[arg + i] end\n"
+            "  key, arg = key + #keys, arg + #args\n"
+            "  run(keys, args)\n"
+            "end\n"
+            "return 1\n"
+        )
+        self._parts = len(parts)
+        self._script = Script("+".join(part.name for part in parts), source)
+
+    async def __call__(self, client: RedisClient, calls: list[Call]) -> None:
+        """Run the parts, `calls[n]` the keys and arguments of part n."""
+        if len(calls) != self._parts:
+            raise ValueError(f"{self._parts} calls expected, got {len(calls)}")
+        counts: list[Any] = []
+        all_keys: list[str] = []
+        all_args: list[Any] = []
+        for part_keys, part_args in calls:
+            counts += (len(part_keys), len(part_args))
+            all_keys += part_keys
+            all_args += part_args
+        await self._script(client, all_keys, [*counts, *all_args])
 
 
 async def run_idempotent(

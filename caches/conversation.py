@@ -8,8 +8,9 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from caches import keys
-from caches._base import TTL, Script, is_cluster, ttl_ms
+from caches._base import TTL, Call, Script, is_cluster, ttl_ms
 from caches.errors import translating
+from caches.memo import bounded_memo
 from caches.models import CachedConversation, decode, encode, to_iso, to_ms
 from caches.redis import RedisClient
 
@@ -24,7 +25,7 @@ _VERSION_TTL_MS = 24 * 3_600_000
 _PINNED_WEIGHT = 10**13
 
 _LOAD = Script("conversations_load")
-_WRITE = Script("conversations_write")
+LIST_WRITE = Script("conversations_write")
 _READ = Script("list_read")
 _UNREAD = Script("conversations_unread")
 
@@ -32,6 +33,49 @@ _UNREAD = Script("conversations_unread")
 def _preview(message_id: str | uuid.UUID, text: str, at: datetime) -> list[str | int]:
     """The script arguments of a message preview: id, text, time as RFC 3339 and as ms."""
     return [keys.valid_id(message_id, "message_id"), text, to_iso(at), to_ms(at)]
+
+
+def _keys_of_list(user: str) -> tuple[str, str, str]:
+    return (
+        keys.user_conversations(user),
+        keys.user_conversation_data(user),
+        keys.user_conversations_version(user),
+    )
+
+
+# A message names every member's three keys; the same members recur message after message.
+_keys_by_user = bounded_memo(_keys_of_list, 1 << 14)
+
+
+def _list_keys(user_id: uuid.UUID | str) -> tuple[str, str, str]:
+    """A user's list: its zset, its data hash, its write version (one slot)."""
+    return _keys_by_user(keys.uuid_text(user_id, "user_id"))
+
+
+def members_message_call(
+    member_ids: Sequence[uuid.UUID | str],
+    conversation_id: uuid.UUID | str,
+    message_id: str | uuid.UUID,
+    text: str,
+    at: datetime,
+    *,
+    sender_id: uuid.UUID | str,
+    seq: int | None,
+    one_server: bool,
+) -> list[Call]:
+    """`LIST_WRITE`'s calls recording a message in its members' lists: one for them all (on
+    `one_server`), or one per member (on a cluster, where each list has its own slot)."""
+    conv = keys.uuid_text(conversation_id, "conversation_id")
+    sender = keys.uuid_text(sender_id, "sender_id")
+    unread = ["0" if keys.uuid_text(m, "member_id") == sender else "1" for m in member_ids]
+    args = ["message", conv, _VERSION_TTL_MS, _PINNED_WEIGHT, *_preview(message_id, text, at)]
+    seq_arg = "" if seq is None else seq
+    if one_server:
+        all_keys = [key for m in member_ids for key in _list_keys(m)]
+        return [(all_keys, [*args, "".join(unread), seq_arg])]
+    return [
+        (_list_keys(m), [*args, flag, seq_arg]) for m, flag in zip(member_ids, unread, strict=True)
+    ]
 
 
 def _score(conv: CachedConversation) -> int:
@@ -52,13 +96,6 @@ class ConversationCache:
 
     def __init__(self, client: RedisClient) -> None:
         self._redis = client
-
-    def _keys(self, user_id: uuid.UUID | str) -> list[str]:
-        return [
-            keys.user_conversations(user_id),
-            keys.user_conversation_data(user_id),
-            keys.user_conversations_version(user_id),
-        ]
 
     async def fill_version(self, user_id: uuid.UUID | str) -> int:
         """The list's write version: take it *before* reading the store after a miss, and pass
@@ -91,7 +128,7 @@ class ConversationCache:
         ]
         for conv in conversations:
             args += [str(conv.id), _score(conv), encode(conv)]
-        return bool(await _LOAD(self._redis, self._keys(user_id), args))
+        return bool(await _LOAD(self._redis, _list_keys(user_id), args))
 
     async def get_user_conversations(
         self, user_id: uuid.UUID | str, limit: int = 50
@@ -99,7 +136,7 @@ class ConversationCache:
         """Pinned first, then by last message, newest first; None on a miss."""
         if limit <= 0:
             raise ValueError(f"limit must be positive, got {limit}")
-        raws = await _READ(self._redis, self._keys(user_id)[:2], [limit, "desc"])
+        raws = await _READ(self._redis, _list_keys(user_id)[:2], [limit, "desc"])
         if raws is None or any(raw is None for raw in raws):
             return None
         return [decode(CachedConversation, raw) for raw in raws]
@@ -108,9 +145,9 @@ class ConversationCache:
         self, user_id: uuid.UUID | str, op: str, conversation_id: uuid.UUID | str, *extra: str | int
     ) -> int | None:
         conv = keys.uuid_text(conversation_id, "conversation_id")
-        result = await _WRITE(
+        result = await LIST_WRITE(
             self._redis,
-            self._keys(user_id),
+            _list_keys(user_id),
             [op, conv, _VERSION_TTL_MS, _PINNED_WEIGHT, *extra],
         )
         return None if int(result) < 0 else int(result)
@@ -163,23 +200,17 @@ class ConversationCache:
         """`record_message` for every member (unread for all but the sender) in one script call,
         whatever the member count; on a cluster, where each user's list has its own slot, one
         call per member, issued together. Members whose list is not cached cost nothing more."""
-        conv = keys.uuid_text(conversation_id, "conversation_id")
-        sender = keys.uuid_text(sender_id, "sender_id")
-        unread = ["0" if keys.uuid_text(m, "member_id") == sender else "1" for m in member_ids]
-        args = [conv, _VERSION_TTL_MS, _PINNED_WEIGHT, *_preview(message_id, text, at)]
-        seq_arg = "" if seq is None else seq
-        if is_cluster(self._redis):
-            await asyncio.gather(
-                *(
-                    _WRITE(self._redis, self._keys(m), ["message", *args, flag, seq_arg])
-                    for m, flag in zip(member_ids, unread, strict=True)
-                )
-            )
-            return
-        flags = "".join(unread)
-        all_keys = [key for m in member_ids for key in self._keys(m)]
-        if all_keys:
-            await _WRITE(self._redis, all_keys, ["message", *args, flags, seq_arg])
+        calls = members_message_call(
+            member_ids,
+            conversation_id,
+            message_id,
+            text,
+            at,
+            sender_id=sender_id,
+            seq=seq,
+            one_server=not is_cluster(self._redis),
+        )
+        await asyncio.gather(*(LIST_WRITE(self._redis, *call) for call in calls if call[0]))
 
     async def record_read(
         self, user_id: uuid.UUID | str, conversation_id: uuid.UUID | str, seq: int
@@ -223,11 +254,11 @@ class ConversationCache:
         """Drop the list with a plain DEL, which Redis takes even at its memory limit (where it
         refuses scripts); unlike `delete_user_conversations`, a fill already under way is not
         refused, so use this only when that one cannot run."""
-        await self._redis.delete(*self._keys(user_id)[:2])
+        await self._redis.delete(*_list_keys(user_id)[:2])
 
     async def delete_user_conversations(self, user_id: uuid.UUID | str) -> None:
         """Drop the whole list (e.g. on logout, or when a conversation is added); the next read
         misses, and a fill that read the store before this is refused."""
-        await _WRITE(
-            self._redis, self._keys(user_id), ["drop", "", _VERSION_TTL_MS, _PINNED_WEIGHT]
+        await LIST_WRITE(
+            self._redis, _list_keys(user_id), ["drop", "", _VERSION_TTL_MS, _PINNED_WEIGHT]
         )

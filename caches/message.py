@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
 from caches import keys
-from caches._base import TTL, Script, pipeline, run_idempotent, ttl_ms
+from caches._base import TTL, Call, Composed, Script, is_cluster, pipeline, run_idempotent, ttl_ms
+from caches.conversation import LIST_WRITE, ConversationCache, members_message_call
 from caches.errors import translating
 from caches.models import MESSAGE_STATUS_RANK, CachedMessage, decode, encode, to_ms
 from caches.redis import RedisClient
@@ -23,6 +25,8 @@ _READ = Script("list_read")
 _STATUS = Script("message_status")
 _UNREAD_RECORD = Script("unread_record")
 _UNREAD_FILL = Script("unread_fill")
+_SENT = Composed(Script("message_set"), _MERGE, _UNREAD_RECORD, LIST_WRITE)
+"""A sent message's whole write-through in one call (`record_sent`)."""
 
 DEFAULT_UNREAD_TTL = timedelta(minutes=10)
 # The state hash outlives every counter it describes (a counter left without its as-of seq
@@ -45,6 +49,21 @@ def _merge_args(messages: list[CachedMessage]) -> list[Any]:
         keys.valid_id(msg.id, "message_id")
         args += [msg.id, _order(msg), _status_rank(msg.status), encode(msg)]
     return args
+
+
+def _set_call(msg: CachedMessage, ms: int) -> Call:
+    _status_rank(msg.status)
+    return [keys.message(msg.id)], [encode(msg), ms]
+
+
+def _unread_call(
+    conversation_id: uuid.UUID | str, recipient_ids: Sequence[uuid.UUID | str], seq: int
+) -> Call:
+    users = [keys.uuid_text(u, "user_id") for u in recipient_ids]
+    return (
+        [keys.unread_state(conversation_id), *(keys.unread(conversation_id, u) for u in users)],
+        [seq, _UNREAD_STATE_TTL_MS, *users],
+    )
 
 
 def _order(msg: CachedMessage) -> int:
@@ -76,8 +95,8 @@ class MessageCache:
         self._list_ttl_ms = ttl_ms(list_ttl)
 
     async def set_message(self, msg: CachedMessage, ttl: TTL = DEFAULT_MESSAGE_TTL) -> None:
-        _status_rank(msg.status)
-        await self._redis.set(keys.message(msg.id), encode(msg), px=ttl_ms(ttl))
+        (key,), (body, ms) = _set_call(msg, ttl_ms(ttl))
+        await self._redis.set(key, body, px=ms)
 
     async def get_message(self, message_id: str | uuid.UUID) -> CachedMessage | None:
         raw = await self._redis.get(keys.message(message_id))
@@ -117,12 +136,21 @@ class MessageCache:
         complete: bool,
         ms: int,
     ) -> None:
+        await _MERGE(self._redis, *self._merge_call(conversation_id, mode, messages, complete, ms))
+
+    def _merge_call(
+        self,
+        conversation_id: uuid.UUID | str,
+        mode: str,
+        messages: list[CachedMessage],
+        complete: bool,
+        ms: int,
+    ) -> Call:
         conversation = keys.valid_uuid(conversation_id, "conversation_id")
         for msg in messages:
             if msg.conversation_id != conversation:
                 raise ValueError(f"message {msg.id} belongs to another conversation")
-        await _MERGE(
-            self._redis,
+        return (
             [
                 keys.conversation_messages(conversation_id),
                 keys.conversation_message_bodies(conversation_id),
@@ -246,11 +274,58 @@ class MessageCache:
         """Message `seq` is unread for these members: their cached counters count it (once,
         whatever the order of arrival); uncached ones stay misses. One call for any number of
         members (a conversation's counters share a slot)."""
-        users = [keys.uuid_text(u, "user_id") for u in recipient_ids]
-        await _UNREAD_RECORD(
+        await _UNREAD_RECORD(self._redis, *_unread_call(conversation_id, recipient_ids, seq))
+
+    async def record_sent(
+        self,
+        msg: CachedMessage,
+        member_ids: Sequence[uuid.UUID | str],
+        conversations: ConversationCache,
+    ) -> None:
+        """A message just sent, written through in one step: `set_message`,
+        `add_message_to_conversation`, `record_unread` for every member but its sender, and
+        `conversations.record_message_for_members`. One script call on one server, whatever the
+        member count; on a cluster, where these keys sit in many slots, the four calls at once.
+        """
+        if msg.seq is None:
+            raise ValueError("a sent message has its seq")
+        texts = [keys.uuid_text(m, "member_id") for m in member_ids]
+        sender = keys.uuid_text(msg.sender_id, "sender_id")
+        recipients = [member for member in texts if member != sender]
+        if is_cluster(self._redis):
+            await asyncio.gather(
+                self.set_message(msg),
+                self.add_message_to_conversation(msg.conversation_id, msg),
+                self.record_unread(msg.conversation_id, recipients, msg.seq),
+                conversations.record_message_for_members(
+                    member_ids,
+                    msg.conversation_id,
+                    msg.id,
+                    msg.content,
+                    msg.created_at,
+                    sender_id=msg.sender_id,
+                    seq=msg.seq,
+                ),
+            )
+            return
+        (lists,) = members_message_call(
+            texts,
+            msg.conversation_id,
+            msg.id,
+            msg.content,
+            msg.created_at,
+            sender_id=msg.sender_id,
+            seq=msg.seq,
+            one_server=True,
+        )
+        await _SENT(
             self._redis,
-            [keys.unread_state(conversation_id), *(keys.unread(conversation_id, u) for u in users)],
-            [seq, _UNREAD_STATE_TTL_MS, *users],
+            [
+                _set_call(msg, ttl_ms(DEFAULT_MESSAGE_TTL)),
+                self._merge_call(msg.conversation_id, "add", [msg], False, self._list_ttl_ms),
+                _unread_call(msg.conversation_id, recipients, msg.seq),
+                lists,
+            ],
         )
 
     async def _conversation_of(self, message_id: str | uuid.UUID) -> uuid.UUID | None:

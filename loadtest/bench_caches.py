@@ -184,6 +184,55 @@ async def _last_message_case(client: RedisClient) -> tuple[Op, Op]:
     return cached, raw
 
 
+async def _sent_case(client: RedisClient) -> tuple[Op, Op]:
+    """A sent message's write-through into a room of 10 whose lists are cached: `record_sent`
+    (one script call) beside the four calls it stands for, issued together."""
+    messages, conversations = MessageCache(client), ConversationCache(client)
+    rooms = [(uuid.uuid4(), [uuid.uuid4() for _ in range(10)]) for _ in range(20)]
+    for conv, members in rooms:
+        await messages.set_conversation_messages(conv, [], complete=True)
+        for member in members:
+            listed = CachedConversation(id=conv, name="room", last_seq=0, read_seq=0)
+            await conversations.set_user_conversations(member, [listed], 3600)
+
+    def sent(n: int) -> tuple[CachedMessage, list[uuid.UUID]]:
+        conv, members = rooms[n % len(rooms)]
+        msg = CachedMessage(
+            id=str(uuid.uuid4()),
+            conversation_id=conv,
+            sender_id=members[n % 10],
+            content=f"message {n}",
+            seq=n + 1,
+        )
+        return msg, members
+
+    async def cached(n: int) -> None:
+        msg, members = sent(n)
+        await messages.record_sent(msg, members, conversations)
+
+    async def raw(n: int) -> None:
+        msg, members = sent(n)
+        assert msg.seq is not None
+        await asyncio.gather(
+            messages.set_message(msg),
+            messages.add_message_to_conversation(msg.conversation_id, msg),
+            messages.record_unread(
+                msg.conversation_id, [m for m in members if m != msg.sender_id], msg.seq
+            ),
+            conversations.record_message_for_members(
+                members,
+                msg.conversation_id,
+                msg.id,
+                msg.content,
+                msg.created_at,
+                sender_id=msg.sender_id,
+                seq=msg.seq,
+            ),
+        )
+
+    return cached, raw
+
+
 CASES: dict[str, Callable[[RedisClient], Awaitable[tuple[Op, Op]]]] = {
     "presence connect+heartbeat+disconnect": _presence_case,
     "get_bulk_status(100)": lambda c: _bulk_case(c, 100),
@@ -191,6 +240,7 @@ CASES: dict[str, Callable[[RedisClient], Awaitable[tuple[Op, Op]]]] = {
     "add_message_to_conversation": _add_case,
     "get_conversation_messages(50)": _read_case,
     "update_last_message": _last_message_case,
+    "record_sent(10 members) vs its four calls": _sent_case,
 }
 
 

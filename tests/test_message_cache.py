@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from datetime import timedelta
 
 import pytest
 
-from caches import CachedMessage, MessageCache, keys
+from caches import CachedConversation, CachedMessage, ConversationCache, MessageCache, keys
 from caches.models import utcnow
 from caches.redis import RedisClient
 from tests.conftest import MS, wait_for
@@ -224,3 +225,37 @@ async def test_wrong_conversation_rejected(redis: RedisClient) -> None:
         await cache.add_message_to_conversation(uuid.uuid4(), make(uuid.uuid4(), 1))
     with pytest.raises(ValueError, match="conversation_id"):
         await cache.get_conversation_messages("nope", 5)
+
+
+async def test_a_sent_message_is_written_through_in_one_call(redis: RedisClient) -> None:
+    """`record_sent` (one script on one server, the four calls at once on a cluster) does what
+    the four calls do: the message cached, added to its conversation's loaded list, counted
+    unread in every recipient's cached counter, and recorded in each member's cached list;
+    nothing is created for a member whose list or counter is not cached."""
+    messages, conversations = MessageCache(redis), ConversationCache(redis)
+    conv, ann, bob, cat = (uuid.uuid4() for _ in range(4))
+    await messages.set_conversation_messages(conv, [make(conv, 1)], complete=True)
+    for user in (ann, bob):
+        room = CachedConversation(id=conv, name="room", last_seq=1, read_seq=1)
+        await conversations.set_user_conversations(user, [room])
+        version = await messages.unread_fill_version(conv)
+        assert await messages.fill_unread_count(conv, user, 0, as_of_seq=1, version=version)
+    sent = dataclasses.replace(make(conv, 2), sender_id=ann, content="hi all")
+    await messages.record_sent(sent, [ann, str(bob), cat], conversations)
+    assert await messages.get_message(sent.id) == sent
+    page = await messages.get_conversation_messages(conv, 10)
+    assert page is not None and [m.seq for m in page] == [1, 2]
+    assert await messages.cached_unread_count(conv, ann) == 0  # the sender's own
+    assert await messages.cached_unread_count(conv, bob) == 1
+    assert await messages.cached_unread_count(conv, cat) is None  # never filled: still a miss
+    for user, unread in ((ann, 0), (bob, 1)):
+        listed = await conversations.get_user_conversations(user)
+        assert listed is not None
+        assert (listed[0].last_message_text, listed[0].last_seq, listed[0].unread_count) == (
+            "hi all",
+            2,
+            unread,
+        )
+    assert await conversations.get_user_conversations(cat) is None
+    with pytest.raises(ValueError, match="seq"):
+        await messages.record_sent(dataclasses.replace(sent, seq=None), [ann], conversations)

@@ -145,25 +145,9 @@ class MessageService:
         return cached
 
     async def _write_through(self, msg: StoredMessage, members: tuple[uuid.UUID, ...]) -> None:
-        cached = _cached(msg)
-        # Issued together: the auto-pipeline sends them in one round trip, and every member's
-        # list is one script call, whatever the member count.
-        await asyncio.gather(
-            self._messages.set_message(cached),
-            self._messages.add_message_to_conversation(msg.conversation_id, cached),
-            self._conversations.record_message_for_members(
-                members,
-                msg.conversation_id,
-                str(msg.id),
-                msg.content,
-                msg.created_at,
-                sender_id=msg.sender_id,
-                seq=msg.seq,
-            ),
-            self._messages.record_unread(
-                msg.conversation_id, [m for m in members if m != msg.sender_id], msg.seq
-            ),
-        )
+        # One script call on one server, whatever the member count (on a cluster, one call
+        # per slot, issued together: the auto-pipeline sends them in one round trip per node).
+        await self._messages.record_sent(_cached(msg), members, self._conversations)
 
     async def unread(self, client: ClientState, conversation_id: uuid.UUID) -> int:
         """The member's unread count in one conversation: the cached counter, else the store's
