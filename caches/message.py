@@ -10,9 +10,10 @@ from typing import Any
 
 from caches import keys
 from caches._base import TTL, Call, Composed, Script, is_cluster, pipeline, run_idempotent, ttl_ms
-from caches.conversation import LIST_WRITE, ConversationCache, members_message_call
+from caches.conversation import LIST_WRITE, members_message_call
 from caches.errors import translating
 from caches.models import MESSAGE_STATUS_RANK, CachedMessage, decode, encode, to_ms
+from caches.presence import TYPING_STOP, Typist
 from caches.redis import RedisClient
 
 __all__ = ["DEFAULT_MESSAGE_TTL", "DEFAULT_UNREAD_TTL", "MESSAGES_PER_CONVERSATION", "MessageCache"]
@@ -26,7 +27,11 @@ _STATUS = Script("message_status")
 _UNREAD_RECORD = Script("unread_record")
 _UNREAD_FILL = Script("unread_fill")
 _SENT = Composed(Script("message_set"), _MERGE, _UNREAD_RECORD, LIST_WRITE)
-"""A sent message's whole write-through in one call (`record_sent`)."""
+"""A sent message's whole write-through in one call (`record_sent`)..."""
+_SENT_TYPING_STOPPED = Composed(
+    Script("message_set"), _MERGE, _UNREAD_RECORD, LIST_WRITE, TYPING_STOP
+)
+"""... and with it, the sender's typing indicator cleared."""
 
 DEFAULT_UNREAD_TTL = timedelta(minutes=10)
 # The state hash outlives every counter it describes (a counter left without its as-of seq
@@ -108,7 +113,8 @@ class MessageCache:
         """Add a just-sent message to its conversation's list (one atomic step with the cap)."""
         if keys.valid_uuid(conversation_id, "conversation_id") != msg.conversation_id:
             raise ValueError("msg.conversation_id differs from conversation_id")
-        await self._merge(conversation_id, "add", [msg], complete=False, ms=self._list_ttl_ms)
+        add = self._merge_call(conversation_id, "add", [msg], False, self._list_ttl_ms)
+        await _MERGE(self._redis, *add)
 
     async def set_conversation_messages(
         self,
@@ -125,18 +131,8 @@ class MessageCache:
             complete: True when `messages` is the whole conversation (the store returned fewer
                 than asked); reads for more than are held then hit instead of missing.
         """
-        await self._merge(conversation_id, "load", messages, complete=complete, ms=ttl_ms(ttl))
-
-    async def _merge(
-        self,
-        conversation_id: uuid.UUID | str,
-        mode: str,
-        messages: list[CachedMessage],
-        *,
-        complete: bool,
-        ms: int,
-    ) -> None:
-        await _MERGE(self._redis, *self._merge_call(conversation_id, mode, messages, complete, ms))
+        load = self._merge_call(conversation_id, "load", messages, complete, ttl_ms(ttl))
+        await _MERGE(self._redis, *load)
 
     def _merge_call(
         self,
@@ -280,35 +276,23 @@ class MessageCache:
         self,
         msg: CachedMessage,
         member_ids: Sequence[uuid.UUID | str],
-        conversations: ConversationCache,
+        *,
+        typist: Typist | None = None,
     ) -> None:
         """A message just sent, written through in one step: `set_message`,
-        `add_message_to_conversation`, `record_unread` for every member but its sender, and
-        `conversations.record_message_for_members`. One script call on one server, whatever the
-        member count; on a cluster, where these keys sit in many slots, the four calls at once.
-        """
+        `add_message_to_conversation`, `record_unread` for every member but its sender,
+        `ConversationCache.record_message_for_members` and, given the sender's `typist` there
+        (`PresenceCache.typist`), `PresenceCache.stop_typing`. One script call on one server,
+        whatever the member count; on a cluster, where these keys sit in many slots, the calls
+        at once. (A step that fails on the server ends the script there: an indicator not
+        cleared then expires with its TTL.)"""
         if msg.seq is None:
             raise ValueError("a sent message has its seq")
         texts = [keys.uuid_text(m, "member_id") for m in member_ids]
         sender = keys.uuid_text(msg.sender_id, "sender_id")
         recipients = [member for member in texts if member != sender]
-        if is_cluster(self._redis):
-            await asyncio.gather(
-                self.set_message(msg),
-                self.add_message_to_conversation(msg.conversation_id, msg),
-                self.record_unread(msg.conversation_id, recipients, msg.seq),
-                conversations.record_message_for_members(
-                    member_ids,
-                    msg.conversation_id,
-                    msg.id,
-                    msg.content,
-                    msg.created_at,
-                    sender_id=msg.sender_id,
-                    seq=msg.seq,
-                ),
-            )
-            return
-        (lists,) = members_message_call(
+        one_server = not is_cluster(self._redis)
+        lists = members_message_call(
             texts,
             msg.conversation_id,
             msg.id,
@@ -316,15 +300,26 @@ class MessageCache:
             msg.created_at,
             sender_id=msg.sender_id,
             seq=msg.seq,
-            one_server=True,
+            one_server=one_server,
         )
-        await _SENT(
+        stop: list[Call] = [] if typist is None else [(typist.stop_keys, typist.stop_args)]
+        if not one_server:
+            await asyncio.gather(
+                self.set_message(msg),
+                self.add_message_to_conversation(msg.conversation_id, msg),
+                self.record_unread(msg.conversation_id, recipients, msg.seq),
+                *(LIST_WRITE(self._redis, *call) for call in lists),
+                *(TYPING_STOP(self._redis, *call) for call in stop),
+            )
+            return
+        await (_SENT_TYPING_STOPPED if stop else _SENT)(
             self._redis,
             [
                 _set_call(msg, ttl_ms(DEFAULT_MESSAGE_TTL)),
                 self._merge_call(msg.conversation_id, "add", [msg], False, self._list_ttl_ms),
                 _unread_call(msg.conversation_id, recipients, msg.seq),
-                lists,
+                *lists,
+                *stop,
             ],
         )
 

@@ -67,7 +67,8 @@ _BATCH = 200
 _IN_FLIGHT = 32
 """Script calls in flight at once (a cluster client, one call per user, has a bounded pool)."""
 _TYPING_START = Script("typing_start")
-_TYPING_STOP = Script("typing_stop")
+TYPING_STOP = Script("typing_stop")
+"""Clears a typist's indicator (`stop_typing`); also a part of a sent message's write-through."""
 
 
 class Announcement(NamedTuple):
@@ -324,7 +325,7 @@ class PresenceCache:
 
     async def stop_typing(self, typist: Typist) -> bool:
         """`clear_typing` for a prepared `typist`."""
-        return bool(await _TYPING_STOP(self._redis, typist.stop_keys, typist.stop_args))
+        return bool(await TYPING_STOP(self._redis, typist.stop_keys, typist.stop_args))
 
     # Connection-aware presence
 

@@ -194,7 +194,7 @@ async def _build(
         conversations=conversation_cache,
         publisher=publisher,
         members=conversations.members,
-        stop_typing=typing.stop,
+        typing=typing,
         side_budget=budget / 4,
         metrics=metrics,
         repair=repair,

@@ -208,7 +208,7 @@ async def _sent_case(client: RedisClient) -> tuple[Op, Op]:
 
     async def cached(n: int) -> None:
         msg, members = sent(n)
-        await messages.record_sent(msg, members, conversations)
+        await messages.record_sent(msg, members)
 
     async def raw(n: int) -> None:
         msg, members = sent(n)

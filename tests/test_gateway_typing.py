@@ -133,3 +133,35 @@ async def test_conversation_events_arrive_in_one_order_on_every_instance(
             assert states == ["start", "stop"] * 10
         for client in (a, b, c, d):
             await client.close()
+
+
+async def test_sending_a_message_stops_the_senders_typing_wherever_it_started(
+    redis: RedisClient, redis_url: str, tmp_path: Path
+) -> None:
+    """Ann types in one tab (gw2) and sends from another (gw1): Bob is told she stopped and
+    gets her message, and her indicator is gone (her next start is announced again)."""
+    with gateways(redis_url, tmp_path, 2) as (gw1, gw2):
+        ann, bob = uuid.uuid4(), uuid.uuid4()
+        sender = await client_for(redis, gw1, ann)
+        typer = await client_for(redis, gw2, ann)
+        b = await client_for(redis, gw2, bob)
+        created = await sender.request("conversation.create", kind="direct", member_ids=[str(bob)])
+        conv = created["conversation"]["id"]
+        for client in (sender, typer, b):
+            await client.next_event("conversation.added")
+        assert (await typer.request("typing.start", conversation_id=conv))["announced"]
+        assert (await b.next_event("typing"))["state"] == "start"
+
+        await sender.request(
+            "message.send", conversation_id=conv, client_msg_id="k1", content="here it is"
+        )
+        seen: dict[str, dict[str, object]] = {}
+        while len(seen) < 2:
+            event = await b.next_event()
+            if event["type"] in ("typing", "message.new"):
+                seen[str(event["type"])] = event
+        assert (seen["typing"]["user_id"], seen["typing"]["state"]) == (str(ann), "stop")
+        assert seen["message.new"]["message"]["content"] == "here it is"  # type: ignore[index]
+        assert (await typer.request("typing.start", conversation_id=conv))["announced"]
+        for client in (sender, typer, b):
+            await client.close()

@@ -9,7 +9,14 @@ from datetime import timedelta
 
 import pytest
 
-from caches import CachedConversation, CachedMessage, ConversationCache, MessageCache, keys
+from caches import (
+    CachedConversation,
+    CachedMessage,
+    ConversationCache,
+    MessageCache,
+    PresenceCache,
+    keys,
+)
 from caches.models import utcnow
 from caches.redis import RedisClient
 from tests.conftest import MS, wait_for
@@ -228,10 +235,11 @@ async def test_wrong_conversation_rejected(redis: RedisClient) -> None:
 
 
 async def test_a_sent_message_is_written_through_in_one_call(redis: RedisClient) -> None:
-    """`record_sent` (one script on one server, the four calls at once on a cluster) does what
-    the four calls do: the message cached, added to its conversation's loaded list, counted
-    unread in every recipient's cached counter, and recorded in each member's cached list;
-    nothing is created for a member whose list or counter is not cached."""
+    """`record_sent` (one script on one server, the calls at once on a cluster) does what the
+    calls it stands for do: the message cached, added to its conversation's loaded list,
+    counted unread in every recipient's cached counter, recorded in each member's cached list,
+    the sender's typing cleared; nothing is created for a member whose list or counter is not
+    cached."""
     messages, conversations = MessageCache(redis), ConversationCache(redis)
     conv, ann, bob, cat = (uuid.uuid4() for _ in range(4))
     await messages.set_conversation_messages(conv, [make(conv, 1)], complete=True)
@@ -240,8 +248,12 @@ async def test_a_sent_message_is_written_through_in_one_call(redis: RedisClient)
         await conversations.set_user_conversations(user, [room])
         version = await messages.unread_fill_version(conv)
         assert await messages.fill_unread_count(conv, user, 0, as_of_seq=1, version=version)
+    presence = PresenceCache(redis)
+    typist = presence.typist(conv, ann)
+    assert await presence.start_typing(typist)
     sent = dataclasses.replace(make(conv, 2), sender_id=ann, content="hi all")
-    await messages.record_sent(sent, [ann, str(bob), cat], conversations)
+    await messages.record_sent(sent, [ann, str(bob), cat], typist=typist)
+    assert not await presence.is_typing(conv, ann)  # the sender's indicator went with it
     assert await messages.get_message(sent.id) == sent
     page = await messages.get_conversation_messages(conv, 10)
     assert page is not None and [m.seq for m in page] == [1, 2]
@@ -258,4 +270,4 @@ async def test_a_sent_message_is_written_through_in_one_call(redis: RedisClient)
         )
     assert await conversations.get_user_conversations(cat) is None
     with pytest.raises(ValueError, match="seq"):
-        await messages.record_sent(dataclasses.replace(sent, seq=None), [ann], conversations)
+        await messages.record_sent(dataclasses.replace(sent, seq=None), [ann])

@@ -16,11 +16,13 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 
 from caches import CachedMessage, ConversationCache, MessageCache
+from caches.presence import Typist
 from gateway.bus.publisher import Publisher
 from gateway.metrics import key
 from gateway.protocol import events
 from gateway.services.repair import CacheRepair
 from gateway.services.side import all_quietly, attempt, quietly
+from gateway.services.typing import TypingService
 from gateway.state import ClientState
 from gateway.store import Receipt, Store, StoredMessage
 
@@ -46,7 +48,7 @@ class MessageService:
         conversations: ConversationCache,
         publisher: Publisher,
         members: Callable[[uuid.UUID], Awaitable[tuple[uuid.UUID, ...]]],
-        stop_typing: Callable[[ClientState, uuid.UUID], Awaitable[bool]],
+        typing: TypingService,
         side_budget: float,
         metrics: Counter[str],
         repair: CacheRepair,
@@ -56,7 +58,7 @@ class MessageService:
         self._conversations = conversations
         self._publisher = publisher
         self._members = members
-        self._stop_typing = stop_typing
+        self._typing = typing
         self._side_budget = side_budget
         self._metrics = metrics
         self._repair = repair
@@ -82,13 +84,15 @@ class MessageService:
             members = await self._members(conversation_id)
             # The caches before the event (the spec's order): a member who fetches on
             # `message.new` finds the message cached.
-            failed = await all_quietly(
-                {
-                    "messaging write-through": self._write_through(msg, members),
-                    "messaging typing cleanup": self._stop_typing(client, conversation_id),
-                },
-                self._side_budget,
-            )
+            # The sender's typing stops with the send: in the write-through's own script call
+            # where that script can announce it, else beside it.
+            typist = self._typing.stop_with_send(client, conversation_id)
+            steps: dict[str, Awaitable[object]] = {
+                "messaging write-through": self._write_through(msg, members, typist)
+            }
+            if typist is None:
+                steps["messaging typing cleanup"] = self._typing.stop(client, conversation_id)
+            failed = await all_quietly(steps, self._side_budget)
             if "messaging write-through" in failed:
                 self._repair.history(conversation_id)
                 self._repair.members(conversation_id, members)
@@ -144,10 +148,12 @@ class MessageService:
             return None  # a miss, or a list some other writer filled without seqs
         return cached
 
-    async def _write_through(self, msg: StoredMessage, members: tuple[uuid.UUID, ...]) -> None:
+    async def _write_through(
+        self, msg: StoredMessage, members: tuple[uuid.UUID, ...], typist: Typist | None
+    ) -> None:
         # One script call on one server, whatever the member count (on a cluster, one call
         # per slot, issued together: the auto-pipeline sends them in one round trip per node).
-        await self._messages.record_sent(_cached(msg), members, self._conversations)
+        await self._messages.record_sent(_cached(msg), members, typist=typist)
 
     async def unread(self, client: ClientState, conversation_id: uuid.UUID) -> int:
         """The member's unread count in one conversation: the cached counter, else the store's

@@ -49,6 +49,9 @@ async def all_quietly(steps: Mapping[str, Awaitable[object]], budget: float) -> 
     """Independent steps at once, under one deadline: issued together they share one round
     trip through the auto-pipeline. The names of the steps Redis did not take (each logged),
     for the caller to note for repair."""
+    if len(steps) == 1:  # no gather (a task per step) for one
+        ((what, work),) = steps.items()
+        return set() if await attempt(what, work, budget) else {what}
     results = await quietly(
         ", ".join(steps), asyncio.gather(*steps.values(), return_exceptions=True), budget
     )

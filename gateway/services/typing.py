@@ -78,6 +78,17 @@ class TypingService:
             client.typing.discard(conversation_id)
         return await self._change(client.user_id, conversation_id, False)
 
+    def stop_with_send(self, client: ClientState, conversation_id: uuid.UUID) -> Typist | None:
+        """A send's typing cleanup, to ride in its write-through's script call: the sender's
+        typist there, when the stop script announces the stop itself; else None, and the
+        caller runs `stop`."""
+        prepared = self._prepared((conversation_id, client.user_id))
+        if not prepared.published:
+            return None
+        if client.typing is not None:
+            client.typing.discard(conversation_id)
+        return prepared.typist
+
     async def _change(self, user_id: uuid.UUID, conversation_id: uuid.UUID, started: bool) -> bool:
         """Run the start or stop script; where scripts do not reach the bus, publish what it
         says is to be announced here."""
