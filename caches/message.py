@@ -26,11 +26,11 @@ _READ = Script("list_read")
 _STATUS = Script("message_status")
 _UNREAD_RECORD = Script("unread_record")
 _UNREAD_FILL = Script("unread_fill")
-_SENT = Composed(Script("message_set"), _MERGE, _UNREAD_RECORD, LIST_WRITE)
+_MESSAGE_SET = Script("message_set")
+_WRITE_THROUGH = (_MESSAGE_SET, _MERGE, _UNREAD_RECORD, LIST_WRITE)
+_SENT = Composed(*_WRITE_THROUGH)
 """A sent message's whole write-through in one call (`record_sent`)..."""
-_SENT_TYPING_STOPPED = Composed(
-    Script("message_set"), _MERGE, _UNREAD_RECORD, LIST_WRITE, TYPING_STOP
-)
+_SENT_TYPING_STOPPED = Composed(*_WRITE_THROUGH, TYPING_STOP)
 """... and with it, the sender's typing indicator cleared."""
 
 DEFAULT_UNREAD_TTL = timedelta(minutes=10)
@@ -302,26 +302,19 @@ class MessageCache:
             seq=msg.seq,
             one_server=one_server,
         )
-        stop: list[Call] = [] if typist is None else [(typist.stop_keys, typist.stop_args)]
-        if not one_server:
-            await asyncio.gather(
-                self.set_message(msg),
-                self.add_message_to_conversation(msg.conversation_id, msg),
-                self.record_unread(msg.conversation_id, recipients, msg.seq),
-                *(LIST_WRITE(self._redis, *call) for call in lists),
-                *(TYPING_STOP(self._redis, *call) for call in stop),
-            )
-            return
-        await (_SENT_TYPING_STOPPED if stop else _SENT)(
-            self._redis,
-            [
-                _set_call(msg, ttl_ms(DEFAULT_MESSAGE_TTL)),
-                self._merge_call(msg.conversation_id, "add", [msg], False, self._list_ttl_ms),
-                _unread_call(msg.conversation_id, recipients, msg.seq),
-                *lists,
-                *stop,
-            ],
-        )
+        stop = [] if typist is None else [(typist.stop_keys, typist.stop_args)]
+        steps: list[tuple[Script, Call]] = [
+            (_MESSAGE_SET, _set_call(msg, ttl_ms(DEFAULT_MESSAGE_TTL))),
+            (_MERGE, self._merge_call(msg.conversation_id, "add", [msg], False, self._list_ttl_ms)),
+            (_UNREAD_RECORD, _unread_call(msg.conversation_id, recipients, msg.seq)),
+            *((LIST_WRITE, call) for call in lists),
+            *((TYPING_STOP, call) for call in stop),
+        ]
+        if one_server:
+            composed = _SENT_TYPING_STOPPED if stop else _SENT
+            await composed(self._redis, [call for _, call in steps])
+        else:
+            await asyncio.gather(*(script(self._redis, *call) for script, call in steps))
 
     async def _conversation_of(self, message_id: str | uuid.UUID) -> uuid.UUID | None:
         """The conversation of a cached message (None when it is not cached)."""
