@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from caches.redis import configured_or_embedded, connect
 from loadtest.bench_abuse import run_abuse
 from loadtest.bench_caches import CaseResult, run_cases
-from loadtest.bench_fanout import FanoutResult, run_fanout
+from loadtest.bench_fanout import FLOOR, GATEWAY, FanoutResult, run_fanout
 from loadtest.bench_fill import FillResult, run_fill_cases
 from loadtest.bench_messages import MessagesResult, run_messages
 from loadtest.bench_publish import DEPLOYMENTS, run_publish
@@ -144,6 +144,10 @@ _REDIS_KINDS = {
     "single": "one Valkey",
     "cluster": "a Valkey Cluster of 3 primaries + 3 replicas (sharded pub/sub)",
 }
+_SERVERS = {
+    "gateway": "instances",
+    "floor": "floor relays (loadtest/floor_relay.py: no auth, state or validation)",
+}
 
 
 async def publish_main(args: argparse.Namespace) -> None:
@@ -176,10 +180,11 @@ async def publish_main(args: argparse.Namespace) -> None:
 
 
 async def fanout_main(args: argparse.Namespace) -> None:
+    name = "fanout" if args.redis == "single" else f"fanout-{args.redis}"
     report = Report(
-        "fanout" if args.redis == "single" else f"fanout-{args.redis}",
+        name if args.server == "gateway" else f"{name}-floor",
         f"fanout benchmark: {machine()}; {args.clients} clients in rooms of 10 over 2 "
-        f"instances on {_REDIS_KINDS[args.redis]} "
+        f"{_SERVERS[args.server]} on {_REDIS_KINDS[args.redis]} "
         f"(gateways on CPU 0, load + Valkey on CPU 1); typing.start/stop alternating "
         f"from senders in shuffled order, {args.seconds}s window per offered rate; "
         f"medians of {args.runs} runs",
@@ -189,7 +194,12 @@ async def fanout_main(args: argparse.Namespace) -> None:
         args.runs,
         {
             f"{rate:,.0f} events/s offered": functools.partial(
-                run_fanout, args.clients, rate, args.seconds, redis=args.redis
+                run_fanout,
+                args.clients,
+                rate,
+                args.seconds,
+                redis=args.redis,
+                program=FLOOR if args.server == "floor" else GATEWAY,
             )
             for rate in args.rate
         },
@@ -538,6 +548,12 @@ def main(argv: list[str] | None = None) -> None:
         help="one embedded Valkey, or a 3 primary + 3 replica Valkey Cluster",
     )
     fanout.add_argument("--runs", type=int, default=3)
+    fanout.add_argument(
+        "--server",
+        choices=sorted(_SERVERS),
+        default="gateway",
+        help="the gateway, or the floor: a bare relay doing the least a Python process can",
+    )
     messages = sub.add_parser("messages", help="message sends, receipts and history")
     messages.add_argument("--clients", type=int, default=200)
     messages.add_argument("--rooms", type=int, nargs="+", default=[2, 10], help="room sizes")

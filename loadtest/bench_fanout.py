@@ -52,6 +52,9 @@ __all__ = [
 
 SECRET = "benchmark-secret-0123456789abcdef0123456789"
 ROOM = 10
+GATEWAY = ("-m", "gateway", "serve")
+FLOOR = (str(Path(__file__).with_name("floor_relay.py")),)
+"""The floor: the least a Python process can do per fan-out event (`loadtest/floor_relay.py`)."""
 
 
 def _cpus(role: str) -> list[int] | None:
@@ -111,11 +114,16 @@ def cluster(
 
 @contextlib.contextmanager
 def gateways_on(
-    engine: Engine, count: int, spread: bool = False, **settings: str
+    engine: Engine,
+    count: int,
+    spread: bool = False,
+    program: Sequence[str] = GATEWAY,
+    **settings: str,
 ) -> Iterator[tuple[Path, str, list[Launched]]]:
     """A temp dir and `count` gateways sharing it and `engine`: on CPU 0, or with `spread` one
     CPU each in turn (the load generator and Valkey then share theirs). The per-user quotas are
-    lifted (a benchmark's users send for many); `settings` override."""
+    lifted (a benchmark's users send for many); `settings` override. `program`: what to run in
+    the gateways' place (`FLOOR`)."""
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         workdir = Path(tmp)
         started: list[Launched] = []
@@ -134,7 +142,7 @@ def gateways_on(
                 }
                 log_path = workdir / f"gw{index}.log"
                 cpus = [index % (os.cpu_count() or 1)] if spread else _cpus("server")
-                started.append(launch(config, workdir, log_path, cpus=cpus))
+                started.append(launch(config, workdir, log_path, cpus=cpus, program=program))
             yield workdir, engine.url, started
         finally:
             for process in started:
@@ -197,11 +205,19 @@ async def connect_all(
 
 
 async def run_fanout(
-    clients: int, rate: float, seconds: float, warmup: float = 1.5, redis: str = "single"
+    clients: int,
+    rate: float,
+    seconds: float,
+    warmup: float = 1.5,
+    redis: str = "single",
+    program: Sequence[str] = GATEWAY,
 ) -> FanoutResult:
-    """One fresh pair of gateways on a fresh Redis (`single` or `cluster`), one paced step at
-    `rate` events/s."""
-    with redis_engine(redis) as engine, gateways_on(engine, 2) as (workdir, redis_url, gateways):
+    """One fresh pair of gateways (or `program`s in their place) on a fresh Redis (`single` or
+    `cluster`), one paced step at `rate` events/s."""
+    with (
+        redis_engine(redis) as engine,
+        gateways_on(engine, 2, program=program) as (workdir, redis_url, gateways),
+    ):
         users = [uuid.uuid4() for _ in range(clients)]
         store = await SqliteStore(str(workdir / "store.sqlite3")).open()
         rooms = []
@@ -212,7 +228,10 @@ async def run_fanout(
             )
             rooms.append(str(conversation.id))
         await store.close()
-        tokens = await mint_tokens(redis_url, users)
+        if program == FLOOR:  # it takes `user:room` for a token, as it is
+            tokens = [f"{u}:{rooms[i // ROOM]}" for i, u in enumerate(users)]
+        else:
+            tokens = await mint_tokens(redis_url, users)
         sent_at: dict[tuple[str, int], float] = {}
         latencies: list[float] = []
         state = {"measuring": False, "delivered": 0}

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -77,9 +77,12 @@ def launch(
     *,
     cpus: list[int] | None = None,
     timeout: float = 15.0,
+    program: Sequence[str] = ("-m", "gateway", "serve"),
 ) -> Launched:
-    """Run `python -m gateway serve --<name> <value>...` in `workdir`, logging to `log_path`."""
-    argv = [sys.executable, "-m", "gateway", "serve"]
+    """Run `python -m gateway serve --<name> <value>...` in `workdir`, logging to `log_path`
+    (`program`: what follows `python` to run another server taking the same options, e.g. a
+    benchmark's floor)."""
+    argv = [sys.executable, *program]
     for name, value in {"port": "0", **settings}.items():
         argv += ["--" + name.replace("_", "-"), value]
     with open(log_path, "wb") as log:
