@@ -424,7 +424,7 @@ class PostgresStore:
 
     async def _commit_sends(self, batch: list[dict[str, Any]]) -> list[Outcome]:
         """A group commit of sends (`GroupCommit`: senders take turns, at most `_SHARE` of
-        one's): one round trip (pipeline mode) and one transaction for the batch, so the
+        one's): two round trips (pipeline mode) and one transaction for the batch, so the
         database, not the round trips and this process's per-statement work, sets the pace.
         The batch locks its conversations in one order, so two instances' batches never
         deadlock. A batch that fails as a whole (a retry racing another instance's, a conflict)
@@ -450,14 +450,27 @@ class PostgresStore:
         return alone
 
     async def _send_batch(self, batch: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
-        # One round trip for the batch: BEGIN, every send and COMMIT go out in one pipeline
-        # (outside one, BEGIN and COMMIT are a round trip each: two more waits per batch, and
-        # two more network latencies between hosts). One cursor: `executemany` keeps each
-        # statement's result (`returning`), without a cursor and a query conversion per send.
+        # Two round trips for the batch: BEGIN and every send in one pipeline, their rows back
+        # (`executemany` with `returning` fetches them before it returns), then COMMIT with the
+        # pipeline's one Sync. Not `conn.transaction()`: inside a pipeline it nests two more
+        # pipelines, syncing on entry and exit, and a row fetched inside one flushes again:
+        # five round trips, each a network latency between hosts and a wait for the event loop
+        # on a busy instance. One cursor: `executemany` keeps each statement's result, without
+        # a cursor and a query conversion per send.
         rows: list[tuple[Any, ...]] = []
-        async with self._connection() as conn, conn.pipeline(), conn.transaction():
+        async with self._connection() as conn:
             cursor = conn.cursor()
-            await cursor.executemany(_SEND, batch, returning=True)
+            try:
+                async with conn.pipeline():
+                    await conn.execute("BEGIN")
+                    await cursor.executemany(_SEND, batch, returning=True)
+                    await conn.execute("COMMIT")
+            except psycopg.Error:
+                # A failed statement leaves the block aborted, the rest skipped: end it here,
+                # so the connection goes back to the pool clean.
+                with contextlib.suppress(psycopg.Error):
+                    await conn.rollback()
+                raise
             while True:
                 row = await cursor.fetchone()
                 if row is not None:
