@@ -107,6 +107,60 @@ it took, so the statement divides by the zero rows it inserted, fails as a whole
 rolls back) and the caller reads the stored message."""
 
 
+_SEND_BATCH = f"""
+WITH input AS (
+    SELECT * FROM unnest(%(nth)s::int[], %(id)s::uuid[], %(c)s::uuid[], %(u)s::uuid[],
+                         %(k)s::text[], %(content)s::text[], %(type)s::text[],
+                         %(at)s::timestamptz[])
+        AS t(nth, id, c, u, k, content, type, at)
+), checked AS (
+    SELECT i.*, m.user_id IS NOT NULL AS member, e.id IS NOT NULL AS stored
+    FROM input i
+    LEFT JOIN members m ON m.conversation_id = i.c AND m.user_id = i.u
+    LEFT JOIN messages e ON e.sender_id = i.u AND e.client_msg_id = i.k
+), fresh AS (
+    SELECT *, row_number() OVER (PARTITION BY c ORDER BY nth) AS rank_in_conversation
+    FROM checked WHERE member AND NOT stored
+), locked AS MATERIALIZED (
+    SELECT id FROM conversations WHERE id IN (SELECT c FROM fresh) ORDER BY id FOR UPDATE
+), counter AS (
+    UPDATE conversations SET last_seq = last_seq + n.sends
+    FROM (SELECT f.c, count(*) AS sends FROM locked l JOIN fresh f ON f.c = l.id GROUP BY f.c)
+        AS n
+    WHERE id = n.c
+    RETURNING id, last_seq - n.sends AS base
+), inserted AS (
+    INSERT INTO messages (id, conversation_id, seq, sender_id, client_msg_id, content,
+                          content_type, created_at)
+    SELECT f.id, f.c, counter.base + f.rank_in_conversation, f.u, f.k, f.content, f.type, f.at
+    FROM fresh f JOIN counter ON counter.id = f.c
+    ON CONFLICT (sender_id, client_msg_id) DO NOTHING
+    RETURNING conversation_id, sender_id, client_msg_id, seq
+), watermark AS (
+    UPDATE members SET delivered_seq = GREATEST(delivered_seq, w.seq),
+                       read_seq = GREATEST(read_seq, w.seq)
+    FROM (SELECT conversation_id, sender_id, max(seq) AS seq FROM inserted GROUP BY 1, 2) AS w
+    WHERE members.conversation_id = w.conversation_id AND members.user_id = w.sender_id
+)
+SELECT ch.member, i.seq,
+       1 / (SELECT CASE WHEN count(*) = (SELECT count(*) FROM fresh) THEN 1 ELSE 0 END
+            FROM inserted),
+       {", ".join("e." + column.strip() for column in _MESSAGE_COLUMNS.split(","))}
+FROM checked ch
+LEFT JOIN inserted i ON i.sender_id = ch.u AND i.client_msg_id = ch.k
+LEFT JOIN messages e ON ch.stored AND e.sender_id = ch.u AND e.client_msg_id = ch.k
+ORDER BY ch.nth
+"""
+"""A batch of sends in one statement, so one round trip and one transaction (autocommit), each
+send answered as `_SEND` would answer it alone, in the batch's order: a conversation's fresh
+sends take the next seqs in that order and its counter row moves once. The counter rows are
+locked in one order (by id) before any moves, so two instances' batches never deadlock. A
+repeat of a key inside the batch is not for this statement (the caller runs such a batch one
+send at a time); a key taken by another transaction after this one's snapshot inserts
+nothing, and the statement fails as a whole, as `_SEND` does, for the caller to run the batch
+one send at a time."""
+
+
 _MAX_BATCH = 128
 """Sends per batch: bounds how long the first of a batch waits for the last."""
 _SHARE = 16
@@ -424,23 +478,16 @@ class PostgresStore:
 
     async def _commit_sends(self, batch: list[dict[str, Any]]) -> list[Outcome]:
         """A group commit of sends (`GroupCommit`: senders take turns, at most `_SHARE` of
-        one's): two round trips (pipeline mode) and one transaction for the batch, so the
+        one's): one statement, one round trip and one transaction for the batch, so the
         database, not the round trips and this process's per-statement work, sets the pace.
-        The batch locks its conversations in one order, so two instances' batches never
-        deadlock. A batch that fails as a whole (a retry racing another instance's, a conflict)
-        is run again one send at a time, each its own transaction: only the failing one
-        fails. Outcomes come in `batch`'s order."""
-        order = sorted(range(len(batch)), key=lambda index: str(batch[index]["c"]))
-        if len(batch) > 1:
+        A batch that fails as a whole (a retry racing another instance's, a deadlock between
+        two instances' batches) or repeats a key is run one send at a time, each its own
+        transaction: only the failing one fails. Outcomes come in `batch`'s order."""
+        if len(batch) > 1 and len({(p["u"], p["k"]) for p in batch}) == len(batch):
             try:
-                rows = await self._send_batch([batch[index] for index in order])
+                return [(True, row) for row in await self._send_batch(batch)]
             except StoreError:
                 pass
-            else:
-                outcomes: list[Outcome] = [(False, None)] * len(batch)
-                for index, row in zip(order, rows, strict=True):
-                    outcomes[index] = (True, row)
-                return outcomes
         alone: list[Outcome] = []
         for params in batch:
             try:
@@ -450,34 +497,13 @@ class PostgresStore:
         return alone
 
     async def _send_batch(self, batch: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
-        # Two round trips for the batch: BEGIN and every send in one pipeline, their rows back
-        # (`executemany` with `returning` fetches them before it returns), then COMMIT with the
-        # pipeline's one Sync. Not `conn.transaction()`: inside a pipeline it nests two more
-        # pipelines, syncing on entry and exit, and a row fetched inside one flushes again:
-        # five round trips, each a network latency between hosts and a wait for the event loop
-        # on a busy instance. One cursor: `executemany` keeps each statement's result, without
-        # a cursor and a query conversion per send.
-        rows: list[tuple[Any, ...]] = []
+        # One statement: psycopg waits on the event loop for every statement it sends and
+        # every result it reads, so on a busy instance a batch's latency is counted in loop
+        # turns; one statement is two of them and a single round trip.
+        columns = {name: [params[name] for params in batch] for name in batch[0]}
         async with self._connection() as conn:
-            cursor = conn.cursor()
-            try:
-                async with conn.pipeline():
-                    await conn.execute("BEGIN")
-                    await cursor.executemany(_SEND, batch, returning=True)
-                    await conn.execute("COMMIT")
-            except psycopg.Error:
-                # A failed statement leaves the block aborted, the rest skipped: end it here,
-                # so the connection goes back to the pool clean.
-                with contextlib.suppress(psycopg.Error):
-                    await conn.rollback()
-                raise
-            while True:
-                row = await cursor.fetchone()
-                if row is not None:
-                    rows.append(tuple(row))
-                if not cursor.nextset():
-                    break
-        return rows
+            cursor = await conn.execute(_SEND_BATCH, {"nth": list(range(len(batch))), **columns})
+            return [tuple(row) for row in await cursor.fetchall()]
 
     async def _send_one(self, params: dict[str, Any]) -> tuple[Any, ...]:
         """One send, its own transaction; a racing retry answers the stored message's row."""
