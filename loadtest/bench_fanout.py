@@ -53,7 +53,11 @@ __all__ = [
 SECRET = "benchmark-secret-0123456789abcdef0123456789"
 ROOM = 10
 GATEWAY = ("-m", "gateway", "serve")
-FLOOR = (str(Path(__file__).with_name("floor_relay.py")),)
+FLOOR = (
+    "-c",
+    f"import sys; sys.path.insert(0, {str(Path(__file__).resolve().parent.parent)!r}); "
+    "from loadtest.floor_relay import main; main()",
+)
 """The floor: the least a Python process can do per fan-out event (`loadtest/floor_relay.py`)."""
 
 

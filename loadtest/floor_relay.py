@@ -25,6 +25,8 @@ import hiredis
 import orjson
 import uvloop
 
+from loadtest.wsclient import payload_length
+
 _ACCEPT_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _SENDER = 36
 """An envelope is the sender's id (36 bytes of text) and then the frame to deliver."""
@@ -138,24 +140,20 @@ class Client(asyncio.Protocol):
         if not self.upgraded and not self._handshake():
             return
         pos, size = 0, len(buffer)
-        while size - pos >= 6:
-            first, length = buffer[pos], buffer[pos + 1] & 0x7F
-            start = pos + 2
-            if length == 126:
-                length = int.from_bytes(buffer[start : start + 2], "big")
-                start += 2
-            elif length == 127:
-                length = int.from_bytes(buffer[start : start + 8], "big")
-                start += 8
+        while size - pos >= 2:
+            header = payload_length(buffer, pos + 1)
+            if header is None:
+                break
+            length, start = header
             if size - start - 4 < length:
                 break
             mask = bytes(buffer[start : start + 4])
             payload = bytes(buffer[start + 4 : start + 4 + length])
             if mask != b"\x00\x00\x00\x00":
-                key = int.from_bytes(mask * (length // 4 + 1), "big") >> (8 * (-length % 4))
+                key = int.from_bytes((mask * (length // 4 + 1))[:length], "big")
                 payload = (int.from_bytes(payload, "big") ^ key).to_bytes(length, "big")
+            opcode = buffer[pos] & 0x0F
             pos = start + 4 + length
-            opcode = first & 0x0F
             if opcode == 1:
                 self.relay.publish(self, orjson.loads(payload)["type"].encode())
             elif opcode == 8:

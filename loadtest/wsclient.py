@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import cast
 from urllib.parse import urlsplit
 
-__all__ = ["RawClient", "ignore", "open_client", "open_clients"]
+__all__ = ["RawClient", "ignore", "open_client", "open_clients", "payload_length"]
 
 _ZERO_MASK = b"\x00\x00\x00\x00"
 
@@ -31,6 +31,19 @@ def _masked_frame(opcode: int, payload: bytes) -> bytes:
     else:
         header = bytes((0x80 | opcode, 0x80 | 127)) + struct.pack("!Q", size)
     return header + _ZERO_MASK + payload
+
+
+def payload_length(buffer: bytes | bytearray, at: int) -> tuple[int, int] | None:
+    """The payload length of the frame whose second byte is at `at`, and where what follows its
+    length field starts; None while the buffer ends inside that field."""
+    length = buffer[at] & 0x7F
+    at += 1
+    if length < 126:
+        return length, at
+    size = 2 if length == 126 else 8
+    if len(buffer) - at < size:
+        return None
+    return int.from_bytes(buffer[at : at + size], "big"), at + size
 
 
 class RawClient(asyncio.Protocol):
@@ -65,21 +78,13 @@ class RawClient(asyncio.Protocol):
             self.upgraded.set_result(None)
         pos, size = 0, len(buffer)
         while size - pos >= 2:
-            first, length = buffer[pos], buffer[pos + 1] & 0x7F
-            start = pos + 2
-            if length == 126:
-                if size - start < 2:
-                    break
-                length = int.from_bytes(buffer[start : start + 2], "big")
-                start += 2
-            elif length == 127:
-                if size - start < 8:
-                    break
-                length = int.from_bytes(buffer[start : start + 8], "big")
-                start += 8
+            header = payload_length(buffer, pos + 1)
+            if header is None:
+                break
+            length, start = header
             if size - start < length:
                 break
-            opcode = first & 0x0F
+            opcode = buffer[pos] & 0x0F
             payload = bytes(buffer[start : start + length])
             pos = start + length
             if opcode == 1:

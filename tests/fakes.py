@@ -11,6 +11,7 @@ from caches import SessionData
 from gateway.protocol import Close
 from gateway.realtime.connection import Connection, ConnState
 from gateway.state import ClientState
+from loadtest.wsclient import payload_length
 
 
 def client_state(
@@ -66,14 +67,10 @@ def split_frames(data: bytes) -> list[bytes]:
     at = 0
     while at < len(data):
         assert data[at] == 0x81, "a final, unmasked text frame"
-        length = data[at + 1]
-        at += 2
-        if length == 126:
-            length = int.from_bytes(data[at : at + 2], "big")
-            at += 2
-        elif length == 127:
-            length = int.from_bytes(data[at : at + 8], "big")
-            at += 8
+        assert data[at + 1] < 0x80, "unmasked"
+        header = payload_length(data, at + 1)
+        assert header is not None, "a whole frame"
+        length, at = header
         payloads.append(data[at : at + length])
         at += length
     return payloads
