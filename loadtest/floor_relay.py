@@ -25,7 +25,7 @@ import hiredis
 import orjson
 import uvloop
 
-from loadtest.wsclient import payload_length
+from loadtest.wsclient import whole_frames
 
 _ACCEPT_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _SENDER = 36
@@ -139,26 +139,19 @@ class Client(asyncio.Protocol):
         buffer += data
         if not self.upgraded and not self._handshake():
             return
-        pos, size = 0, len(buffer)
-        while size - pos >= 2:
-            header = payload_length(buffer, pos + 1)
-            if header is None:
-                break
-            length, start = header
-            if size - start - 4 < length:
-                break
-            mask = bytes(buffer[start : start + 4])
-            payload = bytes(buffer[start + 4 : start + 4 + length])
+        end = 0
+        for opcode, start, length in whole_frames(buffer, mask_size=4):
+            end = start + length
+            payload = bytes(buffer[start:end])
+            mask = bytes(buffer[start - 4 : start])
             if mask != b"\x00\x00\x00\x00":
                 key = int.from_bytes((mask * (length // 4 + 1))[:length], "big")
                 payload = (int.from_bytes(payload, "big") ^ key).to_bytes(length, "big")
-            opcode = buffer[pos] & 0x0F
-            pos = start + 4 + length
             if opcode == 1:
                 self.relay.publish(self, orjson.loads(payload)["type"].encode())
             elif opcode == 8:
                 self.transport.close()
-        del buffer[:pos]
+        del buffer[:end]
 
     def _handshake(self) -> bool:
         end = self.buffer.find(b"\r\n\r\n")

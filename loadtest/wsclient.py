@@ -13,11 +13,11 @@ import base64
 import os
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import cast
 from urllib.parse import urlsplit
 
-__all__ = ["RawClient", "ignore", "open_client", "open_clients", "payload_length"]
+__all__ = ["RawClient", "ignore", "open_client", "open_clients", "payload_length", "whole_frames"]
 
 _ZERO_MASK = b"\x00\x00\x00\x00"
 
@@ -44,6 +44,23 @@ def payload_length(buffer: bytes | bytearray, at: int) -> tuple[int, int] | None
     if len(buffer) - at < size:
         return None
     return int.from_bytes(buffer[at : at + size], "big"), at + size
+
+
+def whole_frames(buffer: bytes | bytearray, mask_size: int = 0) -> Iterator[tuple[int, int, int]]:
+    """Each whole frame at the start of `buffer`, in order: its opcode, where its payload starts
+    (after a masking key of `mask_size` bytes) and the payload's length. The caller drops what
+    it read (up to the last payload's end) once done."""
+    pos, size = 0, len(buffer)
+    while size - pos >= 2:
+        header = payload_length(buffer, pos + 1)
+        if header is None:
+            return
+        length, start = header
+        start += mask_size
+        if size - start < length:
+            return
+        yield buffer[pos] & 0x0F, start, length
+        pos = start + length
 
 
 class RawClient(asyncio.Protocol):
@@ -76,25 +93,18 @@ class RawClient(asyncio.Protocol):
                 self.upgraded.set_exception(ConnectionError(status_line.decode(errors="replace")))
                 return
             self.upgraded.set_result(None)
-        pos, size = 0, len(buffer)
-        while size - pos >= 2:
-            header = payload_length(buffer, pos + 1)
-            if header is None:
-                break
-            length, start = header
-            if size - start < length:
-                break
-            opcode = buffer[pos] & 0x0F
-            payload = bytes(buffer[start : start + length])
-            pos = start + length
+        end = 0
+        for opcode, start, length in whole_frames(buffer):
+            end = start + length
+            payload = bytes(buffer[start:end])
             if opcode == 1:
                 self.on_message(payload)
             elif opcode == 9 and self.transport is not None:
                 self.transport.write(_masked_frame(0xA, payload))
             elif opcode == 8:
                 self.close()
-        if pos:
-            del buffer[:pos]
+        if end:
+            del buffer[:end]
 
     def send(self, payload: bytes) -> None:
         if not self.closed and self.transport is not None:
