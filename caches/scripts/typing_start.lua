@@ -7,10 +7,10 @@
 -- Returns 1 when it is announced (newly typing, or the throttle window passed), else 0.
 --
 -- Each redis.call costs the server about as much as the command itself, so the common case
--- (an announcement) takes four or five: the stamp is swapped in one SET ... GET and put back only
--- when the throttle says no. The index is not pruned here: it holds at most one entry per
--- member (ZADD updates a typist's own entry), readers skip expired entries by score, and it
--- expires as a whole once nobody has typed for a TTL.
+-- (an announcement) takes four or five: the stamp is swapped in one SET ... GET and put back
+-- only when the throttle says no. The index is not pruned here: it holds at most one entry
+-- per member (ZADD updates a typist's own entry), readers skip expired entries by score, and
+-- it expires as a whole once nobody has typed for a TTL.
 local user, now, ttl, throttle = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local last = tonumber(redis.call('SET', KEYS[1], now, 'PX', ttl, 'GET') or '-1')
 local announce = last < 0 or (throttle >= 0 and now - last >= throttle)

@@ -158,7 +158,8 @@ locked in one order (by id) before any moves, so two instances' batches never de
 repeat of a key inside the batch is not for this statement (the caller runs such a batch one
 send at a time); a key taken by another transaction after this one's snapshot inserts
 nothing, and the statement fails as a whole, as `_SEND` does, for the caller to run the batch
-one send at a time."""
+one send at a time. A batch of one keeps `_SEND`: for a single send this statement cost the
+server 2-3x as much (store alone, sequential sends, 2026-12-03: 307-367 against 820-987 us)."""
 
 
 _MAX_BATCH = 128
