@@ -8,11 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import time
 import uuid
+from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import psycopg
+
 from gateway.store import open_store
+from gateway.store.postgres import _SEND_BATCH
 from tests.faultproxy import FaultProxy
 
 _ONE_WAY = 0.05
@@ -82,3 +88,51 @@ async def test_two_instances_batches_into_the_same_conversations_never_deadlock(
         seqs = sorted(m.seq for m, _ in outcomes if m.conversation_id == conv)
         assert seqs == list(range(1, len(seqs) + 1))
     assert elapsed < 5, f"{elapsed:.1f} s: a deadlock was waited out"
+
+
+def _positional(statement: str, names: list[str]) -> str:
+    """`statement` with its %(name)s placeholders as $1.. in `names`' order (for PREPARE)."""
+    return re.sub(r"%\((\w+)\)s", lambda m: f"${names.index(m.group(1)) + 1}", statement)
+
+
+def _scans(plan: dict[str, Any]) -> list[tuple[str, str]]:
+    """Every (node type, relation) in a JSON plan, depth first."""
+    found = [(plan["Node Type"], plan.get("Relation Name", ""))]
+    for child in plan.get("Plans", ()):
+        found += _scans(child)
+    return found
+
+
+async def test_the_batch_statement_reaches_rows_by_index_whatever_the_statistics(
+    postgres_url: str,
+) -> None:
+    # The plan a pooled connection keeps is made once, often while the tables are young and
+    # never analyzed; a plan that scans `messages` whole would then cost each batch a read of
+    # the whole table for as long as the connection lives.
+    store = await open_store(postgres_url)
+    try:
+        alice, bob = uuid.uuid4(), uuid.uuid4()
+        conv, _ = await store.create_conversation("group", alice, [bob], "room")
+        for n in range(300):
+            await store.send_message(conv.id, alice, f"m{n}", "hello", "text")
+    finally:
+        await store.close()
+    names = ["nth", "id", "c", "u", "k", "content", "type", "at"]
+    types = ["int[]", "uuid[]", "uuid[]", "uuid[]", "text[]", "text[]", "text[]", "timestamptz[]"]
+    async with await psycopg.AsyncConnection.connect(
+        postgres_url, autocommit=True, cursor_factory=psycopg.AsyncClientCursor
+    ) as conn:
+        await conn.execute("SET plan_cache_mode = force_generic_plan")
+        await conn.execute(
+            f"PREPARE batch ({', '.join(types)}) AS {_positional(_SEND_BATCH, names)}"
+        )
+        cursor = await conn.execute(
+            "EXPLAIN (FORMAT JSON) EXECUTE batch ('{0}', %s, %s, %s, '{k}', '{hi}', '{text}', %s)",
+            ([uuid.uuid4()], [conv.id], [bob], [datetime.now(UTC)]),
+        )
+        row = await cursor.fetchone()
+    assert row is not None
+    scans = _scans(row[0][0]["Plan"])
+    whole = [relation for node, relation in scans if node == "Seq Scan"]
+    assert whole == [], f"tables read whole: {whole}"
+    assert ("Index Scan", "messages") in scans or ("Index Only Scan", "messages") in scans
