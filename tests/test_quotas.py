@@ -9,8 +9,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from caches import QuotaCache
 from caches.redis import RedisClient
 from gateway.client import GatewayClient
+from gateway.services.quotas import Quota, Quotas
 from gateway.store.group_commit import GroupCommit, Outcome, Work
 from tests.gateways import client_for, gateways
 
@@ -32,6 +34,20 @@ async def test_a_batch_serves_owners_in_turn_not_in_arrival_order() -> None:
     assert {"user0", "user1", "user2"} <= set(first)
     assert first.count("attacker") == 32
     assert sum(len(b) for b in batches) == 303
+
+
+async def test_sends_arriving_together_share_one_take_from_the_fleet(redis: RedisClient) -> None:
+    # Each concurrent send once leased its own tokens from Redis (6 of a burst of 60): 40 sends
+    # in flight at once emptied the fleet's bucket ten sends in and were refused.
+    user = uuid.uuid4()
+    quota = {"send": Quota(rate=0.001, burst=60)}
+    first, second = (Quotas(quota, QuotaCache(redis), budget=2.0) for _ in range(2))
+    waits = await asyncio.gather(*(first.take(user, "send") for _ in range(40)))
+    assert waits == [0.0] * 40
+    # The fleet lent the first instance what its sends used (plus at most one lease): the
+    # second instance still finds most of the rest.
+    later = await asyncio.gather(*(second.take(user, "send") for _ in range(20)))
+    assert later.count(0.0) >= 14
 
 
 async def _answers(client: GatewayClient, frames: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -6,13 +6,15 @@ within its limit, could create thousands of 256-member groups or send ~1,000 mes
 and slow every other user's writes. So each costly kind has a token bucket per user: one in this
 process (free, checked first, so a flood never reaches Redis) and one in Redis (one script call,
 the server's clock), shared by every instance. Tokens are taken from Redis a few at a time (a
-tenth of the burst, at most 10) and spent here, so a send costs a Redis round trip only once in
-that many, and the fleet's total can overshoot a quota by at most that many per instance. When
+tenth of the burst, at most 10, or as many as sends wait for them) and spent here, so a send
+costs a Redis round trip only once in that many, and the fleet's total can overshoot a quota by
+at most that many per instance. When
 Redis cannot answer in time the local bucket alone decides: a quota never makes a send fail.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -39,14 +41,16 @@ class Quota:
 
 
 class _Allowance:
-    """A user's allowance for one kind on this instance: its bucket, and the fleet tokens
-    taken from Redis and not spent yet."""
+    """A user's allowance for one kind on this instance: its bucket, the fleet tokens taken
+    from Redis and not spent yet, and the take from Redis in flight with how many wait on it."""
 
-    __slots__ = ("bucket", "leased")
+    __slots__ = ("bucket", "leased", "taking", "waiting")
 
     def __init__(self, bucket: TokenBucket) -> None:
         self.bucket = bucket
         self.leased = 0
+        self.taking: asyncio.Future[None] | None = None
+        self.waiting = 0
 
 
 class Quotas:
@@ -78,18 +82,34 @@ class Quotas:
             return allowance.bucket.wait()
         if self._fleet is None:
             return 0.0
+        # One take from Redis at a time per user and kind: sends arriving together (several
+        # in flight on a connection, or the user's other connections) wait for it and share
+        # what it brings, instead of each leasing its own tokens and emptying the fleet's
+        # bucket many times faster than the user sends.
+        while allowance.leased == 0 and allowance.taking is not None:
+            allowance.waiting += 1
+            try:
+                await asyncio.shield(allowance.taking)
+            finally:
+                allowance.waiting -= 1
         if allowance.leased > 0:
             allowance.leased -= 1
             return 0.0
-        take = self._fleet.take(user_id, kind, quota.rate, quota.burst, _lease(quota.burst))
-        # Unanswered, this instance's bucket decides (logged quietly: one line per send).
-        taken = await quietly("fleet quota", take, self._budget, level=logging.DEBUG)
+        wanted = min(quota.burst, max(_lease(quota.burst), allowance.waiting + 1))
+        taking = allowance.taking = asyncio.get_running_loop().create_future()
+        try:
+            take = self._fleet.take(user_id, kind, quota.rate, quota.burst, wanted)
+            # Unanswered, this instance's bucket decides (logged quietly: one line per send).
+            taken = await quietly("fleet quota", take, self._budget, level=logging.DEBUG)
+        finally:
+            allowance.taking = None
+            taking.set_result(None)
         if taken is None:
             return 0.0
         granted, wait = taken
         if granted == 0:
             return wait
-        allowance.leased = granted - 1
+        allowance.leased += granted - 1
         return 0.0
 
     def _prune(self, now: float) -> None:
