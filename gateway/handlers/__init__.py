@@ -1,8 +1,8 @@
 """Handlers: one module per area, and the dispatch table from frame class to handler.
 
-`dispatch` decodes one raw frame, runs its handler within the request budget and turns every
-failure into an answer: a bad frame, a refused request, a backend that is down or too slow,
-or a surprise. It never raises and never touches a socket.
+`dispatch` decodes one raw frame (`parse`), runs its handler within the request budget
+(`handle`) and turns every failure into an answer: a bad frame, a refused request, a backend
+that is down or too slow, or a surprise. It never raises and never touches a socket.
 """
 
 from __future__ import annotations
@@ -21,7 +21,17 @@ from gateway.protocol import ErrorCode, ProtocolError, decode, events, frames
 from gateway.state import ClientState
 from gateway.store import KeyConflict, NotAllowed, NotAMember, NotFound, StoreError
 
-__all__ = ["HANDLERS", "HandlerContext", "Limits", "Outcome", "RequestBudget", "dispatch"]
+__all__ = [
+    "HANDLERS",
+    "PIPELINED",
+    "HandlerContext",
+    "Limits",
+    "Outcome",
+    "RequestBudget",
+    "dispatch",
+    "handle",
+    "parse",
+]
 
 log = logging.getLogger(__name__)
 
@@ -65,17 +75,34 @@ HANDLERS: dict[type[frames.ClientFrame], Handler] = {
 }
 
 
+PIPELINED: frozenset[type[frames.ClientFrame]] = frozenset({frames.MessageSend})
+"""Frames a connection may have several of in flight (`gateway.realtime.pipeline`): their
+handlers keep their own order where it matters (a send's `Turn`)."""
+
+
 async def dispatch(ctx: HandlerContext, client: ClientState, raw: str) -> Outcome:
     """Decode `raw`, run its handler, and say what should happen."""
-    request_id = None
+    decoded = parse(ctx, raw)
+    if isinstance(decoded, Outcome):
+        return decoded
+    return await handle(ctx, client, decoded)
+
+
+def parse(ctx: HandlerContext, raw: str) -> frames.ClientFrame | Outcome:
+    """The frame `raw` holds, or the answer to a frame that is not one."""
     try:
-        try:
-            frame = decode(raw)
-        except ProtocolError:
-            ctx.metrics[INVALID_FRAME] += 1
-            raise
-        ctx.metrics[FRAMES_IN[frame.TYPE]] += 1
-        request_id = frame.id
+        frame = decode(raw)
+    except ProtocolError as exc:
+        ctx.metrics[INVALID_FRAME] += 1
+        return _refused(ctx, exc)
+    ctx.metrics[FRAMES_IN[frame.TYPE]] += 1
+    return frame
+
+
+async def handle(ctx: HandlerContext, client: ClientState, frame: frames.ClientFrame) -> Outcome:
+    """Run `frame`'s handler within the request budget; every failure becomes an answer."""
+    request_id = frame.id
+    try:
         handler = HANDLERS.get(type(frame))
         if handler is None:  # only `auth` is valid on the wire but not here
             raise ProtocolError(
@@ -96,8 +123,7 @@ async def dispatch(ctx: HandlerContext, client: ClientState, raw: str) -> Outcom
         finally:
             ctx.budget.finish(task)
     except ProtocolError as exc:
-        ctx.metrics[ERRORS[exc.code.value]] += 1
-        return Outcome(events.error(exc.code, exc.message, exc.request_id, exc.retry_after_ms))
+        return _refused(ctx, exc)
     except (CacheUnavailable, StoreError, TimeoutError) as exc:
         ctx.metrics[ERRORS[ErrorCode.UNAVAILABLE.value]] += 1
         log.warning(
@@ -112,3 +138,8 @@ async def dispatch(ctx: HandlerContext, client: ClientState, raw: str) -> Outcom
         ctx.metrics[ERRORS[ErrorCode.INTERNAL.value]] += 1
         log.exception("unexpected error handling a frame of %s", client.connection_id)
         return Outcome(events.error(ErrorCode.INTERNAL, "internal error", request_id))
+
+
+def _refused(ctx: HandlerContext, exc: ProtocolError) -> Outcome:
+    ctx.metrics[ERRORS[exc.code.value]] += 1
+    return Outcome(events.error(exc.code, exc.message, exc.request_id, exc.retry_after_ms))

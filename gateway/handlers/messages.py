@@ -14,22 +14,31 @@ from gateway.protocol.frames import (
     MessageSend,
     MessagesList,
 )
-from gateway.state import ClientState
+from gateway.state import ClientState, Turn
 
 __all__ = ["delete", "delivered", "history", "read", "send", "unread"]
 
 
 async def send(ctx: HandlerContext, client: ClientState, frame: MessageSend) -> Outcome:
-    """Persist and fan out; the ack carries the stored message (the same one on a retry)."""
-    limit = ctx.limits.max_message_bytes
-    if len(frame.content.encode()) > limit:
-        raise ProtocolError(ErrorCode.INVALID_FIELD, f"content: at most {limit} bytes", frame.id)
-    if not frame.content.strip():
-        raise ProtocolError(ErrorCode.INVALID_FIELD, "content: must not be blank", frame.id)
-    await spend(ctx, client, "send", frame.id)
-    msg, created = await ctx.messages.send(
-        client, frame.conversation_id, frame.client_msg_id, frame.content, frame.content_type
-    )
+    """Persist and fan out; the ack carries the stored message (the same one on a retry).
+    A connection's sends reach the store in the order they came, even with several in flight."""
+    turn = Turn(client)  # before any await: the frames' order
+    try:
+        limit = ctx.limits.max_message_bytes
+        if len(frame.content.encode()) > limit:
+            raise ProtocolError(
+                ErrorCode.INVALID_FIELD, f"content: at most {limit} bytes", frame.id
+            )
+        if not frame.content.strip():
+            raise ProtocolError(ErrorCode.INVALID_FIELD, "content: must not be blank", frame.id)
+        await spend(ctx, client, "send", frame.id)
+        await turn.wait()
+        turn.pass_on()  # the store queues this send before it first awaits: see `Turn`
+        msg, created = await ctx.messages.send(
+            client, frame.conversation_id, frame.client_msg_id, frame.content, frame.content_type
+        )
+    finally:
+        turn.pass_on()
     return Outcome(
         events.ack(frame.id, message=msg.as_wire(), created=created, deleted=msg.deleted)
     )

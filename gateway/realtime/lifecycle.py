@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import secrets
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from typing import Any, TypeVar
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
@@ -20,7 +21,7 @@ from caches import CacheUnavailable
 from gateway import logs
 from gateway.auth import Authenticator, AuthError, Identity, bearer_token
 from gateway.config import Settings
-from gateway.handlers import HandlerContext, dispatch
+from gateway.handlers import PIPELINED, HandlerContext, Outcome, handle, parse
 from gateway.handshake import forget_handshake
 from gateway.metrics import FRAMES_OUT, INVALID_FRAME, key
 from gateway.protocol import Close, ErrorCode, ProtocolError, decode, events, frames
@@ -29,6 +30,7 @@ from gateway.realtime.admission import Admission
 from gateway.realtime.connection import Connection, ConnState
 from gateway.realtime.expiry import EXPIRE, TokenExpiry
 from gateway.realtime.hub import Hub
+from gateway.realtime.pipeline import Pipeline
 from gateway.realtime.silence import SilenceWatch
 from gateway.services import ConversationService, PresenceService, TypingService
 from gateway.state import ClientState
@@ -37,6 +39,8 @@ from gateway.store import StoreError
 __all__ = ["ClientServer"]
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 _TICK = 0.25
 _CONNECT_BOUND_MIN = 10.0
@@ -108,6 +112,7 @@ class ClientServer:
                 return
             conn, address = admitted
             started = time.monotonic()
+            pipeline: Pipeline | None = None
             # The receive loop stays in this frame: each coroutine frame an idle connection
             # holds for its life costs memory (the setup's helpers have returned by now).
             try:
@@ -127,19 +132,24 @@ class ClientServer:
                         metrics[INVALID_FRAME] += 1
                         conn.send(events.error(ErrorCode.INVALID_FRAME, "text frames only"))
                         continue
-                    # Frames are handled in turn: while one waits on a slow backend (up to the
-                    # budget) the next ones, heartbeats too, wait unread. That is not silence.
-                    conn.last_heard = now + self._budget
-                    outcome = await dispatch(context, client, raw)
-                    conn.last_heard = time.monotonic()
-                    if outcome.reply is not None:
-                        metrics[FRAMES_OUT[events.frame_type(outcome.reply)]] += 1
-                        conn.send(outcome.reply)
-                    if outcome.close is not None:
-                        conn.close(outcome.close, outcome.reason)
+                    frame = parse(context, raw)
+                    if not isinstance(frame, Outcome) and type(frame) in PIPELINED:
+                        if pipeline is None:  # made on a first send: an idle socket has none
+                            pipeline = Pipeline(functools.partial(self._answer, conn))
+                        pipeline.start(handle(context, client, frame))
+                        if pipeline.full:
+                            await self._waiting(conn, pipeline.wait_for_room())
+                        continue
+                    if pipeline is not None:  # anything else follows the sends before it
+                        await self._waiting(conn, pipeline.drain())
+                    if not isinstance(frame, Outcome):
+                        frame = await self._waiting(conn, handle(context, client, frame))
+                    self._answer(conn, frame)
             except ConnectionClosed:
                 pass
             finally:
+                if pipeline is not None:
+                    await pipeline.settle()
                 await self.detach(conn)
                 log.info(
                     "disconnected",
@@ -151,6 +161,22 @@ class ClientServer:
                 )
         finally:
             self._admission.release()
+
+    async def _waiting(self, conn: Connection, work: Awaitable[_T]) -> _T:
+        """Await `work` in the receive loop: meanwhile the client's next frames, heartbeats
+        too, wait unread for up to the request budget. That is not silence."""
+        conn.last_heard = time.monotonic() + self._budget
+        try:
+            return await work
+        finally:
+            conn.last_heard = time.monotonic()
+
+    def _answer(self, conn: Connection, outcome: Outcome) -> None:
+        if outcome.reply is not None:
+            self._metrics[FRAMES_OUT[events.frame_type(outcome.reply)]] += 1
+            conn.send(outcome.reply)
+        if outcome.close is not None:
+            conn.close(outcome.close, outcome.reason)
 
     async def _admit(self, ws: ServerConnection) -> tuple[Connection, str] | None:
         """The pending-auth caps, authentication and the per-user caps: the connection and

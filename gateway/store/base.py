@@ -250,6 +250,10 @@ class Store(Protocol):
         number of writers); a retry of (sender, client_msg_id) returns the stored message (its
         `deleted` set once its sender deleted it), for ever.
 
+        Sends are taken in call order: a call is queued before its first await, so sends one
+        task starts in turn, or tasks start one after another, commit in that order (a
+        connection's sends in flight together rely on it: `gateway.state.Turn`).
+
         Returns the message and whether this call created it.
 
         Raises:

@@ -1,0 +1,71 @@
+"""A connection's requests in flight while its next frames are read, answered in order.
+
+A connection's frames were handled strictly in turn: a client with messages queued (an outbox
+flushed after a reconnect, a burst of sends) waited a whole send, store and caches and bus, per
+message, and no two of its sends ever shared a store batch. Sends now run several at once: the
+receive loop starts each as a task and reads on. Their answers still go out in the order the
+requests came, and their messages reach the store in that order (`gateway.state.Turn`), so a
+client sees nothing it did not see before, only sooner. Any other frame first waits until the
+sends before it are answered, then runs in turn, as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from gateway.handlers import Outcome
+
+__all__ = ["Pipeline"]
+
+DEPTH = 32
+"""Requests of one connection in flight at most; the receive loop stops reading at this many
+(a client sending faster is slowed by its own socket, and its frame rate limit still holds)."""
+
+
+class Pipeline:
+    def __init__(self, answer: Callable[[Outcome], None], depth: int = DEPTH) -> None:
+        """`answer`: sends a finished request's outcome to the client (in request order)."""
+        self._answer = answer
+        self._depth = depth
+        self._running: deque[asyncio.Task[Outcome]] = deque()
+
+    def start(self, request: Coroutine[Any, Any, Outcome]) -> None:
+        """Run `request` now; its answer goes out after those of the requests started before."""
+        task = asyncio.create_task(request)
+        self._running.append(task)
+        task.add_done_callback(self._answer_finished)
+
+    @property
+    def full(self) -> bool:
+        return len(self._running) >= self._depth
+
+    async def wait_for_room(self) -> None:
+        """Until fewer than `depth` requests are in flight."""
+        while self.full:
+            await asyncio.wait((self._running[0],))
+
+    async def drain(self) -> None:
+        """Until every request started is answered."""
+        while self._running:
+            await asyncio.wait(tuple(self._running))
+
+    async def settle(self) -> None:
+        """The connection is over: let the requests in flight finish (each is bounded by the
+        request budget; a send's message is stored all the same), or cancel them when this
+        task is cancelled itself."""
+        try:
+            await self.drain()
+        finally:
+            for task in self._running:
+                task.cancel()
+
+    def _answer_finished(self, _: asyncio.Task[Outcome]) -> None:
+        # Answers leave in request order: a finished request waits behind an unfinished one.
+        running = self._running
+        while running and running[0].done():
+            task = running.popleft()
+            if not task.cancelled():
+                self._answer(task.result())
