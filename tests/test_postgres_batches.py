@@ -18,7 +18,6 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 
 from gateway.store import open_store
-from gateway.store.postgres import _SEND_BATCH
 from tests.faultproxy import FaultProxy
 
 _ONE_WAY = 0.05
@@ -90,9 +89,10 @@ async def test_two_instances_batches_into_the_same_conversations_never_deadlock(
     assert elapsed < 5, f"{elapsed:.1f} s: a deadlock was waited out"
 
 
-def _positional(statement: str, names: list[str]) -> str:
-    """`statement` with its %(name)s placeholders as $1.. in `names`' order (for PREPARE)."""
-    return re.sub(r"%\((\w+)\)s", lambda m: f"${names.index(m.group(1)) + 1}", statement)
+def _function_query(source: str, names: list[str]) -> str:
+    """The query `send_batch` returns, with its arguments as $1.. in `names`' order."""
+    query = source.split("RETURN QUERY", 1)[1].rsplit(";", 1)[0]
+    return re.sub(r"\bp_(\w+)\b", lambda m: f"${names.index(m.group(1)) + 1}", query)
 
 
 def _scans(plan: dict[str, Any]) -> list[tuple[str, str]]:
@@ -103,7 +103,7 @@ def _scans(plan: dict[str, Any]) -> list[tuple[str, str]]:
     return found
 
 
-async def test_the_batch_statement_reaches_rows_by_index_whatever_the_statistics(
+async def test_the_batch_function_keeps_a_plan_reaching_rows_by_index_whatever_the_statistics(
     postgres_url: str,
 ) -> None:
     # The plan a pooled connection keeps is made once, often while the tables are young and
@@ -122,9 +122,14 @@ async def test_the_batch_statement_reaches_rows_by_index_whatever_the_statistics
     async with await psycopg.AsyncConnection.connect(
         postgres_url, autocommit=True, cursor_factory=psycopg.AsyncClientCursor
     ) as conn:
+        cursor = await conn.execute(
+            "SELECT prosrc, proconfig FROM pg_proc WHERE proname = 'send_batch'"
+        )
+        source, config = await cursor.fetchone() or ("", [])
+        assert config == ["plan_cache_mode=force_generic_plan"]  # the plan each connection keeps
         await conn.execute("SET plan_cache_mode = force_generic_plan")
         await conn.execute(
-            f"PREPARE batch ({', '.join(types)}) AS {_positional(_SEND_BATCH, names)}"
+            f"PREPARE batch ({', '.join(types)}) AS {_function_query(source, names)}"
         )
         cursor = await conn.execute(
             "EXPLAIN (FORMAT JSON) EXECUTE batch ('{0}', %s, %s, %s, '{k}', '{hi}', '{text}', %s)",

@@ -107,75 +107,28 @@ it took, so the statement divides by the zero rows it inserted, fails as a whole
 rolls back) and the caller reads the stored message."""
 
 
-_SEND_BATCH = f"""
-WITH input AS (
-    SELECT * FROM unnest(%(nth)s::int[], %(id)s::uuid[], %(c)s::uuid[], %(u)s::uuid[],
-                         %(k)s::text[], %(content)s::text[], %(type)s::text[],
-                         %(at)s::timestamptz[])
-        AS t(nth, id, c, u, k, content, type, at)
-), checked AS (
-    SELECT i.*, m.member IS NOT NULL AS member, e.id IS NOT NULL AS stored
-    FROM input i
-    LEFT JOIN LATERAL (
-        SELECT true AS member FROM members WHERE conversation_id = i.c AND user_id = i.u LIMIT 1
-    ) m ON true
-    LEFT JOIN LATERAL (
-        SELECT id FROM messages WHERE sender_id = i.u AND client_msg_id = i.k LIMIT 1
-    ) e ON true
-), fresh AS (
-    SELECT *, row_number() OVER (PARTITION BY c ORDER BY nth) AS rank_in_conversation,
-           count(*) OVER (PARTITION BY c) AS sends_in_conversation
-    FROM checked WHERE member AND NOT stored
-), locked AS MATERIALIZED (
-    SELECT id FROM conversations WHERE id = ANY (ARRAY(SELECT c FROM fresh))
-    ORDER BY id FOR UPDATE
-), counter AS (
-    UPDATE conversations
-    SET last_seq = last_seq + (SELECT count(*) FROM fresh f WHERE f.c = conversations.id)
-    WHERE id = ANY (ARRAY(SELECT id FROM locked))
-    RETURNING id, last_seq
-), inserted AS (
-    INSERT INTO messages (id, conversation_id, seq, sender_id, client_msg_id, content,
-                          content_type, created_at)
-    SELECT f.id, f.c, counter.last_seq - f.sends_in_conversation + f.rank_in_conversation,
-           f.u, f.k, f.content, f.type, f.at
-    FROM fresh f JOIN counter ON counter.id = f.c
-    ON CONFLICT (sender_id, client_msg_id) DO NOTHING
-    RETURNING conversation_id, sender_id, client_msg_id, seq
-), watermark AS (
-    UPDATE members SET delivered_seq = GREATEST(delivered_seq, w.seq),
-                       read_seq = GREATEST(read_seq, w.seq)
-    FROM (SELECT conversation_id, sender_id, max(seq) AS seq FROM inserted GROUP BY 1, 2) AS w
-    WHERE members.conversation_id = w.conversation_id AND members.user_id = w.sender_id
+_SEND_BATCH = (
+    "SELECT * FROM send_batch(%(nth)s, %(id)s, %(c)s, %(u)s, %(k)s, %(content)s, %(type)s, %(at)s)"
 )
-SELECT ch.member, i.seq,
-       1 / (SELECT CASE WHEN count(*) = (SELECT count(*) FROM fresh) THEN 1 ELSE 0 END
-            FROM inserted),
-       {", ".join("e." + column.strip() for column in _MESSAGE_COLUMNS.split(","))}
-FROM checked ch
-LEFT JOIN inserted i ON i.sender_id = ch.u AND i.client_msg_id = ch.k
-LEFT JOIN LATERAL (
-    SELECT {_MESSAGE_COLUMNS} FROM messages
-    WHERE ch.stored AND sender_id = ch.u AND client_msg_id = ch.k LIMIT 1
-) e ON true
-ORDER BY ch.nth
-"""
-"""A batch of sends in one statement, so one round trip and one transaction (autocommit), each
-send answered as `_SEND` would answer it alone, in the batch's order: a conversation's fresh
-sends take the next seqs in that order and its counter row moves once. The counter rows are
-locked in one order (by id) before any moves, so two instances' batches never deadlock. A
-repeat of a key inside the batch is not for this statement (the caller runs such a batch one
-send at a time); a key taken by another transaction after this one's snapshot inserts
-nothing, and the statement fails as a whole, as `_SEND` does, for the caller to run the batch
-one send at a time. A batch of one keeps `_SEND`: for a single send this statement cost the
-server 2-3x as much (store alone, sequential sends, 2026-12-03: 307-367 against 820-987 us).
+"""A batch of sends in one call of `send_batch` (schema version 2), so one round trip and one
+transaction (autocommit), each send answered as `_SEND` would answer it alone, in the batch's
+order: a conversation's fresh sends take the next seqs in that order and its counter row moves
+once. The counter rows are locked in one order (by id) before any moves, so two instances'
+batches never deadlock. A repeat of a key inside the batch is not for this call (the caller
+runs such a batch one send at a time); a key taken by another transaction after this one's
+snapshot inserts nothing, and the call fails as a whole, as `_SEND` does, for the caller to
+run the batch one send at a time. A batch of one keeps `_SEND`: for a single send the batch
+cost the server about twice as much (store alone, sequential sends, 2026-12-03: server CPU
+per send 453-480 against 190-263 us).
 
-Every row is reached through an index whatever the statistics: the lookups are `LATERAL ...
-LIMIT 1` (a probe per send, which the planner cannot turn into a hash join over the whole
-table) and the counter rows are found by `= ANY` of their ids. A pooled connection keeps the
-plan it made on the sixth call, often while the tables were young and never analyzed; the
-joins this replaced were then planned as hash joins reading `messages`, `members` and
-`conversations` whole, a cost growing with the table (3,245 messages: 1.3 of a batch's 1.8 ms)."""
+The function, not a statement, so its plan is made once per connection (`plan_cache_mode`
+set on it) and still reaches every row through an index whatever the statistics (`LATERAL
+... LIMIT 1` probes, counter rows by `= ANY`). As a statement the planner either replanned
+it on every call (0.6-0.7 ms of planning, more than its run) or, as first written with joins,
+kept a plan made while the tables were young and unanalyzed that read `messages`, `members`
+and `conversations` whole on every batch (3,245 messages: 1.3 of a batch's 1.8 ms). Store
+alone, batches of 5, server CPU per send: whole-table plan 465-495 us, replanned 290-372 us,
+kept plan 145-180 us."""
 
 
 _MAX_BATCH = 128
