@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from gateway.handlers import Outcome
-from gateway.realtime.pipeline import Pipeline
+from gateway.realtime.pipeline import Extra, Pipeline
 
 
 async def _finish(gate: asyncio.Event, name: str) -> Outcome:
@@ -16,7 +16,7 @@ async def _finish(gate: asyncio.Event, name: str) -> Outcome:
 
 async def test_answers_leave_in_request_order_whatever_order_requests_finish_in() -> None:
     answered: list[bytes | None] = []
-    pipeline = Pipeline(lambda outcome: answered.append(outcome.reply), depth=3)
+    pipeline = Pipeline(lambda outcome: answered.append(outcome.reply), Extra(), depth=3)
     gates = [asyncio.Event() for _ in range(3)]
     for n, gate in enumerate(gates):
         pipeline.start(_finish(gate, f"r{n}"))
@@ -34,7 +34,7 @@ async def test_answers_leave_in_request_order_whatever_order_requests_finish_in(
 
 async def test_drain_waits_for_every_request_started() -> None:
     answered: list[bytes | None] = []
-    pipeline = Pipeline(lambda outcome: answered.append(outcome.reply))
+    pipeline = Pipeline(lambda outcome: answered.append(outcome.reply), Extra())
     gates = [asyncio.Event() for _ in range(4)]
     for n, gate in enumerate(gates):
         pipeline.start(_finish(gate, f"r{n}"))
@@ -45,7 +45,7 @@ async def test_drain_waits_for_every_request_started() -> None:
 
 
 async def test_settle_cancelled_cancels_what_is_in_flight() -> None:
-    pipeline = Pipeline(lambda outcome: None)
+    pipeline = Pipeline(lambda outcome: None, Extra())
     never = asyncio.Event()
     before = asyncio.all_tasks()
     pipeline.start(_finish(never, "stuck"))
@@ -57,3 +57,23 @@ async def test_settle_cancelled_cancels_what_is_in_flight() -> None:
     assert settling.cancelled()
     await asyncio.wait([stuck])
     assert stuck.cancelled()
+
+
+async def test_an_instance_runs_a_bounded_number_beyond_one_per_connection() -> None:
+    extra = Extra(limit=2)
+    first, second = (Pipeline(lambda outcome: None, extra) for _ in range(2))
+    gates = [asyncio.Event() for _ in range(4)]
+    for n in range(3):
+        first.start(_finish(gates[n], f"a{n}"))
+    assert extra.used == 2 and first.full  # two beyond its first: the instance's all
+    second.start(_finish(gates[3], "b0"))  # a connection's first always starts
+    assert second.full  # one in flight, and no extra left for a second
+    assert extra.used == 2
+    gates[0].set()
+    await first.wait_for_room()
+    assert extra.used == 1 and not first.full
+    for gate in gates:
+        gate.set()
+    await first.drain()
+    await second.drain()
+    assert extra.used == 0

@@ -30,7 +30,7 @@ from gateway.realtime.admission import Admission
 from gateway.realtime.connection import Connection, ConnState
 from gateway.realtime.expiry import EXPIRE, TokenExpiry
 from gateway.realtime.hub import Hub
-from gateway.realtime.pipeline import Pipeline
+from gateway.realtime.pipeline import Extra, Pipeline
 from gateway.realtime.silence import SilenceWatch
 from gateway.services import ConversationService, PresenceService, TypingService
 from gateway.state import ClientState
@@ -89,6 +89,7 @@ class ClientServer:
         self._expiry = expiry
         self._admission = admission
         self.draining = False
+        self._extra = Extra()
 
     def address(self, ws: ServerConnection) -> str:
         """The client's address: the peer, or what a trusted proxy says it forwarded."""
@@ -135,7 +136,7 @@ class ClientServer:
                     frame = parse(context, raw)
                     if not isinstance(frame, Outcome) and type(frame) in PIPELINED:
                         if pipeline is None:  # made on a first send: an idle socket has none
-                            pipeline = Pipeline(functools.partial(self._answer, conn))
+                            pipeline = Pipeline(functools.partial(self._answer, conn), self._extra)
                         pipeline.start(handle(context, client, frame))
                         if pipeline.full:
                             await self._waiting(conn, pipeline.wait_for_room())
