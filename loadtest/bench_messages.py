@@ -1,9 +1,10 @@
 """`bench.py messages`: message sends through two real gateway instances on one SQLite file.
 
 Clients in rooms of `room` members (split over both instances) send at a paced total rate; the
-step reports send->ack and send->delivered latencies, and server CPU. A history phase then has
-every client re-read its room's newest page and reports reads/s and the share served from the
-cache (from the gateways' /metrics). A probe times single sends into a 1,000-member group. A
+step reports send->ack and send->delivered latencies, and server CPU, after a second of the
+same load as a warm-up (each store pool grows, each connection prepares its statements). A
+history phase then has every client re-read its room's newest page and reports reads/s and the
+share served from the cache (from the gateways' /metrics). A probe times single sends into a 1,000-member group. A
 last capacity step offers more sends than the gateways can take and reports how many they
 persist per second (acks counted; deliveries not parsed, so the load generator keeps up).
 Loopback only; every phase is bounded in time.
@@ -105,11 +106,11 @@ async def run_messages(
         await asyncio.sleep(1.0)
         me = psutil.Process()
 
-        async def offer(offered: float, prefix: str) -> tuple[int, float]:
-            """Sends at `offered`/s for `seconds`; how many, and when they started."""
+        async def offer(offered: float, prefix: str, window: float = seconds) -> tuple[int, float]:
+            """Sends at `offered`/s for `window` seconds; how many, and when they started."""
             count = 0
             started = time.perf_counter()
-            while (elapsed := time.perf_counter() - started) < seconds:
+            while (elapsed := time.perf_counter() - started) < window:
                 due = min(int(offered * elapsed) - count, int(offered * 0.05) + 1)
                 now = time.perf_counter()
                 for _ in range(max(due, 0)):
@@ -131,6 +132,12 @@ async def run_messages(
                 await asyncio.sleep(0.002)
             return count, started
 
+        # A warm-up at the same rate, not measured: each instance's store pool grows to its
+        # size and each connection prepares its statements, a cost of the first seconds only.
+        warm, _ = await offer(rate, "w", 1.0)
+        await until(lambda: len(acks) >= warm and len(deliveries) >= warm * room, 5, 0.05)
+        acks.clear()
+        deliveries.clear()
         cpu_start, loadgen_start = cpu_seconds(gateways), _cpu(me)
         count, started = await offer(rate, "b")
         window = time.perf_counter() - started
