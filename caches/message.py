@@ -13,7 +13,7 @@ from caches._base import TTL, Call, Composed, Script, is_cluster, pipeline, run_
 from caches.conversation import LIST_WRITE, members_message_call
 from caches.errors import translating
 from caches.models import MESSAGE_STATUS_RANK, CachedMessage, decode, encode, to_ms
-from caches.presence import TYPING_STOP, Typist
+from caches.presence import TYPING_STOP, Announcement, Typist
 from caches.redis import RedisClient
 
 __all__ = ["DEFAULT_MESSAGE_TTL", "DEFAULT_UNREAD_TTL", "MESSAGES_PER_CONVERSATION", "MessageCache"]
@@ -27,11 +27,17 @@ _STATUS = Script("message_status")
 _UNREAD_RECORD = Script("unread_record")
 _UNREAD_FILL = Script("unread_fill")
 _MESSAGE_SET = Script("message_set")
+_ANNOUNCE = Script("announce")
 _WRITE_THROUGH = (_MESSAGE_SET, _MERGE, _UNREAD_RECORD, LIST_WRITE)
-_SENT = Composed(*_WRITE_THROUGH)
-"""A sent message's whole write-through in one call (`record_sent`)..."""
-_SENT_TYPING_STOPPED = Composed(*_WRITE_THROUGH, TYPING_STOP)
-"""... and with it, the sender's typing indicator cleared."""
+_SENT = {
+    (stop, announce): Composed(
+        *_WRITE_THROUGH, *((TYPING_STOP,) if stop else ()), *((_ANNOUNCE,) if announce else ())
+    )
+    for stop in (False, True)
+    for announce in (False, True)
+}
+"""A sent message's whole write-through in one call (`record_sent`), by (the sender's typing
+indicator cleared with it, the message announced last)."""
 
 DEFAULT_UNREAD_TTL = timedelta(minutes=10)
 # The state hash outlives every counter it describes (a counter left without its as-of seq
@@ -278,14 +284,19 @@ class MessageCache:
         member_ids: Sequence[uuid.UUID | str],
         *,
         typist: Typist | None = None,
-    ) -> None:
+        announce: Announcement | None = None,
+    ) -> bool:
         """A message just sent, written through in one step: `set_message`,
         `add_message_to_conversation`, `record_unread` for every member but its sender,
         `ConversationCache.record_message_for_members` and, given the sender's `typist` there
         (`PresenceCache.typist`), `PresenceCache.stop_typing`. One script call on one server,
         whatever the member count; on a cluster, where these keys sit in many slots, the calls
         at once. (A step that fails on the server ends the script there: an indicator not
-        cleared then expires with its TTL.)"""
+        cleared then expires with its TTL.)
+
+        `announce`: on one server, published by the same call once everything is written (the
+        message's event, one round trip for both). True when it was; False when the caller
+        must publish it (a cluster: the writes span slots, so the event follows them)."""
         if msg.seq is None:
             raise ValueError("a sent message has its seq")
         texts = [keys.uuid_text(m, "member_id") for m in member_ids]
@@ -311,10 +322,14 @@ class MessageCache:
             *((TYPING_STOP, call) for call in stop),
         ]
         if one_server:
-            composed = _SENT_TYPING_STOPPED if stop else _SENT
-            await composed(self._redis, [call for _, call in steps])
-        else:
-            await asyncio.gather(*(script(self._redis, *call) for script, call in steps))
+            announcing = announce is not None
+            calls = [call for _, call in steps]
+            if announce is not None:
+                calls.append(([announce.channel], announce.script_args()))
+            await _SENT[bool(stop), announcing](self._redis, calls)
+            return announcing
+        await asyncio.gather(*(script(self._redis, *call) for script, call in steps))
+        return False
 
     async def _conversation_of(self, message_id: str | uuid.UUID) -> uuid.UUID | None:
         """The conversation of a cached message (None when it is not cached)."""

@@ -17,7 +17,9 @@ from caches import (
     PresenceCache,
     keys,
 )
+from caches._base import is_cluster
 from caches.models import utcnow
+from caches.presence import Announcement
 from caches.redis import RedisClient
 from tests.conftest import MS, wait_for
 
@@ -224,6 +226,35 @@ async def test_delete_message_and_conversation(redis: RedisClient) -> None:
     assert got is not None and [m.id for m in got] == [b.id]
     await cache.delete_conversation_messages(conv)
     assert await cache.get_conversation_messages(conv, 10) is None
+
+
+async def test_a_sent_message_is_announced_by_its_write_through_on_one_server(
+    redis: RedisClient,
+) -> None:
+    """On one server the event rides the write-through's call, published after the writes
+    (who hears it finds the message cached); on a cluster the writes span slots, so the call
+    leaves the event to its caller and says so."""
+    messages = MessageCache(redis)
+    conv, ann = uuid.uuid4(), uuid.uuid4()
+    channel = keys.conversation_channel(conv)
+    sent = dataclasses.replace(make(conv, 1), sender_id=ann)
+    announce = Announcement(channel, b"message.new 1")
+    if is_cluster(redis):
+        assert not await messages.record_sent(sent, [ann], announce=announce)
+        assert await messages.get_message(sent.id) == sent
+        return
+    pubsub = redis.pubsub()
+    await pubsub.subscribe(channel)
+    try:
+        assert await pubsub.get_message(timeout=5)  # the subscription's confirmation
+        assert await messages.record_sent(sent, [ann], announce=announce)
+        heard = await pubsub.get_message(timeout=5)
+        assert heard is not None and heard["data"] in (b"message.new 1", "message.new 1")
+        assert await messages.get_message(sent.id) == sent
+        assert not await messages.record_sent(dataclasses.replace(sent, seq=2), [ann])
+        assert await pubsub.get_message(timeout=0.2) is None  # no announcement, none heard
+    finally:
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
 
 
 async def test_wrong_conversation_rejected(redis: RedisClient) -> None:

@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 
 from caches import CachedMessage, ConversationCache, MessageCache
-from caches.presence import Typist
+from caches.presence import Announcement, Typist
 from gateway.bus.publisher import Publisher
 from gateway.metrics import key
 from gateway.protocol import events
@@ -82,22 +82,34 @@ class MessageService:
         if created:
             self._metrics["messages_persisted"] += 1
             members = await self._members(conversation_id)
+            frame = events.message_new(msg.as_wire())
             # The caches before the event (the spec's order): a member who fetches on
-            # `message.new` finds the message cached.
-            # The sender's typing stops with the send: in the write-through's own script call
-            # where that script can announce it, else beside it.
+            # `message.new` finds the message cached. Where scripts reach the bus the event is
+            # the write-through's last step, in its script call; the sender's typing stops in
+            # that call too.
             typist = self._typing.stop_with_send(client, conversation_id)
-            steps: dict[str, Awaitable[object]] = {
-                "messaging write-through": self._write_through(msg, members, typist)
-            }
-            if typist is None:
-                steps["messaging typing cleanup"] = self._typing.stop(client, conversation_id)
-            failed = await all_quietly(steps, self._side_budget)
+            announced: bool | None = False
+            if typist is None:  # scripts do not reach this bus: each step on its own
+                steps: dict[str, Awaitable[object]] = {
+                    "messaging write-through": self._write_through(msg, members, None, None),
+                    "messaging typing cleanup": self._typing.stop(client, conversation_id),
+                }
+                failed = await all_quietly(steps, self._side_budget)
+            else:
+                announce = self._publisher.conversation_announcement(
+                    conversation_id, frame, seq=msg.seq
+                )
+                announced = await quietly(
+                    "messaging write-through",
+                    self._write_through(msg, members, typist, announce),
+                    self._side_budget,
+                )
+                failed = set() if announced is not None else {"messaging write-through"}
             if "messaging write-through" in failed:
                 self._repair.history(conversation_id)
                 self._repair.members(conversation_id, members)
-            frame = events.message_new(msg.as_wire())
-            await self._publish(conversation_id, frame, seq=msg.seq)
+            if not announced:  # also when unknown: a second delivery beats none
+                await self._publish(conversation_id, frame, seq=msg.seq)
         return msg, created
 
     async def committed(
@@ -149,11 +161,18 @@ class MessageService:
         return cached
 
     async def _write_through(
-        self, msg: StoredMessage, members: tuple[uuid.UUID, ...], typist: Typist | None
-    ) -> None:
+        self,
+        msg: StoredMessage,
+        members: tuple[uuid.UUID, ...],
+        typist: Typist | None,
+        announce: Announcement | None,
+    ) -> bool:
         # One script call on one server, whatever the member count (on a cluster, one call
         # per slot, issued together: the auto-pipeline sends them in one round trip per node).
-        await self._messages.record_sent(_cached(msg), members, typist=typist)
+        # True when it published `announce` too.
+        return await self._messages.record_sent(
+            _cached(msg), members, typist=typist, announce=announce
+        )
 
     async def unread(self, client: ClientState, conversation_id: uuid.UUID) -> int:
         """The member's unread count in one conversation: the cached counter, else the store's
