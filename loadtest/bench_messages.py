@@ -4,9 +4,10 @@ Clients in rooms of `room` members (split over both instances) send at a paced t
 step reports send->ack and send->delivered latencies, and server CPU, after a second of the
 same load as a warm-up (each store pool grows, each connection prepares its statements). A
 history phase then has every client re-read its room's newest page and reports reads/s and the
-share served from the cache (from the gateways' /metrics). A probe times single sends into a 1,000-member group. A
-last capacity step offers more sends than the gateways can take and reports how many they
-persist per second (acks counted; deliveries not parsed, so the load generator keeps up).
+share served from the cache (from the gateways' /metrics). A probe times single sends into a
+1,000-member group. A last capacity step offers more sends than the gateways can take and
+reports how many they persist per second (acks counted; deliveries not parsed, so the load
+generator keeps up).
 Loopback only; every phase is bounded in time.
 """
 

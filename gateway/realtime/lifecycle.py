@@ -137,9 +137,9 @@ class ClientServer:
                     if not isinstance(frame, Outcome) and type(frame) in PIPELINED:
                         if pipeline is None:  # made on a first send: an idle socket has none
                             pipeline = Pipeline(functools.partial(self._answer, conn), self._extra)
-                        pipeline.start(handle(context, client, frame))
                         if pipeline.full:
                             await self._waiting(conn, pipeline.wait_for_room())
+                        pipeline.start(handle(context, client, frame))
                         continue
                     if pipeline is not None:  # anything else follows the sends before it
                         await self._waiting(conn, pipeline.drain())

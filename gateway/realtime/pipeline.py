@@ -55,7 +55,8 @@ class Pipeline:
         self._running: deque[asyncio.Task[Outcome]] = deque()
 
     def start(self, request: Coroutine[Any, Any, Outcome]) -> None:
-        """Run `request` now; its answer goes out after those of the requests started before."""
+        """Run `request` now (when not `full`: the caller waits for room first); its answer
+        goes out after those of the requests started before."""
         task = asyncio.create_task(request)
         if self._running:  # the connection's first in flight is never counted as extra
             self._extra.used += 1
