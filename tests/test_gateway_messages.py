@@ -140,44 +140,34 @@ async def test_a_storm_of_senders_on_both_instances_gives_one_gap_free_order_eve
             await client.close()
 
 
-async def test_a_connection_s_sends_in_flight_together_keep_their_order(
-    redis: RedisClient, redis_url: str, store_settings: dict[str, str], tmp_path: Path
-) -> None:
+async def test_a_connection_s_sends_in_flight_together_keep_their_order(pair: Pair) -> None:
     """A client sending without waiting (an outbox flushed on reconnect): its sends run
     together, yet take seqs in the order they were sent, each answer comes in request order,
     a frame of another kind is answered after the sends before it, and a bad send among them
     is refused alone."""
-    with gateways(redis_url, tmp_path, 1, **store_settings) as (gw,):
-        ann, bob = uuid.uuid4(), uuid.uuid4()
-        a = await client_for(redis, gw, ann)
-        b = await client_for(redis, gw, bob)
-        room = (await a.request("conversation.create", kind="direct", member_ids=[str(bob)]))[
-            "conversation"
-        ]["id"]
-        await b.next_event("conversation.added")
-        count = 50  # with the list and the create, within a connection's burst of 60 frames
-        for n in range(count):
-            content = "" if n == 17 else f"number {n}"  # blank: refused, the rest go on
-            await a.send("message.send", id=f"s{n}", conversation_id=room,
-                         client_msg_id=f"k{n}", content=content)  # fmt: skip
-        await a.send("messages.list", id="list", conversation_id=room, limit=100)
-        answers: list[dict[str, Any]] = []
-        async with asyncio.timeout(20):
-            while len(answers) < count + 1:
-                frame = await a.events.get()
-                if frame["type"] in ("ack", "error"):
-                    answers.append(frame)
-        assert [f["id"] for f in answers] == [f"s{n}" for n in range(count)] + ["list"]
-        assert answers[17]["type"] == "error" and answers[17]["code"] == "invalid_field"
-        sent = [f["message"] for f in answers[:count] if f["type"] == "ack"]
-        assert [m["client_msg_id"] for m in sent] == [f"k{n}" for n in range(count) if n != 17]
-        assert [m["seq"] for m in sent] == list(range(1, count))
-        listed = answers[-1]["messages"]
-        assert [m["client_msg_id"] for m in listed] == [m["client_msg_id"] for m in sent]
-        seen = [(await b.next_event("message.new"))["message"]["seq"] for _ in range(count - 1)]
-        assert seen == list(range(1, count))
-        for client in (a, b):
-            await client.close()
+    a, b, room = pair.a, pair.b, pair.room
+    await b.next_event("conversation.added")
+    count = 50  # with the list and the create, within a connection's burst of 60 frames
+    for n in range(count):
+        content = "" if n == 17 else f"number {n}"  # blank: refused, the rest go on
+        await a.send("message.send", id=f"s{n}", conversation_id=room,
+                     client_msg_id=f"k{n}", content=content)  # fmt: skip
+    await a.send("messages.list", id="list", conversation_id=room, limit=100)
+    answers: list[dict[str, Any]] = []
+    async with asyncio.timeout(20):
+        while len(answers) < count + 1:
+            frame = await a.events.get()
+            if frame["type"] in ("ack", "error"):
+                answers.append(frame)
+    assert [f["id"] for f in answers] == [f"s{n}" for n in range(count)] + ["list"]
+    assert answers[17]["type"] == "error" and answers[17]["code"] == "invalid_field"
+    sent = [f["message"] for f in answers[:count] if f["type"] == "ack"]
+    assert [m["client_msg_id"] for m in sent] == [f"k{n}" for n in range(count) if n != 17]
+    assert [m["seq"] for m in sent] == list(range(1, count))
+    listed = answers[-1]["messages"]
+    assert [m["client_msg_id"] for m in listed] == [m["client_msg_id"] for m in sent]
+    seen = [(await b.next_event("message.new"))["message"]["seq"] for _ in range(count - 1)]
+    assert seen == list(range(1, count))
 
 
 async def test_receipts_move_watermarks_forward_only_and_tell_the_conversation(
