@@ -70,7 +70,8 @@ class Pipeline:
         return running >= self._depth or (running > 0 and self._extra.used >= self._extra.limit)
 
     async def wait_for_room(self) -> None:
-        """Until fewer than `depth` requests are in flight."""
+        """Until another may start (no longer `full`): the connection's oldest requests
+        finish first, so at worst none of its own is left in flight."""
         while self.full:
             await asyncio.wait((self._running[0],))
 

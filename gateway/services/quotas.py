@@ -8,8 +8,8 @@ process (free, checked first, so a flood never reaches Redis) and one in Redis (
 the server's clock), shared by every instance. Tokens are taken from Redis a few at a time (a
 tenth of the burst, at most 10, or as many as sends wait for them) and spent here, so a send
 costs a Redis round trip only once in that many, and the fleet's total can overshoot a quota by
-at most that many per instance. When
-Redis cannot answer in time the local bucket alone decides: a quota never makes a send fail.
+at most that many per instance. When Redis cannot answer in time the local bucket alone
+decides: a quota never makes a send fail.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """Group commit: writes that arrive while a batch commits share the next one.
 
 One batch is in flight at a time; everything queued meanwhile goes into the next one: one hop to
-the store's thread (SQLite) or one pipelined round trip (PostgreSQL). With one write at a time
-this is a transaction per write; under load the hop or round trip, the lock and the commit are
-paid once per batch instead of once per write, so the cost per write falls as the load rises.
+the store's thread (SQLite) or one round trip (PostgreSQL: one call of `send_batch`). With one
+write at a time this is a transaction per write; under load the hop or round trip, the lock and
+the commit are paid once per batch instead of once per write, so the cost per write falls as
+the load rises.
 
 Batches are fair: writes are queued per owner (the user they are for) and a batch takes them
 round-robin, at most `share` of one owner's, so one user's backlog of costly writes never
