@@ -35,7 +35,12 @@ from gateway.dev import DevRoutes
 from gateway.handlers import HandlerContext, Limits, RequestBudget
 from gateway.handshake import json_refusals
 from gateway.http import HttpRoutes
-from gateway.limits import CollectAfterFaults, raise_open_files_limit, tune_garbage_collector
+from gateway.limits import (
+    CollectAfterFaults,
+    raise_open_files_limit,
+    settle_garbage_collector,
+    tune_garbage_collector,
+)
 from gateway.logs import redacting_logger
 from gateway.metrics import FRAMES_OUT, Latency, MetricsExport, every_series
 from gateway.protocol import events
@@ -404,6 +409,7 @@ async def _run(
                     line = _ready_line(
                         settings, server, metrics_server, url, built.routes.serves_demo
                     )
+                    settle_garbage_collector()
                     print(line, flush=True)
                     if on_ready is not None:
                         on_ready(line)
