@@ -247,6 +247,12 @@ async def messages_main(args: argparse.Namespace) -> None:
     )
     with contextlib.ExitStack() as stack:
         by_room = await _messages_by_room(report, args, _store_for(args.store, stack))
+    every_run = [result for results in by_room.values() for result in results]
+    report.note(
+        f"read back from the store after every run: {sum(r.seq_gaps for r in every_run)} seq "
+        f"gaps and {sum(r.acked_not_stored for r in every_run)} acknowledged messages missing "
+        f"over all {len(every_run)} runs (each conversation's seqs must run 1..n)"
+    )
     report.plot_medians(
         "latency",
         f"message latency at {args.rate:,.0f} sends/s against room size",

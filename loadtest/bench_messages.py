@@ -7,7 +7,8 @@ history phase then has every client re-read its room's newest page and reports r
 share served from the cache (from the gateways' /metrics). A probe times single sends into a
 1,000-member group. A last capacity step offers more sends than the gateways can take and
 reports how many they persist per second (acks counted; deliveries not parsed, so the load
-generator keeps up).
+generator keeps up). Last, the store is read back: every conversation's seqs must run 1..n with
+no gap, and every acknowledged message must be in it.
 Loopback only; every phase is bounded in time.
 """
 
@@ -45,6 +46,8 @@ class MessagesResult:
     history_reads_per_s: float
     history_cache_share: float
     big_group_ack_ms: float
+    seq_gaps: int
+    acked_not_stored: int
 
 
 def _cpu(process: psutil.Process) -> float:
@@ -81,6 +84,7 @@ async def run_messages(
         acks: list[float] = []
         deliveries: list[float] = []
         reads = [0]
+        acked: dict[str, set[int]] = {room_id: set() for room_id in rooms}
         timing_deliveries = [True]
 
         def receiver() -> Callable[[bytes], None]:
@@ -89,6 +93,8 @@ async def run_messages(
                 if raw.startswith(b'{"type":"ack"'):
                     frame = orjson.loads(raw)
                     if "message" in frame:
+                        message = frame["message"]
+                        acked.setdefault(message["conversation_id"], set()).add(message["seq"])
                         sent = sent_at.get(frame["id"])
                         if sent is not None:
                             acks.append(now - sent)
@@ -220,6 +226,7 @@ async def run_messages(
         persisted_window = time.perf_counter() - burst_started
         for conn in conns:
             conn.close()
+        gaps, lost = await _audit(store_url or str(workdir / "store.sqlite3"), acked)
         expected = count * room  # every member, the sending connection included
         return MessagesResult(
             rate=rate,
@@ -236,4 +243,29 @@ async def run_messages(
             history_reads_per_s=reads[0] / history_window,
             history_cache_share=hits / (hits + stores) if hits + stores else 0.0,
             big_group_ack_ms=median(big_acks) * 1000 if big_acks else 0.0,
+            seq_gaps=gaps,
+            acked_not_stored=lost,
         )
+
+
+async def _audit(store_url: str, acked: dict[str, set[int]]) -> tuple[int, int]:
+    """Read every conversation back from the store: the seqs missing below each one's highest
+    (gaps), and the acknowledged messages it does not hold (losses)."""
+    store = await open_store(store_url)
+    gaps = lost = 0
+    try:
+        for conversation, acknowledged in acked.items():
+            stored: set[int] = set()
+            more, after = True, 0
+            while more:
+                page, more = await store.list_messages(
+                    uuid.UUID(conversation), 1000, after_seq=after
+                )
+                stored.update(m.seq for m in page)
+                after = page[-1].seq if page else after
+                more = more and bool(page)
+            gaps += max(stored, default=0) - len(stored)
+            lost += len(acknowledged - stored)
+    finally:
+        await store.close()
+    return gaps, lost
