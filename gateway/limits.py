@@ -41,7 +41,9 @@ def settle_garbage_collector() -> None:
     instance's 50,000-odd objects, which live as long as the process) is moved out of every
     later collection, so a full one walks only what serving made. Measured here: a full
     collection of a serving instance took 30-50 ms of CPU, a pause every ~20 s under load,
-    nearly all of it spent walking start-up's objects."""
+    nearly all of it spent walking start-up's objects. The price: a start-up object that later
+    becomes garbage in a reference cycle is never freed (its first pooled connections, say,
+    replaced after a fault); bounded by what start-up made, once."""
     gc.collect()
     gc.freeze()
 
