@@ -73,3 +73,61 @@ def test_the_command_line_copies_and_compares_counts(tmp_path: Path, postgres_ur
     )  # fmt: skip
     assert unreachable.returncode == 2
     assert "cannot open the store postgresql://127.0.0.1:1/none" in unreachable.stderr
+
+
+class _Interrupted(Exception):
+    """The copy stopped between two batches (a kill, a lost connection)."""
+
+
+class _StopsAfter(io.StringIO):
+    """Progress output that stops the copy once `table` shows `rows` copied."""
+
+    def __init__(self, table: str, rows: int) -> None:
+        super().__init__()
+        self._mark = (table, f"{rows:,}/")
+
+    def write(self, text: str) -> int:
+        if text.lstrip("\r").startswith(self._mark[0]) and self._mark[1] in text:
+            raise _Interrupted
+        return super().write(text)
+
+
+async def test_an_interrupted_copy_is_finished_by_running_it_again(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    source = str(tmp_path / "old.sqlite3")
+    store = await open_store(source)
+    ann, bob = uuid.uuid4(), uuid.uuid4()
+    direct, _ = await store.create_conversation("direct", ann, [bob], "")
+    sent = [
+        (await store.send_message(direct.id, ann, f"m{n}", f"{n}", "text"))[0] for n in range(2500)
+    ]
+    try:
+        await copy_store(source, postgres_url, progress=_StopsAfter("messages", 1000))
+    except _Interrupted:
+        pass
+    else:
+        raise AssertionError("the copy was not interrupted")
+    halfway = await open_store(postgres_url)
+    try:
+        page, _ = await halfway.list_messages(direct.id, 2500, after_seq=0)
+        assert 0 < len(page) < 2500  # stopped partway through the messages
+    finally:
+        await halfway.close()
+    # The gateway kept serving from the source meanwhile.
+    await store.delete_message(direct.id, ann, sent[0].id)  # copied already, then deleted
+    await store.send_message(direct.id, bob, "late", "after the interruption", "text")
+    await store.close()
+
+    finished = await copy_store(source, postgres_url, progress=io.StringIO())
+    assert finished.complete
+    assert finished.counts["messages"] == (2501, 2501)
+    copied = await open_store(postgres_url)
+    try:
+        page, more = await copied.list_messages(direct.id, 3000, after_seq=0)
+        assert [m.seq for m in page] == list(range(2, 2502)) and not more  # 1 is deleted
+        assert page[-1].client_msg_id == "late"
+        retry, created = await copied.send_message(direct.id, ann, "m0", "0", "text")
+        assert (retry.id, retry.deleted, created) == (sent[0].id, True, False)
+    finally:
+        await copied.close()
