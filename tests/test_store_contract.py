@@ -27,6 +27,7 @@ from gateway.store import (
     StoreOpenError,
     open_store,
 )
+from gateway.store.postgres_migrations import MIGRATIONS as POSTGRES_MIGRATIONS
 from gateway.store.postgres_migrations import SCHEMA_VERSION
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -217,21 +218,113 @@ _OPENER = textwrap.dedent(
 )
 
 
-def test_instances_starting_at_once_on_an_empty_database_migrate_once(postgres_url: str) -> None:
-    start = time.time() + 1.0
+_WRITER = textwrap.dedent(
+    """
+    import asyncio, sys, time, uuid
+    from gateway.store import open_store
+
+    async def main() -> None:
+        url, start, conversation, me, shared, name = sys.argv[1:7]
+        store = await open_store(url)
+        time.sleep(max(0.0, float(start) - time.time()))  # every process at once
+        sends = [
+            store.send_message(uuid.UUID(conversation), uuid.UUID(me), f"{name}-{n}", "x", "text")
+            for n in range(40)
+        ] + [  # one sender's retries, from every process: one message each
+            store.send_message(uuid.UUID(conversation), uuid.UUID(shared), f"s{n}", "x", "text")
+            for n in range(10)
+        ]
+        await asyncio.gather(*sends)
+        await store.close()
+
+    asyncio.run(main())
+    """
+)
+
+
+def _run_at_once(script: str, argvs: list[list[str]]) -> None:
+    """`script` in one process per argv, each started on its own; fails on any error."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", _OPENER, postgres_url, str(start)],
-            env=env,
-            stderr=subprocess.PIPE,
-        )
-        for _ in range(6)
+        subprocess.Popen([sys.executable, "-c", script, *argv], env=env, stderr=subprocess.PIPE)
+        for argv in argvs
     ]
     failures = [
         err.decode()[-400:] for p in procs if (err := p.communicate(timeout=60)[1]) and p.returncode
     ]
     assert failures == []
+
+
+async def test_writers_in_several_processes_get_one_gap_free_order(
+    store: Store, store_url: str
+) -> None:
+    """Instances on many hosts (or many on one SQLite host) writing one conversation at once:
+    every seq taken once, none skipped, and a key sent from every process stored once."""
+    writers = [uuid.uuid4() for _ in range(4)]
+    shared = uuid.uuid4()
+    conv, _ = await store.create_conversation("group", shared, writers, "busy")
+    start = str(time.time() + 1.5)
+    _run_at_once(
+        _WRITER,
+        [
+            [store_url, start, str(conv.id), str(writer), str(shared), f"w{index}"]
+            for index, writer in enumerate(writers)
+        ],
+    )
+    page, more = await store.list_messages(conv.id, 1000, after_seq=0)
+    assert [m.seq for m in page] == list(range(1, 4 * 40 + 10 + 1)) and not more
+    keys = [m.client_msg_id for m in page if m.sender_id == shared]
+    assert sorted(keys) == sorted(f"s{n}" for n in range(10))
+
+
+async def test_a_database_at_an_older_schema_is_migrated_in_place(postgres_url: str) -> None:
+    """A database left at schema version 1 (before `send_batch`), with its records, is brought
+    to the current version by the next instance, and its conversations go on where they were."""
+    ann, bob = uuid.uuid4(), uuid.uuid4()
+    conversation, first = uuid.uuid4(), uuid.uuid4()
+    with psycopg.connect(postgres_url, autocommit=True) as db:
+        db.execute(
+            "CREATE TABLE schema_migrations ("
+            " version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        db.execute(POSTGRES_MIGRATIONS[0])
+        db.execute("INSERT INTO schema_migrations (version) VALUES (1)")
+        db.execute(
+            "INSERT INTO conversations (id, type, name, created_by, created_at, last_seq)"
+            " VALUES (%s, 'group', 'old', %s, now(), 2)",
+            (conversation, ann),
+        )
+        db.execute(
+            "INSERT INTO members (conversation_id, user_id, read_seq)"
+            " VALUES (%s, %s, 2), (%s, %s, 0)",
+            (conversation, ann, conversation, bob),
+        )
+        for seq, (key, message) in enumerate([("k1", first), ("k2", uuid.uuid4())], start=1):
+            db.execute(
+                "INSERT INTO messages (id, conversation_id, seq, sender_id, client_msg_id,"
+                " content, content_type, created_at)"
+                " VALUES (%s, %s, %s, %s, %s, 'old', 'text', now())",
+                (message, conversation, seq, ann, key),
+            )
+    store = await open_store(postgres_url)
+    try:
+        sent = await asyncio.gather(
+            *(store.send_message(conversation, ann, f"new{n}", "new", "text") for n in range(5))
+        )
+        assert sorted(msg.seq for msg, created in sent if created) == [3, 4, 5, 6, 7]
+        retry, created = await store.send_message(conversation, ann, "k1", "old", "text")
+        assert (retry.id, retry.seq, created) == (first, 1, False)
+        assert await store.unread(conversation, bob) == (7, 7)
+    finally:
+        await store.close()
+    with psycopg.connect(postgres_url) as db:
+        versions = [row[0] for row in db.execute("SELECT version FROM schema_migrations")]
+    assert sorted(versions) == list(range(1, SCHEMA_VERSION + 1))
+
+
+def test_instances_starting_at_once_on_an_empty_database_migrate_once(postgres_url: str) -> None:
+    start = str(time.time() + 1.0)
+    _run_at_once(_OPENER, [[postgres_url, start] for _ in range(6)])
     with psycopg.connect(postgres_url) as db:
         versions = [
             row[0] for row in db.execute("SELECT version FROM schema_migrations ORDER BY 1")
