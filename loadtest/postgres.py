@@ -23,9 +23,11 @@ class PostgresUnavailable(Exception):
     """No server can be started here; the message says why and what to install."""
 
 
-_WAL_KEPT_MB = 1024
-"""A durable server's WAL made ahead and kept for reuse (`min_wal_size`): more than one
-benchmark invocation writes."""
+_WAL_KEPT_MB = 512
+"""A durable server's WAL made ahead and kept for reuse (`min_wal_size`): `bench.py messages`
+writes about 25 MB per run (150 MB with its defaults), so this covers three invocations, and
+checkpoints free segments for reuse meanwhile; in the temporary directory (RAM where /tmp is
+a tmpfs)."""
 
 
 def _binaries() -> str:
