@@ -388,6 +388,8 @@ async def _run(
 ) -> None:
     """Run the jobs and the listeners until `stop`, then drain."""
     settings = built.settings
+    # Before any job runs: its collection pauses nothing that keeps time (liveness beats).
+    settle_garbage_collector()
     try:
         # The outer group owns the short jobs (closing handshakes, gap fills, lease batches),
         # awaited to their end; the inner one the instance's long jobs, cancelled after the
@@ -409,7 +411,6 @@ async def _run(
                     line = _ready_line(
                         settings, server, metrics_server, url, built.routes.serves_demo
                     )
-                    settle_garbage_collector()
                     print(line, flush=True)
                     if on_ready is not None:
                         on_ready(line)

@@ -37,7 +37,7 @@ def tune_garbage_collector() -> None:
 
 
 def settle_garbage_collector() -> None:
-    """Once serving: what start-up made (modules, classes, functions: most of a ready
+    """Once built, before serving: what start-up made (modules, classes, functions: most of a ready
     instance's 50,000-odd objects, which live as long as the process) is moved out of every
     later collection, so a full one walks only what serving made. Measured here: a full
     collection of a serving instance took 30-50 ms of CPU, a pause every ~20 s under load,
