@@ -404,6 +404,7 @@ async def _run(
                     with contextlib.suppress(CacheUnavailable):
                         await built.presence.mark_epoch()
                         await built.presence.end_leftovers()
+                        await built.presence.join()
                 async with (
                     _metrics_listener(settings, built.routes) as metrics_server,
                     _listen(settings, built) as server,

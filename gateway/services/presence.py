@@ -278,6 +278,14 @@ class PresenceService:
         if leases:
             await self._end_leases("its previous run", leases)
 
+    async def join(self) -> None:
+        """At start, before any client connects: this instance's first beat, so that the
+        others know it from its first connection on (a crash before a first beat made on the
+        maintenance tick left its users online for their whole client lease)."""
+        now = time.monotonic()
+        self._next_beat = now + self._beat_interval
+        await self._keep_alive(now)
+
     async def leave(self) -> None:
         """After the drain: this instance holds no lease any more; its record goes."""
         self._left = True
